@@ -1,0 +1,1 @@
+"""Surveys, simulation, dataset input/output and PyTorch datasets."""
