@@ -140,7 +140,7 @@ def validate_catalog(table: pa.Table, source: str = "<catalog>", n_classes: int 
         i = _first_bad(~(np.isfinite(v) & (v >= lo) & okhi))
         if i is not None:
             rng = f"[{lo:g}, {hi:g}{']' if closed_hi else ')'}"
-            raise CatalogError(f"{source}: {_row_desc(out, i)}: field '{name}' = {v[i]!r} is outside {rng} degrees")
+            raise CatalogError(f"{source}: {_row_desc(out, i)}: field '{name}' = {float(v[i])!r} is outside {rng} degrees")
     splits = np.asarray(out.column("split").to_pylist(), dtype=object)
     i = _first_bad(~np.isin(splits.astype(str), SPLITS))
     if i is not None:

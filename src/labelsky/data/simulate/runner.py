@@ -1,0 +1,123 @@
+"""Run a simulation: shards in parallel, deterministic, atomic, resumable.
+
+The runner is generic: a *producer* turns object ``i`` into, for every survey
+that observes it, an image and a catalog row. Objects are grouped into
+shards; worker processes draw whole shards and write them atomically through
+:class:`~labelsky.data.io.DatasetWriter`. Every random draw for object ``i``
+comes from :func:`labelsky.utils.object_seed` (seed, i, stream), so the
+output does not depend on the number of workers, and a rerun after an
+interruption skips the shards already on disk.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from labelsky.data.io import DatasetError, DatasetWriter
+from labelsky.utils import atomic_write_json
+
+__all__ = ["run_shards", "SimulationError"]
+
+
+class SimulationError(ValueError):
+    """Bad simulation settings."""
+
+
+def _work(args):
+    producer, config, shard, indices, writers = args
+    per_survey: dict[str, tuple[list, list]] = {name: ([], []) for name in writers}
+    for i in indices:
+        for name, (image, row) in producer(int(i), config).items():
+            per_survey[name][0].append(image)
+            per_survey[name][1].append(row)
+    for name, writer in writers.items():
+        if writer.has_shard(shard):
+            continue
+        images, rows = per_survey[name]
+        arr = np.stack(images) if images else np.zeros((0, *writer.image_shape), np.float32)
+        cols = {k: [r[k] for r in rows] for k in rows[0]} if rows else _empty_columns(writer)
+        writer.write_shard(shard, arr, cols)
+    return shard, len(indices)
+
+
+def _empty_columns(writer):
+    import pyarrow as pa
+
+    from labelsky.data.io import CORE_COLUMNS
+
+    return pa.table({k: pa.array([], t) for k, (t, _) in CORE_COLUMNS.items() if k not in ("shard", "row")})
+
+
+def run_shards(out: str | Path, producer: Callable, config: dict, n_objects: int, shard_size: int,
+               writers: dict[str, DatasetWriter], workers: int = 1, progress: bool = True,
+               desc: str = "simulating") -> None:
+    """Produce ``n_objects`` objects in shards of ``shard_size`` with ``workers`` processes.
+
+    ``producer(i, config)`` must be a picklable module-level function returning
+    ``{survey_name: (image [bands, H, W], row dict)}``.
+    """
+    from tqdm.auto import tqdm
+
+    n_shards = (n_objects + shard_size - 1) // shard_size
+    todo = [s for s in range(n_shards) if not all(w.has_shard(s) for w in writers.values())]
+    done_objects = n_objects - sum(len(range(s * shard_size, min((s + 1) * shard_size, n_objects))) for s in todo)
+    if done_objects and progress:
+        print(f"resuming {out}: {n_shards - len(todo)}/{n_shards} shards already written", file=sys.stderr)
+    tasks = [(producer, config, s, list(range(s * shard_size, min((s + 1) * shard_size, n_objects))), writers)
+             for s in todo]
+    bar = tqdm(total=n_objects, initial=done_objects, desc=desc, unit="obj", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            for t in tasks:
+                _, n = _work(t)
+                bar.update(n)
+        else:
+            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_work, t) for t in tasks]
+                for f in as_completed(futures):
+                    _, n = f.result()
+                    bar.update(n)
+    finally:
+        bar.close()
+
+
+def prepare_output(out: Path, config: dict, overwrite: bool) -> None:
+    """Check/record the run's settings in ``out/simulation.json``."""
+    import json
+    import shutil
+
+    cfg_path = out / "simulation.json"
+    if out.exists() and any(out.iterdir()):
+        if overwrite:
+            shutil.rmtree(out)
+        elif not cfg_path.exists():
+            raise DatasetError(f"{out} exists and holds something other than a labelsky simulation; "
+                               f"choose another folder or pass --overwrite")
+        else:
+            old = json.loads(cfg_path.read_text())
+            if old.get("complete"):
+                raise DatasetError(f"{out} already holds a finished simulation; pass --overwrite to replace it")
+            if old.get("config") != json.loads(json.dumps(config, default=str)):
+                raise DatasetError(f"{out} holds an unfinished simulation with other settings; "
+                                   f"pass --overwrite to start again")
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg_path.exists():
+        atomic_write_json(cfg_path, {"config": config, "complete": False})
+
+
+def finish_output(out: Path, config: dict, datasets: dict) -> None:
+    atomic_write_json(out / "simulation.json", {"config": config, "complete": True,
+                                                "datasets": {k: str(v) for k, v in datasets.items()}})
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1))

@@ -1,0 +1,267 @@
+"""Galaxy cutouts observed by several surveys: the embedded default data set.
+
+:func:`simulate_galaxies` draws ``n_objects`` galaxies on the sky and images
+each with every survey that observes it (all of them, or one only, by the
+``overlap`` fraction): same ``id_str``, position and truth, each survey's
+own PSF, pixel scale, bands, depth and noise. The output folder holds one
+labelsky dataset per survey plus ``simulation.json``::
+
+    OUT/simulation.json
+    OUT/sdss/   (labelsky dataset)
+    OUT/des/    (labelsky dataset)
+
+Realism switches (all on by default, each can be turned off): ``stars`` and
+``field_galaxies`` (neighbours at the survey's surface densities, some
+blended with the target), ``sky_residuals`` (imperfect sky subtraction),
+``source_noise`` (Poisson noise of the sources), ``saturation`` (clipping and
+charge bleeding of bright stars), ``noise`` (all noise; off gives noise-free
+stamps for checks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from labelsky.data.io import DatasetWriter, open_dataset
+from labelsky.data.simulate import galaxies as gal
+from labelsky.data.simulate import scene
+from labelsky.data.simulate.render import add_noise, band_flux, draw_band, saturate
+from labelsky.data.simulate.runner import (SimulationError, default_workers, finish_output, prepare_output,
+                                           run_shards)
+from labelsky.data.simulate.votes import feature_visibility, sample_votes
+from labelsky.data.surveys import Survey, SurveyError, get_survey
+from labelsky.utils import object_seed
+
+__all__ = ["GalaxySimConfig", "simulate_galaxies", "DEFAULT_PROPORTIONS", "render_object"]
+
+DEFAULT_PROPORTIONS = {
+    "elliptical": 0.2, "smooth_disk": 0.12, "spiral": 0.2, "barred_spiral": 0.1, "edge_on": 0.1,
+    "merger": 0.1, "lens": 0.08, "artifact": 0.1,
+}
+
+
+@dataclass
+class GalaxySimConfig:
+    """Settings of a galaxy-cutout simulation (see module docstring)."""
+
+    surveys: list = field(default_factory=lambda: ["sdss", "des"])
+    n_objects: int = 1000
+    classes: dict = field(default_factory=lambda: dict(DEFAULT_PROPORTIONS))
+    stamp_size: int | None = None  # None: each survey's cutout_size
+    cutout: str = "fixed"  # "fixed": native pixels; "scaled": field of view ~ 17 half-light radii
+    overlap: float = 1.0  # fraction of objects observed by every survey; the rest by one survey each
+    mag_range: tuple = (15.0, 19.0)
+    seed: int = 0
+    shard_size: int = 256
+    splits: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
+    ra_center: float = 150.0
+    dec_center: float = 2.0
+    field_size_deg: float = 10.0
+    galactic_latitude: float = 60.0
+    stars: bool = True
+    field_galaxies: bool = True
+    sky_residuals: bool = True
+    source_noise: bool = True
+    saturation: bool = True
+    noise: bool = True
+    id_prefix: str = "sim"
+
+    def validate(self) -> None:
+        if int(self.n_objects) <= 0:
+            raise SimulationError(f"n_objects must be a positive count, got {self.n_objects}")
+        if int(self.shard_size) <= 0:
+            raise SimulationError(f"shard_size must be positive, got {self.shard_size}")
+        if not self.surveys:
+            raise SimulationError("at least one survey is needed")
+        for s in self.surveys:
+            get_survey(s)  # raises SurveyError naming the survey
+        names = [get_survey(s).name for s in self.surveys]
+        if len(set(names)) != len(names):
+            raise SimulationError(f"surveys must be distinct, got {names}")
+        if not self.classes:
+            raise SimulationError("at least one class is needed")
+        for c, p in self.classes.items():
+            if c not in gal.CLASSES:
+                raise SimulationError(f"unknown class {c!r}; classes are {list(gal.CLASSES)}")
+            if not (isinstance(p, (int, float)) and p >= 0):
+                raise SimulationError(f"class proportion for {c!r} must be >= 0, got {p!r}")
+        if sum(self.classes.values()) <= 0:
+            raise SimulationError("class proportions sum to zero")
+        if not 0.0 <= self.overlap <= 1.0:
+            raise SimulationError(f"overlap must be in [0, 1], got {self.overlap}")
+        if self.cutout not in ("fixed", "scaled"):
+            raise SimulationError(f"cutout must be 'fixed' or 'scaled', got {self.cutout!r}")
+        if self.stamp_size is not None and int(self.stamp_size) < 8:
+            raise SimulationError(f"stamp_size must be >= 8 pixels, got {self.stamp_size}")
+        lo, hi = self.mag_range
+        if not lo < hi:
+            raise SimulationError(f"mag_range must be (bright, faint) with bright < faint, got {self.mag_range}")
+        bad = set(self.splits) - {"train", "val", "test", "unlabelled"}
+        if bad or any(v < 0 for v in self.splits.values()) or sum(self.splits.values()) <= 0:
+            raise SimulationError(f"splits must map train/val/test/unlabelled to fractions >= 0, got {self.splits}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["surveys"] = [get_survey(s).to_dict() if not isinstance(s, str) else s for s in self.surveys]
+        d["mag_range"] = list(self.mag_range)
+        return d
+
+
+def _class_assignment(cfg: GalaxySimConfig) -> np.ndarray:
+    """Class of every object: exact proportions, shuffled with the run seed."""
+    names = list(cfg.classes)
+    p = np.array([cfg.classes[n] for n in names], dtype=float)
+    p /= p.sum()
+    counts = np.floor(p * cfg.n_objects).astype(int)
+    for k in np.argsort(-(p * cfg.n_objects - counts))[: cfg.n_objects - counts.sum()]:
+        counts[k] += 1
+    labels = np.repeat(np.arange(len(names)), counts)
+    np.random.default_rng([cfg.seed, 7919]).shuffle(labels)
+    return labels
+
+
+def _stamp_geometry(cfg: GalaxySimConfig, survey: Survey, hlr: float) -> tuple[int, float]:
+    n = int(cfg.stamp_size or survey.cutout_size)
+    scale = survey.pixel_scale
+    if cfg.cutout == "scaled" and np.isfinite(hlr):
+        scale = max(scale, 17.0 * hlr / n)
+    return n, scale
+
+
+def _reference_band(survey: Survey) -> int:
+    return survey.bands.index("r") if "r" in survey.bands else survey.n_bands // 2
+
+
+_STATE: dict = {}
+
+
+def _setup(config: dict):
+    """Per-process cache of surveys and the class assignment (config is a plain dict)."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    if _STATE.get("key") != key:
+        cfg = GalaxySimConfig(**{k: v for k, v in config.items()})
+        surveys = [get_survey(s) for s in cfg.surveys]
+        _STATE.update(key=key, cfg=cfg, surveys=surveys, labels=_class_assignment(cfg),
+                      names=list(cfg.classes))
+    return _STATE["cfg"], _STATE["surveys"], _STATE["labels"], _STATE["names"]
+
+
+def render_object(i: int, config: dict) -> dict:
+    """Producer for :func:`~labelsky.data.simulate.runner.run_shards`: object ``i`` in every survey that sees it."""
+    cfg, surveys, labels, names = _setup(config)
+    label = int(labels[i])
+    cls = names[label]
+    rng = object_seed(cfg.seed, i, "truth")
+    truth = gal.sample_truth(cls, rng, tuple(cfg.mag_range))
+    finest = min(s.pixel_scale for s in surveys)
+    components = gal.build_components(truth, pixel=finest)
+
+    # sky position, footprint and split
+    pos = object_seed(cfg.seed, i, "sky")
+    dec = float(np.clip(cfg.dec_center + pos.uniform(-0.5, 0.5) * cfg.field_size_deg, -89.9, 89.9))
+    ra = float((cfg.ra_center + pos.uniform(-0.5, 0.5) * cfg.field_size_deg / max(math.cos(math.radians(dec)), 0.05))
+               % 360.0)
+    foot = object_seed(cfg.seed, i, "footprint")
+    if len(surveys) == 1 or foot.random() < cfg.overlap:
+        seen = list(range(len(surveys)))
+    else:
+        seen = [int(foot.integers(len(surveys)))]
+    split_names = list(cfg.splits)
+    sp = np.array([cfg.splits[k] for k in split_names], float)
+    split = split_names[int(object_seed(cfg.seed, i, "split").choice(len(sp), p=sp / sp.sum()))]
+
+    # neighbours: one field shared by every survey (same sky)
+    geoms = {k: _stamp_geometry(cfg, surveys[k], truth["true_hlr"]) for k in seen}
+    half = max(n * s for n, s in geoms.values()) / 2.0
+    mag_limit = max(s.depth[_reference_band(s)] for s in surveys) + 0.5
+    field_ = scene.sample_field(object_seed(cfg.seed, i, "scene"), half + 4.0, mag_limit, stars=cfg.stars,
+                                galaxies=cfg.field_galaxies, galactic_latitude=cfg.galactic_latitude,
+                                exclude_radius=0.5)
+    hlr_t = truth["true_hlr"] if np.isfinite(truth["true_hlr"]) else 1.0
+    blended = any(field_.mag[k] < truth["true_mag_r"] + 2.0
+                  and math.hypot(field_.x[k], field_.y[k]) < 1.5 * (hlr_t + max(field_.hlr[k], 1.0))
+                  for k in range(len(field_.x)))
+
+    out = {}
+    for k in seen:
+        survey = surveys[k]
+        n, scale = geoms[k]
+        rb = _reference_band(survey)
+        visible = field_.within(n * scale / 2.0, margin=3.0)
+        keep = [j for j in range(len(visible.x)) if visible.mag[j] < survey.depth[rb] + 0.5]
+        neighbours = [visible.components[j] for j in keep]
+        noise_rng = object_seed(cfg.seed, i, "noise", survey.name)
+        bands = []
+        saturated = False
+        for b in range(survey.n_bands):
+            img = draw_band(components + neighbours, survey, b, n, pixel_scale=scale)
+            if cfg.noise:
+                img = add_noise(img[None], survey, noise_rng, pixel_scale=scale, source_noise=cfg.source_noise)[0]
+                if cfg.sky_residuals:
+                    img = img + scene.sky_residual(img.shape, survey.noise_sigma(b, scale), noise_rng)
+            if cfg.saturation:
+                level = survey.saturation_level(b)
+                if (img > level).any():
+                    saturated = True
+                    img = saturate(img, level)
+            bands.append(img)
+        image = np.stack(bands).astype(np.float32)
+        vis = feature_visibility(truth["true_mag_r"], truth["true_hlr"], survey)
+        votes = sample_votes(cls, vis, object_seed(cfg.seed, i, "votes", survey.name))
+        flux_r = band_flux(components, survey.filters[rb])
+        snr = flux_r / (survey.noise_sigma(rb, scale) * math.sqrt(survey.n_eff(rb, scale) + (hlr_t / scale) ** 2 * 4))
+        row = {
+            "id_str": f"{cfg.id_prefix}-{i:08d}", "ra": ra, "dec": dec, "survey": survey.name, "split": split,
+            "label": label, "label_name": cls, "votes_smooth": int(votes[0]), "votes_featured": int(votes[1]),
+            "votes_artifact": int(votes[2]), "richness": float("nan"), "pixel_scale": float(scale),
+            "feature_visibility": vis, "snr_r": float(snr), "blended": bool(blended), "saturated": saturated,
+            "n_neighbour_stars": int(visible.count("star", n * scale / 2.0)),
+            "n_neighbour_galaxies": int(visible.count("galaxy", n * scale / 2.0)),
+            "in_surveys": ",".join(surveys[j].name for j in seen),
+        }
+        row.update({k2: (float(v) if isinstance(v, (float, np.floating)) else v) for k2, v in truth.items()})
+        out[survey.name] = (image, row)
+    return out
+
+
+def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, workers: int | None = None,
+                      overwrite: bool = False, progress: bool = True, **kwargs) -> dict:
+    """Simulate galaxy cutouts; returns ``{survey_name: LabelskyDataset}``.
+
+    ``kwargs`` override fields of ``config`` (e.g. ``n_objects=500``).
+    """
+    cfg = dataclasses.replace(config or GalaxySimConfig(), **kwargs)
+    try:
+        cfg.validate()
+    except SurveyError as err:
+        raise SimulationError(str(err)) from None
+    out = Path(out)
+    config_dict = cfg.to_dict()
+    prepare_output(out, config_dict, overwrite)
+    surveys = [get_survey(s) for s in cfg.surveys]
+    n_shards = (cfg.n_objects + cfg.shard_size - 1) // cfg.shard_size
+    classes = list(cfg.classes)
+    writers = {}
+    for s in surveys:
+        n = int(cfg.stamp_size or s.cutout_size)
+        writers[s.name] = DatasetWriter(out / s.name, s, (s.n_bands, n, n), classes=classes, n_shards=n_shards,
+                                        config=config_dict, producer="labelsky.simulate_galaxies",
+                                        extra_meta={"seed": cfg.seed, "kind": "galaxies"})
+    run_shards(out, render_object, config_dict, cfg.n_objects, cfg.shard_size, writers,
+               workers=workers or default_workers(), progress=progress)
+    result = {name: w.finalize() for name, w in writers.items()}
+    finish_output(out, config_dict, {name: out / name for name in result})
+    return result
+
+
+def open_simulation(out: str | Path) -> dict:
+    """The per-survey datasets of a finished simulation folder."""
+    out = Path(out)
+    meta = json.loads((out / "simulation.json").read_text())
+    return {name: open_dataset(p) for name, p in meta.get("datasets", {}).items()}
