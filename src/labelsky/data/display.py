@@ -67,7 +67,7 @@ def to_rgb(image: np.ndarray, bands, method: str = "lupton", pixel_scale: float 
 
 
 def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton", classes=None,
-           title: str | None = None, seed: int = 0) -> Path:
+           title: str | None = None, seed: int = 0, dpi: int = 100) -> Path:
     """A PNG grid: one row per class, ``per_class`` random examples each."""
     import matplotlib
 
@@ -100,7 +100,7 @@ def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton",
     fig.tight_layout(pad=0.2)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
 

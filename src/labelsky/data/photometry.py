@@ -110,6 +110,14 @@ def _star_mag_table(filt: str) -> np.ndarray:
     return np.array(out)
 
 
+def warm_tables(filters, ref: str = REFERENCE_FILTER) -> None:
+    """Compute the colour tables of ``filters`` now (e.g. before forking worker processes)."""
+    for f in set(filters) | {ref}:
+        for sed in GALAXY_SEDS:
+            _galaxy_mag_table(sed, f)
+        _star_mag_table(f)
+
+
 def star_colour(temperature, filt: str, ref: str = REFERENCE_FILTER):
     """``m_filt - m_ref`` of a black body of the given temperature (K)."""
     t = np.clip(np.asarray(temperature, dtype=float), _T_GRID[0], _T_GRID[-1])

@@ -114,6 +114,17 @@ def prepare_output(out: Path, config: dict, overwrite: bool) -> None:
         atomic_write_json(cfg_path, {"config": config, "complete": False})
 
 
+def is_finished(out: Path, config: dict) -> bool:
+    """True when ``out`` holds a finished simulation made with ``config``."""
+    import json
+
+    try:
+        meta = json.loads((Path(out) / "simulation.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("complete")) and meta.get("config") == json.loads(json.dumps(config, default=str))
+
+
 def finish_output(out: Path, config: dict, datasets: dict) -> None:
     atomic_write_json(out / "simulation.json", {"config": config, "complete": True,
                                                 "datasets": {k: str(v) for k, v in datasets.items()}})

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from labelsky.data import photometry
 from labelsky.data.io import DatasetWriter, open_dataset
 from labelsky.data.simulate import galaxies as gal
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import add_noise, band_flux, draw_band, saturate
-from labelsky.data.simulate.runner import (SimulationError, default_workers, finish_output, prepare_output,
-                                           run_shards)
+from labelsky.data.simulate.runner import (SimulationError, default_workers, finish_output, is_finished,
+                                           prepare_output, run_shards)
 from labelsky.data.simulate.votes import feature_visibility, sample_votes
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed
@@ -195,7 +196,10 @@ def render_object(i: int, config: dict) -> dict:
         rb = _reference_band(survey)
         visible = field_.within(n * scale / 2.0, margin=3.0)
         keep = [j for j in range(len(visible.x)) if visible.mag[j] < survey.depth[rb] + 0.5]
-        neighbours = [visible.components[j] for j in keep]
+        # only the neighbours drawn in this survey's stamp (bright enough for its depth) are counted below
+        visible = scene.FieldSample(*[[getattr(visible, f)[j] for j in keep]
+                                      for f in ("components", "kind", "x", "y", "mag", "hlr")])
+        neighbours = visible.components
         noise_rng = object_seed(cfg.seed, i, "noise", survey.name)
         bands = []
         saturated = False
@@ -231,10 +235,12 @@ def render_object(i: int, config: dict) -> dict:
 
 
 def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, workers: int | None = None,
-                      overwrite: bool = False, progress: bool = True, **kwargs) -> dict:
+                      overwrite: bool = False, progress: bool = True, reuse: bool = False, **kwargs) -> dict:
     """Simulate galaxy cutouts; returns ``{survey_name: LabelskyDataset}``.
 
-    ``kwargs`` override fields of ``config`` (e.g. ``n_objects=500``).
+    ``kwargs`` override fields of ``config`` (e.g. ``n_objects=500``). With
+    ``reuse``, a finished simulation with the same settings at ``out`` is
+    returned as it is instead of raising.
     """
     cfg = dataclasses.replace(config or GalaxySimConfig(), **kwargs)
     try:
@@ -243,6 +249,8 @@ def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, wo
         raise SimulationError(str(err)) from None
     out = Path(out)
     config_dict = cfg.to_dict()
+    if reuse and not overwrite and is_finished(out, config_dict):
+        return open_simulation(out)
     prepare_output(out, config_dict, overwrite)
     surveys = [get_survey(s) for s in cfg.surveys]
     n_shards = (cfg.n_objects + cfg.shard_size - 1) // cfg.shard_size
@@ -253,6 +261,7 @@ def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, wo
         writers[s.name] = DatasetWriter(out / s.name, s, (s.n_bands, n, n), classes=classes, n_shards=n_shards,
                                         config=config_dict, producer="labelsky.simulate_galaxies",
                                         extra_meta={"seed": cfg.seed, "kind": "galaxies"})
+    photometry.warm_tables([f for s in surveys for f in s.filters])  # once, inherited by forked workers
     run_shards(out, render_object, config_dict, cfg.n_objects, cfg.shard_size, writers,
                workers=workers or default_workers(), progress=progress)
     result = {name: w.finalize() for name, w in writers.items()}

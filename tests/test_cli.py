@@ -1,0 +1,59 @@
+"""The command-line interface: listing, errors with exit code 2, simulate -> show, demo."""
+
+import json
+
+import pytest
+
+from labelsky.cli import main
+
+
+def test_surveys_lists_builtins(capsys):
+    assert main(["surveys"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sdss", "sdss_stripe82", "des", "decals", "lsst_y1", "lsst_y10"):
+        assert f"\n{name} " in out
+
+
+def test_surveys_yaml_roundtrip(capsys, tmp_path):
+    assert main(["surveys", "des"]) == 0
+    text = capsys.readouterr().out
+    path = tmp_path / "mine.yaml"
+    path.write_text(text.replace("name: des", "name: mine"))
+    assert main(["surveys", str(path)]) == 0
+    assert "name: mine" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "n_objects must be a positive count"),
+    (["--n", "-3"], "n_objects must be a positive count"),
+    (["--n", "4", "--surveys", "nosuch"], "unknown survey 'nosuch'"),
+    (["--n", "4", "--classes", "blob=1"], "unknown class 'blob'"),
+])
+def test_simulate_bad_input_exit_2(tmp_path, capsys, args, message):
+    assert main(["simulate", "--out", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_simulate_show_and_refuse_overwrite(tmp_path, capsys):
+    out = tmp_path / "sim"
+    args = ["simulate", "--out", str(out), "--n", "6", "--surveys", "decals", "--stamp-size", "24",
+            "--classes", "elliptical,spiral", "--workers", "1"]
+    assert main(args) == 0
+    assert (out / "decals" / "labelsky.json").exists()
+    assert main(["show", str(out), "--per-class", "2"]) == 0
+    assert (out / "figures" / "mosaic_decals.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_demo_small(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n", "16", "--workers", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["datasets"]) == {"sdss", "des"}
+    assert all(d["n"] == 16 for d in summary["datasets"].values())
+    assert all((out / "figures" / f"mosaic_{s}.png").exists() for s in ("sdss", "des"))
+    # a second run reuses the finished simulation instead of failing
+    assert main(["demo", "--out", str(out), "--n", "16", "--workers", "1"]) == 0
