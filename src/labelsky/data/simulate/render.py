@@ -134,19 +134,24 @@ def draw_survey(components, survey: Survey, nx: int, pixel_scale: float | None =
 
 
 def add_noise(image: np.ndarray, survey: Survey, rng: np.random.Generator, pixel_scale: float | None = None,
-              source_noise: bool = True) -> np.ndarray:
+              source_noise: bool = True, bands=None) -> np.ndarray:
     """Add sky-limited Gaussian noise (and source Poisson noise) to a [bands, H, W] image.
 
     The sky noise sigma per band is :meth:`Survey.noise_sigma`; source noise
     uses the effective gain :meth:`Survey.gain` (Gaussian approximation of the
-    Poisson distribution, accurate at the counts involved).
+    Poisson distribution, accurate at the counts involved). ``bands`` gives
+    the survey band index of each plane of ``image`` (default: plane ``k`` is
+    band ``k``), e.g. ``bands=[b]`` for a single band ``b`` as ``image[None]``.
     """
     out = np.array(image, dtype=np.float64, copy=True)
-    for b in range(out.shape[0]):
+    bands = list(range(out.shape[0])) if bands is None else [int(b) for b in bands]
+    if len(bands) != out.shape[0]:
+        raise ValueError(f"add_noise: {out.shape[0]} image planes but {len(bands)} band indices {bands}")
+    for k, b in enumerate(bands):
         var = np.full(out.shape[1:], survey.noise_sigma(b, pixel_scale) ** 2)
         if source_noise:
-            var = var + np.clip(out[b], 0, None) / survey.gain(b, pixel_scale)
-        out[b] += rng.standard_normal(out.shape[1:]) * np.sqrt(var)
+            var = var + np.clip(out[k], 0, None) / survey.gain(b, pixel_scale)
+        out[k] += rng.standard_normal(out.shape[1:]) * np.sqrt(var)
     return out.astype(np.float32)
 
 

@@ -126,8 +126,17 @@ def is_finished(out: Path, config: dict) -> bool:
 
 
 def finish_output(out: Path, config: dict, datasets: dict) -> None:
+    """Mark ``out`` finished; dataset paths inside ``out`` are stored relative to it (the folder can move)."""
+
+    def rel(p):
+        p = Path(p)
+        try:
+            return str(p.relative_to(out))
+        except ValueError:
+            return str(p)
+
     atomic_write_json(out / "simulation.json", {"config": config, "complete": True,
-                                                "datasets": {k: str(v) for k, v in datasets.items()}})
+                                                "datasets": {k: rel(v) for k, v in datasets.items()}})
 
 
 def default_workers() -> int:

@@ -10,9 +10,9 @@ Surface densities (per square arcminute, reference band r):
   about 0.5 per arcmin^2 to r = 22 at b = 60 deg (Besancon-model counts,
   Robin et al. 2003, A&A 409, 523), flattening towards faint magnitudes.
 
-Objects are drawn down to one magnitude below the depth of the deepest survey
-of the run, so each survey sees what its depth allows and faint neighbours
-blend into its background as in real cutouts.
+Objects are sampled down to half a magnitude below the r depth of the deepest survey
+of the run; each survey draws those brighter than its own r depth + 0.5, so faint neighbours
+sit in its background as in real cutouts.
 """
 
 from __future__ import annotations

@@ -206,11 +206,12 @@ def render_object(i: int, config: dict) -> dict:
         for b in range(survey.n_bands):
             img = draw_band(components + neighbours, survey, b, n, pixel_scale=scale)
             if cfg.noise:
-                img = add_noise(img[None], survey, noise_rng, pixel_scale=scale, source_noise=cfg.source_noise)[0]
+                img = add_noise(img[None], survey, noise_rng, pixel_scale=scale, source_noise=cfg.source_noise,
+                                bands=[b])[0]
                 if cfg.sky_residuals:
                     img = img + scene.sky_residual(img.shape, survey.noise_sigma(b, scale), noise_rng)
             if cfg.saturation:
-                level = survey.saturation_level(b)
+                level = survey.saturation_level(b) * (scale / survey.pixel_scale) ** 2  # binned pixels hold more
                 if (img > level).any():
                     saturated = True
                     img = saturate(img, level)
@@ -273,4 +274,4 @@ def open_simulation(out: str | Path) -> dict:
     """The per-survey datasets of a finished simulation folder."""
     out = Path(out)
     meta = json.loads((out / "simulation.json").read_text())
-    return {name: open_dataset(p) for name, p in meta.get("datasets", {}).items()}
+    return {name: open_dataset(out / p) for name, p in meta.get("datasets", {}).items()}  # relative to out
