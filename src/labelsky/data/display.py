@@ -42,8 +42,14 @@ def asinh_stretch(image: np.ndarray, scale: float | None = None, q: float = 10.0
     return np.clip(np.arcsinh(q * img / scale) / np.arcsinh(q), 0, 1)
 
 
-def to_rgb(image: np.ndarray, bands, method: str = "lupton", pixel_scale: float = 0.262) -> np.ndarray:
-    """[bands, H, W] flux image to an [H, W, 3] float RGB in [0, 1]."""
+def to_rgb(image: np.ndarray, bands, method: str = "lupton", pixel_scale: float = 0.262,
+           noise=None) -> np.ndarray:
+    """[bands, H, W] flux image to an [H, W, 3] float RGB in [0, 1].
+
+    ``noise`` (per-band pixel sigma, nanomaggies) raises all band scales by one
+    common factor where needed so that the noise stays below about the
+    scale: shallow surveys are shown less noisy, colours stay balanced.
+    """
     image = np.nan_to_num(np.asarray(image, dtype=np.float64))
     idx = rgb_bands(bands)
     if idx is None or method == "asinh":
@@ -53,6 +59,9 @@ def to_rgb(image: np.ndarray, bands, method: str = "lupton", pixel_scale: float 
     names = [list(bands)[i] for i in idx]
     area = (pixel_scale / 0.262) ** 2  # viewer scales are per 0.262" pixel
     scales = [_DESI_SCALE.get(n, 0.01) * area for n in names]
+    if noise is not None:
+        boost = max(1.2 * float(noise[i]) / sc for i, sc in zip(idx, scales))
+        scales = [sc * max(boost, 1.0) for sc in scales]
     if method == "lupton":
         from astropy.visualization import make_lupton_rgb
 
@@ -92,7 +101,8 @@ def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton",
             if c < len(pick):
                 i = int(pick[c])
                 ps = float(scales[i]) if scales is not None else dataset.survey.pixel_scale
-                ax.imshow(to_rgb(dataset.image(i), dataset.bands, method, ps), origin="lower",
+                sig = [dataset.survey.noise_sigma(b, ps) for b in range(len(dataset.bands))]
+                ax.imshow(to_rgb(dataset.image(i), dataset.bands, method, ps, noise=sig), origin="lower",
                           interpolation="nearest")
             if c == 0:
                 ax.set_ylabel(name.replace("_", " "), fontsize=7)
