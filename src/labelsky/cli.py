@@ -136,7 +136,9 @@ def _field_strip(ds, out: Path, n: int, method: str) -> Path:
     order = np.argsort(rich)[np.linspace(0, len(ds) - 1, n).astype(int)] if n else []
     fig, axes = plt.subplots(1, max(n, 1), figsize=(2.0 * max(n, 1), 2.3), squeeze=False)
     for ax, i in zip(axes[0], order):
-        ax.imshow(to_rgb(ds.image(int(i)), ds.bands, method), origin="lower")
+        ps = float(ds.column("pixel_scale")[i]) if "pixel_scale" in ds.catalog.column_names else ds.survey.pixel_scale
+        sig = [ds.survey.noise_sigma(b, ps) for b in range(len(ds.bands))]
+        ax.imshow(to_rgb(ds.image(int(i)), ds.bands, method, ps, noise=sig), origin="lower")
         ax.set_title(f"lambda={rich[i]:.0f}", fontsize=8)
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
