@@ -49,11 +49,15 @@ def test_simulate_show_and_refuse_overwrite(tmp_path, capsys):
 
 
 def test_demo_small(tmp_path):
+    import pyarrow.parquet as pq
+
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n", "16", "--workers", "1"]) == 0
+    assert main(["demo", "--out", str(out), "--n", "120", "--workers", "2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["datasets"]) == {"sdss", "des"}
-    assert all(d["n"] == 16 for d in summary["datasets"].values())
-    assert all((out / "figures" / f"mosaic_{s}.png").exists() for s in ("sdss", "des"))
-    # a second run reuses the finished simulation instead of failing
-    assert main(["demo", "--out", str(out), "--n", "16", "--workers", "1"]) == 0
+    assert {"HP SDSS", "HP DES", "FO SDSS", "FO DES"} <= set(summary["accuracy"])
+    assert len(summary["fo_des_by_round"]) == 2
+    cat = pq.read_table(summary["catalog"])
+    assert cat.num_rows == summary["datasets"]["des"]["n"] and "p_spiral" in cat.column_names
+    for f in summary["figures"]:
+        assert (tmp_path / f).exists() or __import__("pathlib").Path(f).exists(), f

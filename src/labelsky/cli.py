@@ -5,7 +5,11 @@ Commands
 surveys    list the survey specifications (or print one as YAML)
 simulate   simulate galaxy cutouts or galaxy-cluster fields seen by several surveys
 show       colour mosaics (one row per class) of a dataset or a simulation folder
-demo       the embedded default end to end: simulate two surveys and write mosaics
+train      train a transfer-learning classifier (timm backbone, progressive unfreezing) into a run folder
+evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion, confidence curve)
+catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
+reproduce  reproduce a paper on the simulator (khan2019)
+demo       the embedded default end to end: simulate, train, evaluate, cluster, catalog
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ def _add_simulate(sub):
     p.add_argument("--mag-range", type=float, nargs=2, default=(15.0, 19.0), metavar=("BRIGHT", "FAINT"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="objects per shard (default: n/8 between 16 and 256 galaxies; 64 clusters)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--npix", type=int, default=128, help="clusters: image side in pixels")
     p.add_argument("--views", type=int, default=1, help="clusters: images per cluster")
@@ -80,7 +85,7 @@ def cmd_simulate(a) -> int:
 
         result = simulate_clusters(a.out, workers=a.workers, overwrite=a.overwrite, n_clusters=a.n,
                                    surveys=a.surveys or ["sdss"], views_per_cluster=a.views, npix=a.npix,
-                                   field_mpc=a.field_mpc, seed=a.seed, shard_size=a.shard_size, **switches)
+                                   field_mpc=a.field_mpc, seed=a.seed, shard_size=a.shard_size or 64, **switches)
     for name, ds in result.items():
         print(f"{name}: {len(ds)} objects, bands {''.join(ds.bands)}, images {ds.image_shape} -> {ds.path}")
     return 0
@@ -171,36 +176,211 @@ def cmd_surveys(a) -> int:
     return 0
 
 
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a transfer-learning classifier into a run folder")
+    p.add_argument("--data", nargs="+", required=True, type=Path, help="dataset folder(s); rows of split "
+                   "'train' with a label >= 0 train, split 'val' validates")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
+    p.add_argument("--backbone", default="resnet18", help="any timm model name (paper: xception41)")
+    p.add_argument("--weights", default=None, help="local weight file, or 'timm' to download (needs internet)")
+    p.add_argument("--bands", nargs="+", default=None, help="band names to use (default: all)")
+    p.add_argument("--stretch", choices=["asinh", "khan", "none"], default="asinh")
+    p.add_argument("--image-size", type=int, default=None, help="resize to this side (e.g. 224)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--head-epochs", type=int, default=2, help="epochs of head-only training first")
+    p.add_argument("--unfreeze-every", type=int, default=2, help="epochs between unfreezing steps")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=5, help="early stopping on validation loss")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, default=0, help="data-loader processes")
+    p.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a) -> int:
+    import numpy as np
+
+    from labelsky.data.io import DatasetError, open_dataset
+    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import TransferConfig
+
+    datasets = [open_dataset(p) for p in a.data]
+    classes = datasets[0].classes
+    for ds in datasets[1:]:
+        if ds.classes != classes:
+            raise DatasetError(f"{ds.path}: classes {ds.classes} differ from {datasets[0].path}: {classes}")
+    parts = {"train": [], "val": []}
+    for ds in datasets:
+        split, label = ds.column("split"), ds.column("label")
+        for name in parts:
+            rows = np.flatnonzero((split == name) & (label >= 0))
+            if len(rows):
+                parts[name].append((ds, rows, None))
+    for name in parts:
+        if not parts[name]:
+            raise DatasetError(f"no labelled rows of split '{name}' in {[str(p) for p in a.data]}")
+    cfg = TransferConfig(backbone=a.backbone, weights=a.weights, bands=a.bands, stretch=a.stretch,
+                         image_size=a.image_size, max_epochs=a.epochs, head_epochs=a.head_epochs,
+                         unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
+                         seed=a.seed, device=a.device, num_workers=a.workers)
+    model = train_classifier(a.out, parts["train"], parts["val"], classes, cfg, overwrite=a.overwrite)
+    print(f"trained {cfg.backbone} ({model.weights_info.get('weights') or 'random init'}) -> "
+          f"{a.out / 'checkpoints' / 'best.ckpt'}")
+    return 0
+
+
+def _load_run(run: Path):
+    from labelsky.data.io import DatasetError
+    from labelsky.methods.transfer import load_classifier
+
+    ckpt = run / "checkpoints" / "best.ckpt"
+    if not ckpt.exists():
+        ckpt = run / "checkpoints" / "last.ckpt"
+    if not ckpt.exists():
+        raise DatasetError(f"{run}: no checkpoint found in {run / 'checkpoints'}; train first")
+    return load_classifier(ckpt)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="metrics of a trained run on a dataset split")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--split", default="test", help="split to evaluate, or 'all'")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(a) -> int:
+    import numpy as np
+
+    from labelsky.data.io import DatasetError, open_dataset
+    from labelsky.evaluate.figures import confusion_figure, curve_figure
+    from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve
+    from labelsky.training import predict
+    from labelsky.utils import atomic_write_json
+
+    model = _load_run(a.run)
+    ds = open_dataset(a.data)
+    if ds.classes != list(model.hparams.class_names):
+        raise DatasetError(f"{ds.path}: classes {ds.classes} differ from the model's {list(model.hparams.class_names)}")
+    label = ds.column("label")
+    rows = np.flatnonzero(label >= 0) if a.split == "all" else np.flatnonzero((ds.column("split") == a.split)
+                                                                               & (label >= 0))
+    if not len(rows):
+        raise DatasetError(f"{ds.path}: no labelled rows in split {a.split!r}")
+    p = predict(model, ds, rows, model.cfg, device=a.device, embed=False)["probs"]
+    rep = classification_report(label[rows], p.argmax(1), len(ds.classes), ds.classes)
+    rep["confidence_curve"] = confident_accuracy_curve(p, label[rows])
+    rep.update(dataset=str(ds.path), survey=ds.survey.name, split=a.split)
+    name = f"eval_{ds.survey.name}_{a.split}"
+    atomic_write_json(a.run / f"{name}.json", rep)
+    confusion_figure(rep["confusion_matrix"], ds.classes, a.run / "figures" / f"{name}_confusion.png")
+    curve_figure(rep["confidence_curve"], a.run / "figures" / f"{name}_confidence.png")
+    print(f"{ds.survey.name} {a.split}: n={rep['n']} accuracy={rep['accuracy']:.4f} F1={rep['f1']:.4f} "
+          f"-> {a.run / (name + '.json')}")
+    return 0
+
+
+def _add_catalog(sub):
+    p = sub.add_parser("catalog", help="run a trained model over a dataset into a catalog")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", "-o", required=True, type=Path, help="catalog file (.parquet, or .fits)")
+    p.add_argument("--embedding", action="store_true", help="add the penultimate-layer vector")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0, help="data-loader processes")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_catalog)
+
+
+def cmd_catalog(a) -> int:
+    from labelsky.catalog.writer import model_predict_fn, write_catalog
+    from labelsky.data.io import open_dataset
+    from labelsky.training import make_preprocess
+
+    model = _load_run(a.run)
+    ds = open_dataset(a.data)
+    cfg = model.cfg
+    pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+    out = write_catalog(ds, a.out, model_predict_fn(model, None if a.device == "auto" else a.device), pre,
+                        list(model.hparams.class_names), batch_size=a.batch_size, embedding=a.embedding,
+                        job={"run": str(a.run.resolve())}, num_workers=a.workers, overwrite=a.overwrite)
+    print(f"{len(ds)} rows -> {out}")
+    return 0
+
+
+def _add_reproduce(sub):
+    p = sub.add_parser("reproduce", help="reproduce a paper on the simulator")
+    p.add_argument("paper", choices=["khan2019"])
+    p.add_argument("--out", "-o", type=Path, default=None, help="run folder (default: runs/<paper>)")
+    p.add_argument("--quick", action="store_true", help="a tiny version that runs in a couple of minutes")
+    p.add_argument("--n", type=int, default=None, help="number of simulated galaxies")
+    p.add_argument("--backbone", default=None)
+    p.add_argument("--rounds", type=int, default=None, help="recursive-training rounds")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(a) -> int:
+    from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
+
+    over = {k: v for k, v in (("n_objects", a.n), ("backbone", a.backbone), ("rounds", a.rounds)) if v is not None}
+    kc = (KhanConfig.quick if a.quick else KhanConfig)(workers=a.workers, seed=a.seed, **over)
+    out = a.out or Path("runs") / a.paper
+    run_khan2019(out, kc)
+    print((out / "table_ii.md").read_text())
+    print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
+    return 0
+
+
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="run the embedded default end to end on this machine")
+    p = sub.add_parser("demo", help="run the embedded default end to end on this machine (a few minutes)")
     p.add_argument("--out", "-o", type=Path, default=Path("labelsky-demo"))
     p.add_argument("--n", type=int, default=400, help="galaxies to simulate")
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(a) -> int:
-    """Simulate SDSS and DES views of the same galaxies, then write mosaics and a summary."""
+    """A small Khan et al. 2019 run: SDSS-labelled galaxies, DES target, catalog of the DES galaxies."""
+    from labelsky.catalog.writer import model_predict_fn, write_catalog
     from labelsky.data.display import mosaic
-    from labelsky.data.simulate import simulate_galaxies
+    from labelsky.data.simulate import open_simulation
+    from labelsky.methods.transfer import load_classifier
+    from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
+    from labelsky.training import make_preprocess
 
     t0 = time.time()
-    sim = a.out / "simulation"
-    datasets = simulate_galaxies(sim, n_objects=a.n, surveys=["sdss", "des"], workers=a.workers,
-                                 overwrite=a.overwrite, shard_size=max(16, a.n // 8), reuse=True)
+    kc = KhanConfig.quick(n_objects=a.n, pretrain_objects=max(160, a.n // 2), epochs=4, pretrain_epochs=2,
+                          top_k=max(10, a.n // 20), workers=a.workers, seed=a.seed)
+    res = run_khan2019(a.out, kc)
+    datasets = open_simulation(a.out / "sim")
     figures = [str(mosaic(ds, a.out / "figures" / f"mosaic_{name}.png")) for name, ds in datasets.items()]
+    model = load_classifier(a.out / f"round{kc.rounds}" / "checkpoints" / "best.ckpt")
+    des = datasets["des"]
+    pre = make_preprocess(des, model.cfg.bands, model.cfg.stretch, model.cfg.softening, model.cfg.image_size)
+    catalog = write_catalog(des, a.out / "catalog_des.parquet", model_predict_fn(model), pre,
+                            list(model.hparams.class_names), overwrite=True, job={"demo": str(a.out)})
+    table = res["rounds"][0]["table"]
     summary = {
         "datasets": {name: {"path": str(ds.path), "n": len(ds), "bands": ds.bands,
                             "image_shape": list(ds.image_shape)} for name, ds in datasets.items()},
-        "figures": figures,
+        "accuracy": {k: v["accuracy"] for k, v in table.items()},
+        "fo_des_by_round": [r["table"]["FO DES"]["accuracy"] for r in res["rounds"]],
+        "catalog": str(catalog),
+        "figures": figures + [str(a.out / "figures" / "tsne.png"), str(a.out / "figures" / "recursion.png")],
         "seconds": round(time.time() - t0, 1),
     }
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for name, d in summary["datasets"].items():
-        print(f"{name}: {d['n']} galaxies {d['image_shape']} -> {d['path']}")
-    for f in figures:
-        print(f"mosaic: {f}")
+    print((a.out / "table_ii.md").read_text())
+    print(f"catalog of {len(des)} DES galaxies: {catalog}")
+    for f in summary["figures"]:
+        print(f"figure: {f}")
     print(f"done in {summary['seconds']} s; summary: {a.out / 'summary.json'}")
     return 0
 
@@ -216,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_surveys(sub)
     _add_simulate(sub)
     _add_show(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_catalog(sub)
+    _add_reproduce(sub)
     _add_demo(sub)
     return parser
 
@@ -228,11 +412,13 @@ def main(argv=None) -> int:
         return 1
     from labelsky.data.io import DatasetError
     from labelsky.data.simulate.runner import SimulationError
+    from labelsky.catalog.writer import CatalogWriteError
     from labelsky.data.surveys import SurveyError
+    from labelsky.models.backbones import BackboneWeightsError
 
     try:
         return int(args.func(args) or 0)
-    except (SurveyError, DatasetError, SimulationError) as err:
+    except (SurveyError, DatasetError, SimulationError, BackboneWeightsError, CatalogWriteError) as err:
         print(f"labelsky: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -39,11 +39,14 @@ class ImageDataset(Dataset):
     return_meta
         Return a dict ``{"image", "label", "index", "id_str"}`` instead of
         an ``(image, label)`` tuple.
+    labels
+        Labels aligned with the selected rows, overriding ``label_column``
+        (e.g. pseudo-labels); needs ``indices`` and no ``split``.
     """
 
     def __init__(self, dataset: LabelskyDataset | str | Path, indices: Sequence[int] | None = None,
                  split: str | Sequence[str] | None = None, transform: Callable | None = None,
-                 label_column: str = "label", return_meta: bool = False):
+                 label_column: str = "label", return_meta: bool = False, labels: Sequence[int] | None = None):
         self.dataset = dataset if isinstance(dataset, LabelskyDataset) else open_dataset(dataset)
         n = len(self.dataset)
         idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -54,6 +57,12 @@ class ImageDataset(Dataset):
             idx = idx[np.isin(self.dataset.column("split")[idx].astype(str), wanted)]
         self.indices = idx
         self.labels = np.asarray(self.dataset.column(label_column), dtype=np.int64)
+        if labels is not None:
+            labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+            if indices is None or split is not None or len(labels) != len(idx):
+                raise ValueError(f"labels ({len(labels)}) must align with explicit indices ({len(idx)}), no split")
+            self.labels = self.labels.copy()
+            self.labels[idx] = labels
         self.id_str = self.dataset.column("id_str")
         self.transform = transform
         self.return_meta = return_meta

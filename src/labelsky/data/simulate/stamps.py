@@ -59,7 +59,7 @@ class GalaxySimConfig:
     overlap: float = 1.0  # fraction of objects observed by every survey; the rest by one survey each
     mag_range: tuple = (15.0, 19.0)
     seed: int = 0
-    shard_size: int = 256
+    shard_size: int | None = None  # None: min(256, max(16, n_objects / 8)), so small runs use every core
     splits: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
     ra_center: float = 150.0
     dec_center: float = 2.0
@@ -76,7 +76,7 @@ class GalaxySimConfig:
     def validate(self) -> None:
         if int(self.n_objects) <= 0:
             raise SimulationError(f"n_objects must be a positive count, got {self.n_objects}")
-        if int(self.shard_size) <= 0:
+        if self.shard_size is not None and int(self.shard_size) <= 0:
             raise SimulationError(f"shard_size must be positive, got {self.shard_size}")
         if not self.surveys:
             raise SimulationError("at least one survey is needed")
@@ -248,6 +248,8 @@ def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, wo
         cfg.validate()
     except SurveyError as err:
         raise SimulationError(str(err)) from None
+    if cfg.shard_size is None:  # depends on the size of the run only, never on the workers
+        cfg = dataclasses.replace(cfg, shard_size=min(256, max(16, -(-cfg.n_objects // 8))))
     out = Path(out)
     config_dict = cfg.to_dict()
     if reuse and not overwrite and is_finished(out, config_dict):

@@ -1,0 +1,61 @@
+"""Train a transfer-learning classifier into a run folder (``labelsky train``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+
+from labelsky.data.io import LabelskyDataset
+from labelsky.methods.transfer import (ProgressiveUnfreezing, TransferClassifier, TransferConfig,
+                                       class_balance_weights, load_classifier)
+from labelsky.training import build_trainer, fit, make_loader
+from labelsky.utils import atomic_write_json
+
+__all__ = ["train_classifier"]
+
+
+def train_classifier(run_dir: str | Path, train_parts: Sequence[tuple], val_parts: Sequence[tuple],
+                     class_names: Sequence[str], cfg: TransferConfig, progress: bool = True,
+                     overwrite: bool = False, balance: bool = False) -> TransferClassifier:
+    """Train on ``train_parts`` (``(dataset, rows, labels or None)``), monitor on ``val_parts``.
+
+    The run folder gets ``config.json`` (settings, classes, data, weights
+    used), checkpoints and logs; a rerun with the same folder resumes. Returns
+    the best model (lowest validation loss), in eval mode.
+    """
+    run_dir = Path(run_dir)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ds0: LabelskyDataset = train_parts[0][0]
+    n_bands = len(cfg.bands) if cfg.bands else len(ds0.bands)
+    labels = np.concatenate([np.asarray(lab) if lab is not None else ds.column("label")[np.asarray(rows)]
+                             for ds, rows, lab in train_parts])
+    weights = class_balance_weights(labels, len(class_names)) if balance else None
+    model = TransferClassifier(cfg.to_dict(), len(class_names), n_bands, list(class_names), class_weights=weights)
+    atomic_write_json(run_dir / "config.json", {
+        "method": "transfer", "config": cfg.to_dict(), "classes": list(class_names),
+        "weights_used": model.weights_info,
+        "train": [{"dataset": str(ds.path), "survey": ds.survey.name, "n": int(len(rows)),
+                   "labels": "catalog" if lab is None else "given"} for ds, rows, lab in train_parts],
+        "val": [{"dataset": str(ds.path), "survey": ds.survey.name, "n": int(len(rows))}
+                for ds, rows, _ in val_parts],
+        "n_train_per_class": np.bincount(labels[labels >= 0], minlength=len(class_names)).tolist(),
+    })
+    if not len(labels):
+        raise ValueError(f"{run_dir}: no training examples")
+    has_val = sum(len(rows) for _, rows, _ in val_parts) > 0
+    unfreeze = ProgressiveUnfreezing(cfg.head_epochs, cfg.unfreeze_every, cfg.unfreeze_groups)
+    # without validation data, checkpoints and early stopping follow the training loss
+    trainer = build_trainer(run_dir, cfg, [unfreeze], monitor="val_loss" if has_val else "train_loss",
+                            patience=cfg.patience, progress=progress)
+    best = fit(model, trainer, make_loader(train_parts, cfg, shuffle=True, drop_last=True),
+               make_loader(val_parts, cfg, shuffle=False) if has_val else None, run_dir)
+    best_model = load_classifier(best)
+    best_model.weights_info = model.weights_info
+    return best_model

@@ -1,0 +1,227 @@
+"""Transfer learning with progressive unfreezing (Khan et al. 2019).
+
+A timm backbone (pretrained weights from a local file or timm) with the
+paper's head (1024-wide dense layer, dropout 0.7, softmax) is trained in
+stages: first the head alone on the frozen backbone ("bottleneck features"),
+then progressively earlier blocks of the backbone are unfrozen and fine-tuned
+at a lower learning rate. Adam, cross-entropy, early stopping on the
+validation loss, learning-rate reduction on plateau, and batch augmentation
+(rotations up to 45 deg, flips, shifts, zooms up to 1.3).
+
+Every parameter group exists from the first step (frozen ones simply have
+``requires_grad=False``), so a run resumes from its last checkpoint with the
+optimizer state intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labelsky.data.transforms import BatchAugment
+from labelsky.models.backbones import backbone_blocks, create_backbone
+from labelsky.models.heads import Classifier
+
+__all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups"]
+
+
+@dataclass
+class TransferConfig:
+    """Settings of the transfer-learning classifier (one *method* config)."""
+
+    backbone: str = "resnet18"
+    weights: str | None = None  # local weight file, "timm" for a download, None for random init
+    bands: list | None = None  # band names to use (default: all of the dataset's)
+    stretch: str = "asinh"
+    softening: float = 3.0
+    image_size: int | None = None
+    hidden: list = field(default_factory=lambda: [1024])
+    dropout: float = 0.7
+    lr: float = 1e-3
+    backbone_lr_factor: float = 0.1
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    max_epochs: int = 30
+    head_epochs: int = 2
+    unfreeze_every: int = 2
+    unfreeze_groups: int = 1
+    patience: int = 5
+    plateau_patience: int = 2
+    plateau_factor: float = 0.3
+    augment: bool = True
+    max_rotation: float = 45.0
+    max_shift: float = 0.1
+    max_zoom: float = 1.3
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TransferConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown transfer setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
+def unfrozen_groups(epoch: int, n_groups: int, head_epochs: int, every: int, per_step: int) -> int:
+    """How many backbone groups (counted from the output end) train at ``epoch``.
+
+    Epochs ``[0, head_epochs)`` train the head alone (0 groups); then
+    ``per_step`` more groups every ``every`` epochs, up to all of them.
+    """
+    if epoch < head_epochs:
+        return 0
+    steps = (epoch - head_epochs) // max(every, 1) + 1
+    return int(min(n_groups, steps * per_step))
+
+
+class TransferClassifier(L.LightningModule):
+    """Backbone + head classifier trained with progressive unfreezing."""
+
+    def __init__(self, config: dict, n_classes: int, in_chans: int, class_names: Sequence[str] = (),
+                 preprocess: dict | None = None, class_weights: Sequence[float] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TransferConfig.from_dict(config)
+        backbone, self.weights_info = create_backbone(self.cfg.backbone, in_chans, self._weights_arg())
+        self.model = Classifier(backbone, n_classes, self.cfg.hidden, self.cfg.dropout)
+        self.groups = backbone_blocks(self.model.backbone)
+        self.augment = BatchAugment(self.cfg.max_rotation, self.cfg.max_shift, self.cfg.max_zoom) \
+            if self.cfg.augment else None
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32)
+                             if class_weights is not None else torch.ones(n_classes))
+        self.set_unfrozen(0)
+
+    def _weights_arg(self):
+        w = self.cfg.weights
+        if w in (None, "", "none"):
+            return None
+        return True if w == "timm" else w
+
+    # -------------------------------------------------------------- freezing
+    def set_unfrozen(self, k: int) -> None:
+        """Train the last ``k`` backbone groups; freeze the others."""
+        n = len(self.groups)
+        for i, params in enumerate(self.groups):
+            for p in params:
+                p.requires_grad_(i >= n - k)
+        self._n_unfrozen = k
+
+    def _freeze_bn_of_frozen(self) -> None:
+        for m in self.model.backbone.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                params = list(m.parameters(recurse=False))
+                if params and not any(p.requires_grad for p in params):
+                    m.eval()
+
+    def on_train_epoch_start(self) -> None:
+        self._freeze_bn_of_frozen()
+
+    # -------------------------------------------------------------- steps
+    def forward(self, x):
+        return self.model(x)
+
+    def _loss(self, logits, y):
+        return F.cross_entropy(logits, y, weight=self.class_weights)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.augment is not None:
+            x = self.augment(x)
+        logits = self(x)
+        loss = self._loss(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.log("val_loss", self._loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val_acc", (logits.argmax(1) == y).float().mean(), on_epoch=True, prog_bar=True,
+                 batch_size=len(y))
+
+    def predict_step(self, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        emb = self.model.embed(x)
+        return {"probs": torch.softmax(self.model.head.out(emb), 1), "embedding": emb}
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        groups = [{"params": list(self.model.head.parameters()), "lr": cfg.lr, "name": "head"}]
+        for i, params in enumerate(self.groups):
+            groups.append({"params": params, "lr": cfg.lr * cfg.backbone_lr_factor, "name": f"backbone_{i}"})
+        opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.plateau_factor,
+                                                           patience=cfg.plateau_patience)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "train_loss"}}
+
+
+class ProgressiveUnfreezing(L.Callback):
+    """Unfreezes backbone groups from the output end on the schedule of :func:`unfrozen_groups`.
+
+    Logs every change; the state is a function of the epoch, so resuming a
+    run restores it exactly.
+    """
+
+    def __init__(self, head_epochs: int = 2, every: int = 2, per_step: int = 1, verbose: bool = False):
+        self.head_epochs, self.every, self.per_step, self.verbose = head_epochs, every, per_step, verbose
+        self.history: list[tuple[int, int]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module: TransferClassifier) -> None:
+        k = unfrozen_groups(trainer.current_epoch, len(pl_module.groups), self.head_epochs, self.every,
+                            self.per_step)
+        if k != pl_module._n_unfrozen or not self.history:
+            pl_module.set_unfrozen(k)
+            pl_module._freeze_bn_of_frozen()
+            self.history.append((trainer.current_epoch, k))
+            if self.verbose:
+                print(f"epoch {trainer.current_epoch}: training head + last {k}/{len(pl_module.groups)} "
+                      f"backbone groups")
+        if pl_module._trainer is not None:
+            pl_module.log("unfrozen_groups", float(k), on_epoch=True)
+
+
+def class_balance_weights(labels: np.ndarray, n_classes: int) -> list[float]:
+    """w_k = N / (K n_k) for the classes present (1 for absent classes)."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes)
+    return [float(n / (n_classes * c)) if c else 1.0 for c in counts]
+
+
+def save_json(path: Path, obj) -> None:
+    from labelsky.utils import atomic_write_json
+
+    atomic_write_json(path, obj)
+
+
+def load_classifier(checkpoint: str | Path, map_location="cpu") -> TransferClassifier:
+    """A trained :class:`TransferClassifier` from a Lightning checkpoint (weights only, safe load)."""
+    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    hp = dict(hp)
+    hp["config"] = dict(hp["config"], weights=None)  # architecture only; the weights come from the checkpoint
+    model = TransferClassifier(**hp)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model
+
+
+def describe(model: TransferClassifier) -> str:
+    return json.dumps({"backbone": model.cfg.backbone, "weights": model.weights_info.get("weights")})

@@ -1,0 +1,1 @@
+"""Reproductions of the papers labelsky implements, on the simulator."""

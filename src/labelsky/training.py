@@ -1,0 +1,108 @@
+"""Shared training plumbing: data parts, loaders, Lightning trainer, prediction.
+
+A *part* is ``(dataset, indices, labels)``: rows of a labelsky dataset with
+their labels (``None`` takes the catalog's ``label``). Several parts, from
+several surveys, make one training set; each keeps its own preprocessing
+(the asinh stretch uses that survey's noise), so SDSS images and pseudo-labelled
+DES images can be trained on together.
+
+A *run* is a folder: ``config.json``, ``checkpoints/`` (``last.ckpt`` and the
+best by the monitored metric), ``logs/`` (CSV metrics per epoch),
+``metrics.json``, ``figures/``. Rerunning with the same run folder resumes
+from ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader
+
+from labelsky.data.datasets import ImageDataset
+from labelsky.data.io import LabelskyDataset
+from labelsky.data.transforms import Preprocess, select_bands
+from labelsky.utils import default_device
+
+__all__ = ["make_preprocess", "make_loader", "build_trainer", "fit", "predict", "accelerator_for"]
+
+
+def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None) -> Preprocess:
+    """The preprocessing of ``ds`` images: band selection by name, survey-noise asinh stretch, resize."""
+    idx = select_bands(ds.bands, bands)
+    noise = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
+    return Preprocess(idx, noise=noise, stretch=stretch, softening=softening, size=size)
+
+
+def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | None = None,
+                drop_last: bool = False) -> DataLoader:
+    """A DataLoader over several ``(dataset, indices, labels)`` parts."""
+    sets = []
+    for ds, indices, labels in parts:
+        pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+        sets.append(ImageDataset(ds, indices=np.asarray(indices), transform=pre, labels=labels))
+    data = ConcatDataset(sets) if len(sets) > 1 else sets[0]
+    g = torch.Generator()
+    g.manual_seed(int(cfg.seed))
+    bs = batch_size or cfg.batch_size
+    drop_last = drop_last and len(data) > bs
+    return DataLoader(data, batch_size=bs, shuffle=shuffle, drop_last=drop_last,
+                      num_workers=cfg.num_workers, generator=g, persistent_workers=cfg.num_workers > 0,
+                      pin_memory=torch.cuda.is_available())
+
+
+def accelerator_for(device: str | None) -> str:
+    dev = default_device(None if device in (None, "auto") else device)
+    return {"cuda": "gpu", "cpu": "cpu", "mps": "mps"}.get(dev.split(":")[0], "auto")
+
+
+def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", mode: str = "min",
+                  patience: int | None = None, max_epochs: int | None = None, progress: bool = True,
+                  devices="auto", num_nodes: int = 1, strategy="auto") -> L.Trainer:
+    """A Lightning trainer writing checkpoints and CSV logs into ``run_dir``."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                           save_last=True, save_top_k=1)
+    cbs = [ckpt, *callbacks]
+    if patience:
+        cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    return L.Trainer(
+        default_root_dir=run_dir, max_epochs=max_epochs or cfg.max_epochs, callbacks=cbs,
+        logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per (re)start accelerator=accelerator_for(cfg.device),
+        devices=devices, num_nodes=num_nodes, strategy=strategy, enable_progress_bar=progress,
+        enable_model_summary=False, log_every_n_steps=10, deterministic=False,
+    )
+
+
+def fit(module: L.LightningModule, trainer: L.Trainer, train_loader, val_loader, run_dir: Path) -> Path:
+    """Train, resuming from ``run_dir/checkpoints/last.ckpt`` when present; returns the best checkpoint."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+    best = trainer.checkpoint_callback.best_model_path
+    return Path(best) if best else last
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, ds: LabelskyDataset, indices, cfg, batch_size: int = 256,
+            device: str | None = None, embed: bool = True) -> dict:
+    """Class probabilities (and embeddings) of rows ``indices`` of ``ds``, in batches."""
+    dev = torch.device(default_device(None if (device or cfg.device) in (None, "auto") else (device or cfg.device)))
+    model = model.to(dev).eval()
+    pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+    loader = DataLoader(ImageDataset(ds, indices=np.asarray(indices), transform=pre), batch_size=batch_size,
+                        shuffle=False, num_workers=cfg.num_workers)
+    probs, embs = [], []
+    for x, _ in loader:
+        out = model.predict_step(x.to(dev), 0)
+        probs.append(out["probs"].float().cpu().numpy())
+        if embed:
+            embs.append(out["embedding"].float().cpu().numpy())
+    res = {"probs": np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)}
+    if embed:
+        res["embedding"] = np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)
+    return res
