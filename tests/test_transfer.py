@@ -333,6 +333,19 @@ def test_training_learns_and_cli_evaluates_and_catalogs(easy_sim, tmp_path):
     assert acc == pytest.approx(rep["accuracy"])
 
 
+def test_same_seed_same_model(easy_sim, tmp_path):
+    from labelsky.methods.classify import train_classifier
+
+    ds = easy_sim
+    sp = ds.column("split")
+    tr, va = np.flatnonzero(sp == "train")[:64], np.flatnonzero(sp == "val")[:16]
+    cfg = _cfg(max_epochs=1, head_epochs=0, patience=0, seed=3)
+    a = train_classifier(tmp_path / "a", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
+    b = train_classifier(tmp_path / "b", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
     from labelsky.methods.classify import train_classifier
 

@@ -181,7 +181,8 @@ def _add_train(sub):
     p.add_argument("--data", nargs="+", required=True, type=Path, help="dataset folder(s); rows of split "
                    "'train' with a label >= 0 train, split 'val' validates")
     p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
-    p.add_argument("--backbone", default="resnet18", help="any timm model name (paper: xception41)")
+    p.add_argument("--backbone", default="xception41", help="any timm model name (default: the paper's Xception; "
+                   "resnet18 is ~8x faster on a CPU)")
     p.add_argument("--weights", default=None, help="local weight file, or 'timm' to download (needs internet)")
     p.add_argument("--bands", nargs="+", default=None, help="band names to use (default: all)")
     p.add_argument("--stretch", choices=["asinh", "khan", "none"], default="asinh")

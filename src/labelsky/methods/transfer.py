@@ -38,7 +38,7 @@ __all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unf
 class TransferConfig:
     """Settings of the transfer-learning classifier (one *method* config)."""
 
-    backbone: str = "resnet18"
+    backbone: str = "xception41"  # the paper's Xception; any timm name works (resnet18, resnet50, ...)
     weights: str | None = None  # local weight file, "timm" for a download, None for random init
     bands: list | None = None  # band names to use (default: all of the dataset's)
     stretch: str = "asinh"
