@@ -22,39 +22,63 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=6000)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/khan2019"))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="one full run per seed; mean and std")
     a = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(2)
     from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
 
-    kc = KhanConfig.quick(workers=a.workers, seed=a.seed) if a.quick else KhanConfig(n_objects=a.n,
-                                                                                    workers=a.workers, seed=a.seed)
+    import numpy as np
+
+    runs = []
     with CpuMonitor() as mon:
-        res = run_khan2019(a.work_dir, kc, progress=False)
+        for seed in a.seeds:
+            kc = KhanConfig.quick(workers=a.workers, seed=seed) if a.quick else \
+                KhanConfig(n_objects=a.n, workers=a.workers, seed=seed)
+            runs.append(run_khan2019(a.work_dir / f"seed{seed}", kc, progress=False))
     name = "khan2019_quick" if a.quick else "khan2019"
-    r0, rl = res["rounds"][0], res["rounds"][-1]
     keys = ("n", "accuracy", "f1", "top50_accuracy")
-    metrics = {
-        "sizes": res["sizes"],
-        "table_ii_round0": {k: {m: v[m] for m in keys} for k, v in r0["table"].items()},
-        "table_ii_last_round": {k: {m: v[m] for m in keys} for k, v in rl["table"].items()},
+
+    def table(res, r):
+        return {k: {m: v[m] for m in keys} for k, v in res["rounds"][r]["table"].items()}
+
+    per_seed = [{
+        "seed": s, "sizes": res["sizes"], "table_ii_round0": table(res, 0), "table_ii_last_round": table(res, -1),
         "recursion_fo_des": [{"round": r["round"], "accuracy": r["table"]["FO DES"]["accuracy"],
                               "top50_accuracy": r["table"]["FO DES"]["top50_accuracy"],
-                              "pseudo_labels": r.get("pseudo_labels")} for r in res["rounds"]],
-        "unlabelled_des_round0": r0["unlabelled"],
-        "weights_used": r0["weights_used"],
-        "config": res["config"],
-        "timings_s": res["timings"],
-        "cpu": mon.as_dict(),
-    }
-    md = ((a.work_dir / "table_ii.md").read_text()
-          + f"\nSizes: {json.dumps(res['sizes'])}.  \nTotal time {res['timings']['total_s'] / 60:.1f} min "
-          f"(simulation {res['timings']['simulate_s']:.0f} s, backbone pretraining {res['timings']['pretrain_s']:.0f} s)."
-          f" Figures: {a.work_dir}/figures/tsne.png, recursion.png.\n")
-    write_results(name, metrics, md)
-    print(md)
+                              "pseudo_labels": r.get("pseudo_labels"), "unlabelled": r["unlabelled"]}
+                             for r in res["rounds"]],
+        "weights_used": res["rounds"][0]["weights_used"], "timings_s": res["timings"]}
+        for s, res in zip(a.seeds, runs)]
+
+    def stat(get):
+        v = np.array([get(p) for p in per_seed], dtype=float)
+        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "values": v.tolist()}
+
+    summary = {}
+    for ds_name in per_seed[0]["table_ii_round0"]:
+        for m in ("accuracy", "f1", "top50_accuracy"):
+            summary[f"round0/{ds_name}/{m}"] = stat(lambda p: p["table_ii_round0"][ds_name][m])
+            summary[f"last/{ds_name}/{m}"] = stat(lambda p: p["table_ii_last_round"][ds_name][m])
+    summary["cluster_purity_round0"] = stat(lambda p: p["recursion_fo_des"][0]["unlabelled"]["cluster_purity"])
+    metrics = {"seeds": a.seeds, "summary": summary, "per_seed": per_seed, "config": runs[0]["config"],
+               "cpu": mon.as_dict()}
+    md = ["| set | accuracy (round 0) | top-50 % accuracy (round 0) | accuracy (after recursion) | "
+          "top-50 % (after recursion) |", "|---|---|---|---|---|"]
+    for ds_name in per_seed[0]["table_ii_round0"]:
+        f = lambda k: f"{100 * summary[k]['mean']:.2f} ± {100 * summary[k]['std']:.2f} %"  # noqa: E731
+        md.append(f"| {ds_name} | {f(f'round0/{ds_name}/accuracy')} | {f(f'round0/{ds_name}/top50_accuracy')} | "
+                  f"{f(f'last/{ds_name}/accuracy')} | {f(f'last/{ds_name}/top50_accuracy')} |")
+    text = (f"### Khan et al. 2019 on the simulator: {len(a.seeds)} seed(s) {a.seeds}, mean ± std\n\n"
+            + "\n".join(md) + "\n\n" + f"t-SNE + k-means purity of unlabelled DES (round 0): "
+            f"{summary['cluster_purity_round0']['mean']:.3f} ± {summary['cluster_purity_round0']['std']:.3f}.  \n"
+            f"Sizes (seed {a.seeds[0]}): {json.dumps(per_seed[0]['sizes'])}.  \n"
+            f"Wall time {mon.wall_s / 60:.1f} min for all seeds; CPU taken by other programs: "
+            f"{100 * mon.as_dict()['other_processes_cpu_frac']:.0f} %.\n\n"
+            f"#### Seed {a.seeds[0]} in detail\n\n" + (a.work_dir / f"seed{a.seeds[0]}" / "table_ii.md").read_text())
+    write_results(name, metrics, text)
+    print(text)
 
 if __name__ == "__main__":
     main()

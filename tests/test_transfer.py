@@ -202,6 +202,12 @@ def test_tsne_clusters_separate_blobs():
     names = name_clusters(cid, truth, 2)
     assert (names[cid] == truth).mean() > 0.95
     assert cluster_purity(np.zeros(4, int), np.array([0, 0, 1, 1])) == 0.5
+    # a classifier biased towards class 1 names both clusters 1 by majority, but one-to-one matching
+    # gives the cluster where class 0 is relatively most probable to class 0
+    cid = np.array([0, 0, 0, 1, 1, 1])
+    probs = np.array([[0.4, 0.6]] * 3 + [[0.05, 0.95]] * 3)
+    assert name_clusters(cid, probs, 2).tolist() == [1, 1]
+    assert name_clusters(cid, probs, 2, one_to_one=True).tolist() == [0, 1]
 
 
 def test_class_balance_weights():

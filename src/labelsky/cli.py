@@ -341,7 +341,7 @@ def cmd_reproduce(a) -> int:
 def _add_demo(sub):
     p = sub.add_parser("demo", help="run the embedded default end to end on this machine (a few minutes)")
     p.add_argument("--out", "-o", type=Path, default=Path("labelsky-demo"))
-    p.add_argument("--n", type=int, default=400, help="galaxies to simulate")
+    p.add_argument("--n", type=int, default=1500, help="galaxies to simulate")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
@@ -357,7 +357,7 @@ def cmd_demo(a) -> int:
     from labelsky.training import make_preprocess
 
     t0 = time.time()
-    kc = KhanConfig.quick(n_objects=a.n, pretrain_objects=max(160, a.n // 2), epochs=4, pretrain_epochs=2,
+    kc = KhanConfig.quick(n_objects=a.n, pretrain_objects=max(160, a.n // 2), epochs=10, pretrain_epochs=4,
                           top_k=max(10, a.n // 20), workers=a.workers, seed=a.seed)
     res = run_khan2019(a.out, kc)
     datasets = open_simulation(a.out / "sim")

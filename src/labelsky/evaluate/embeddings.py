@@ -38,12 +38,32 @@ def cluster(points: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(points))
 
 
-def name_clusters(cluster_ids: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Class of each cluster: the majority of the classifier's predictions inside it."""
-    cluster_ids, predicted = np.asarray(cluster_ids), np.asarray(predicted)
-    names = np.full(cluster_ids.max() + 1 if len(cluster_ids) else 0, -1, dtype=np.int64)
-    for c in np.unique(cluster_ids):
-        names[c] = np.bincount(predicted[cluster_ids == c], minlength=n_classes).argmax()
+def name_clusters(cluster_ids: np.ndarray, predicted: np.ndarray, n_classes: int,
+                  one_to_one: bool = False) -> np.ndarray:
+    """Class of each cluster, from the classifier's predictions inside it.
+
+    ``predicted`` is either predicted classes [N] or class probabilities
+    [N, K]. By default each cluster takes the majority class. With
+    ``one_to_one`` (k clusters for k classes, Khan et al.'s "one cluster per
+    class") clusters and classes are matched by the Hungarian algorithm on the
+    summed probabilities, so that a classifier biased towards one class under
+    domain shift still names every cluster differently.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    cluster_ids = np.asarray(cluster_ids)
+    predicted = np.asarray(predicted)
+    probs = predicted if predicted.ndim == 2 else np.eye(n_classes)[predicted]
+    n_clusters = cluster_ids.max() + 1 if len(cluster_ids) else 0
+    score = np.zeros((n_clusters, n_classes))
+    for c in range(n_clusters):
+        score[c] = probs[cluster_ids == c].sum(axis=0)
+    names = score.argmax(axis=1).astype(np.int64)
+    if one_to_one and n_clusters <= n_classes:
+        # normalise per class so that a rare predicted class still claims its best cluster
+        norm = score / np.maximum(score.sum(axis=0, keepdims=True), 1e-12)
+        rows, cols = linear_sum_assignment(-norm)
+        names[rows] = cols
     return names
 
 

@@ -13,8 +13,9 @@
 4. Evaluate on the HP and FO test sets in SDSS and for the same galaxies in
    DES: accuracy, F1, confusion matrices, accuracy of the most confident 50 %
    (the paper's Table II), and the confidence curve.
-5. Embed the unlabelled DES galaxies (penultimate layer), t-SNE, k-means,
-   cluster purity; figure.
+5. Embed the unlabelled DES galaxies (penultimate layer), t-SNE, k-means with
+   one cluster per class, clusters matched one-to-one to classes from the
+   classifier's probabilities (Hungarian), cluster purity; figure.
 6. Recursive training: top-K per class agreeing with their cluster are added
    with pseudo-labels; retrain from the same pretrained weights; FO DES
    accuracy per round (the paper's Figure 5).
@@ -225,7 +226,7 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
         xy = tsne(pu["embedding"], dim=2, seed=kc.seed) if len(des_only) > 5 else np.zeros((len(des_only), 2))
         cid = cluster(xy, len(CLASSES), seed=kc.seed) if len(des_only) >= len(CLASSES) else np.zeros(len(des_only),
                                                                                                      int)
-        cclass = name_clusters(cid, pu["probs"].argmax(1), len(CLASSES))[cid] if len(cid) else cid
+        cclass = name_clusters(cid, pu["probs"], len(CLASSES), one_to_one=True)[cid] if len(cid) else cid
         truth_u = des.column("label")[des_only]
         round_res = {"round": r, "table": table, "seconds": time.time() - t,
                      "unlabelled": {"n": int(len(des_only)), "cluster_purity": cluster_purity(cid, truth_u),
