@@ -28,7 +28,6 @@ Galaxy Zoo labels).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

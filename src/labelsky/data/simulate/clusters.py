@@ -137,8 +137,8 @@ from labelsky.data import photometry
 from labelsky.data.io import DatasetWriter
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import Component, add_noise, gsparams
-from labelsky.data.simulate.runner import (SimulationError, default_workers, finish_output, prepare_output,
-                                           run_shards)
+from labelsky.data.simulate.runner import (SimulationError, check_splits, check_surveys, default_workers,
+                                           finish_output, prepare_output, reference_band, run_shards)
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed
 
@@ -747,13 +747,7 @@ class ClusterSimConfig:
             raise SimulationError(f"npix must be >= 8 pixels, got {self.npix}")
         if not (math.isfinite(self.field_mpc) and self.field_mpc > 0):
             raise SimulationError(f"field_mpc must be > 0, got {self.field_mpc}")
-        if not self.surveys:
-            raise SimulationError("at least one survey is needed")
-        for s in self.surveys:
-            get_survey(s)  # raises SurveyError naming the survey
-        names = [get_survey(s).name for s in self.surveys]
-        if len(set(names)) != len(names):
-            raise SimulationError(f"surveys must be distinct, got {names}")
+        check_surveys(self.surveys)
         try:
             zlo, zhi = (float(v) for v in self.z_range)
             llo, lhi = (float(v) for v in self.lambda_range)
@@ -768,9 +762,7 @@ class ClusterSimConfig:
             raise SimulationError(f"lambda_slope must be finite, got {self.lambda_slope}")
         if not 0.0 <= self.max_offset <= 0.5:
             raise SimulationError(f"max_offset must be in [0, 0.5] (fraction of the field), got {self.max_offset}")
-        bad = set(self.splits) - {"train", "val", "test", "unlabelled"}
-        if bad or any(v < 0 for v in self.splits.values()) or sum(self.splits.values()) <= 0:
-            raise SimulationError(f"splits must map train/val/test/unlabelled to fractions >= 0, got {self.splits}")
+        check_splits(self.splits)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -778,10 +770,6 @@ class ClusterSimConfig:
         d["z_range"] = list(self.z_range)
         d["lambda_range"] = list(self.lambda_range)
         return d
-
-
-def _reference_band(survey: Survey) -> int:
-    return survey.bands.index("r") if "r" in survey.bands else survey.n_bands // 2
 
 
 def pixel_scale_for(survey: Survey, z: float, npix: int, field_mpc: float = 1.0) -> float:
@@ -830,7 +818,7 @@ def _cluster_scene(cfg: ClusterSimConfig, surveys, cluster: int) -> dict:
     hlr = np.maximum(members.hlr_kpc * 1e-3 * apm, 0.05)
     member_srcs = [Source(c, float(members.x_mpc[k] * apm), float(members.y_mpc[k] * apm), float(hlr[k]), "dev")
                    for k, c in enumerate(member_components(members, apm))]
-    mag_limit = max(s.depth[_reference_band(s)] for s in surveys) + 0.5
+    mag_limit = max(s.depth[reference_band(s)] for s in surveys) + 0.5
     fs = scene.sample_field(object_seed(cfg.seed, cluster, "scene"), half_sample, mag_limit, stars=cfg.stars,
                             galaxies=cfg.field_galaxies, galactic_latitude=cfg.galactic_latitude)
     sources = SourceSet(member_srcs + sources_from_field(fs))
@@ -862,7 +850,7 @@ def render_cluster(i: int, config: dict) -> dict:
         scale = sc["scales"][survey.name]
         half = npix * scale / 2.0
         margin = 3.0 + 2.0 * scale
-        visible = (kind == "member") | (sc["mags"] < survey.depth[_reference_band(survey)] + 0.5)
+        visible = (kind == "member") | (sc["mags"] < survey.depth[reference_band(survey)] + 0.5)
         near = visible & (np.abs(x) <= half + margin) & (np.abs(y) <= half + margin)
         inside = visible & (np.abs(x) <= half) & (np.abs(y) <= half)
         painters = sc["painters"].setdefault(survey.name, [None] * survey.n_bands)

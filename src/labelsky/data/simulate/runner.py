@@ -55,6 +55,28 @@ def _empty_columns(writer):
     return pa.table({k: pa.array([], t) for k, (t, _) in CORE_COLUMNS.items() if k not in ("shard", "row")})
 
 
+def check_surveys(surveys) -> None:
+    """At least one survey, each known (SurveyError names it), no duplicates."""
+    from labelsky.data.surveys import get_survey
+
+    if not surveys:
+        raise SimulationError("at least one survey is needed")
+    names = [get_survey(s).name for s in surveys]  # raises SurveyError naming an unknown survey
+    if len(set(names)) != len(names):
+        raise SimulationError(f"surveys must be distinct, got {names}")
+
+
+def check_splits(splits: dict) -> None:
+    bad = set(splits) - {"train", "val", "test", "unlabelled"}
+    if bad or any(v < 0 for v in splits.values()) or sum(splits.values()) <= 0:
+        raise SimulationError(f"splits must map train/val/test/unlabelled to fractions >= 0, got {splits}")
+
+
+def reference_band(survey) -> int:
+    """Index of the survey's r band (or its middle band): where truth magnitudes are compared to depth."""
+    return survey.bands.index("r") if "r" in survey.bands else survey.n_bands // 2
+
+
 def run_shards(out: str | Path, producer: Callable, config: dict, n_objects: int, shard_size: int,
                writers: dict[str, DatasetWriter], workers: int = 1, progress: bool = True,
                desc: str = "simulating") -> None:

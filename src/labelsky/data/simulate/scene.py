@@ -89,7 +89,6 @@ def sample_field(rng: np.random.Generator, half_side: float, mag_limit: float, s
                 continue
             hlr = float(np.clip(10 ** (-0.05 - 0.12 * (m - 20.0) + rng.normal(0, 0.15)), 0.15, 6.0))
             disk = rng.random() < 0.7
-            n_s = 1.0 if disk else 4.0
             q = rng.uniform(0.3, 1.0) if disk else rng.uniform(0.55, 1.0)
             sed = rng.choice(["Sbc", "Scd", "Im"]) if disk else "E"
             z = float(np.clip(0.3 + 0.15 * (m - 20.0) + rng.normal(0, 0.1), 0.03, 2.5))

@@ -33,8 +33,8 @@ from labelsky.data.io import DatasetWriter, open_dataset
 from labelsky.data.simulate import galaxies as gal
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import add_noise, band_flux, draw_band, saturate
-from labelsky.data.simulate.runner import (SimulationError, default_workers, finish_output, is_finished,
-                                           prepare_output, run_shards)
+from labelsky.data.simulate.runner import (SimulationError, check_splits, check_surveys, default_workers,
+                                           finish_output, is_finished, prepare_output, reference_band, run_shards)
 from labelsky.data.simulate.votes import feature_visibility, sample_votes
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed
@@ -78,13 +78,7 @@ class GalaxySimConfig:
             raise SimulationError(f"n_objects must be a positive count, got {self.n_objects}")
         if self.shard_size is not None and int(self.shard_size) <= 0:
             raise SimulationError(f"shard_size must be positive, got {self.shard_size}")
-        if not self.surveys:
-            raise SimulationError("at least one survey is needed")
-        for s in self.surveys:
-            get_survey(s)  # raises SurveyError naming the survey
-        names = [get_survey(s).name for s in self.surveys]
-        if len(set(names)) != len(names):
-            raise SimulationError(f"surveys must be distinct, got {names}")
+        check_surveys(self.surveys)
         if not self.classes:
             raise SimulationError("at least one class is needed")
         for c, p in self.classes.items():
@@ -103,9 +97,7 @@ class GalaxySimConfig:
         lo, hi = self.mag_range
         if not lo < hi:
             raise SimulationError(f"mag_range must be (bright, faint) with bright < faint, got {self.mag_range}")
-        bad = set(self.splits) - {"train", "val", "test", "unlabelled"}
-        if bad or any(v < 0 for v in self.splits.values()) or sum(self.splits.values()) <= 0:
-            raise SimulationError(f"splits must map train/val/test/unlabelled to fractions >= 0, got {self.splits}")
+        check_splits(self.splits)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -133,10 +125,6 @@ def _stamp_geometry(cfg: GalaxySimConfig, survey: Survey, hlr: float) -> tuple[i
     if cfg.cutout == "scaled" and np.isfinite(hlr):
         scale = max(scale, 17.0 * hlr / n)
     return n, scale
-
-
-def _reference_band(survey: Survey) -> int:
-    return survey.bands.index("r") if "r" in survey.bands else survey.n_bands // 2
 
 
 _STATE: dict = {}
@@ -180,7 +168,7 @@ def render_object(i: int, config: dict) -> dict:
     # neighbours: one field shared by every survey (same sky)
     geoms = {k: _stamp_geometry(cfg, surveys[k], truth["true_hlr"]) for k in seen}
     half = max(n * s for n, s in geoms.values()) / 2.0
-    mag_limit = max(s.depth[_reference_band(s)] for s in surveys) + 0.5
+    mag_limit = max(s.depth[reference_band(s)] for s in surveys) + 0.5
     field_ = scene.sample_field(object_seed(cfg.seed, i, "scene"), half + 4.0, mag_limit, stars=cfg.stars,
                                 galaxies=cfg.field_galaxies, galactic_latitude=cfg.galactic_latitude,
                                 exclude_radius=0.5)
@@ -193,7 +181,7 @@ def render_object(i: int, config: dict) -> dict:
     for k in seen:
         survey = surveys[k]
         n, scale = geoms[k]
-        rb = _reference_band(survey)
+        rb = reference_band(survey)
         visible = field_.within(n * scale / 2.0, margin=3.0)
         keep = [j for j in range(len(visible.x)) if visible.mag[j] < survey.depth[rb] + 0.5]
         # only the neighbours drawn in this survey's stamp (bright enough for its depth) are counted below
