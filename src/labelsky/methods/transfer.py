@@ -16,7 +16,6 @@ optimizer state intact.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -31,7 +30,8 @@ from labelsky.data.transforms import BatchAugment
 from labelsky.models.backbones import backbone_blocks, create_backbone
 from labelsky.models.heads import Classifier
 
-__all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups"]
+__all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups", "load_classifier",
+           "class_balance_weights"]
 
 
 @dataclass
@@ -93,7 +93,7 @@ class TransferClassifier(L.LightningModule):
     """Backbone + head classifier trained with progressive unfreezing."""
 
     def __init__(self, config: dict, n_classes: int, in_chans: int, class_names: Sequence[str] = (),
-                 preprocess: dict | None = None, class_weights: Sequence[float] | None = None):
+                 class_weights: Sequence[float] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = TransferConfig.from_dict(config)
@@ -205,12 +205,6 @@ def class_balance_weights(labels: np.ndarray, n_classes: int) -> list[float]:
     return [float(n / (n_classes * c)) if c else 1.0 for c in counts]
 
 
-def save_json(path: Path, obj) -> None:
-    from labelsky.utils import atomic_write_json
-
-    atomic_write_json(path, obj)
-
-
 def load_classifier(checkpoint: str | Path, map_location="cpu") -> TransferClassifier:
     """A trained :class:`TransferClassifier` from a Lightning checkpoint (weights only, safe load)."""
     ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
@@ -222,6 +216,3 @@ def load_classifier(checkpoint: str | Path, map_location="cpu") -> TransferClass
     model.eval()
     return model
 
-
-def describe(model: TransferClassifier) -> str:
-    return json.dumps({"backbone": model.cfg.backbone, "weights": model.weights_info.get("weights")})
