@@ -16,6 +16,7 @@ optimizer state intact.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -209,7 +210,8 @@ def load_classifier(checkpoint: str | Path, map_location="cpu") -> TransferClass
     """A trained :class:`TransferClassifier` from a Lightning checkpoint (weights only, safe load)."""
     ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
     hp = ckpt["hyper_parameters"]
-    hp = dict(hp)
+    known = inspect.signature(TransferClassifier.__init__).parameters
+    hp = {k: v for k, v in hp.items() if k in known}  # checkpoints of older versions may hold more
     hp["config"] = dict(hp["config"], weights=None)  # architecture only; the weights come from the checkpoint
     model = TransferClassifier(**hp)
     model.load_state_dict(ckpt["state_dict"])
