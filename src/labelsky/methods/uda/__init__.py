@@ -1,0 +1,1 @@
+"""Universal domain adaptation: DeepAstroUDA, DANCE and source-only training."""
