@@ -14,6 +14,7 @@ from ``last.ckpt``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -65,6 +66,11 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
     """A Lightning trainer writing checkpoints and CSV logs into ``run_dir``."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
+
+    for pattern in (r".*isinstance\(treespec, LeafSpec\).*",  # inside Lightning itself
+                    r".*smaller than the logging interval.*",  # small data sets: logged per epoch anyway
+                    r".*Checkpoint directory .* exists and is not empty.*"):  # expected when a run resumes
+        warnings.filterwarnings("ignore", message=pattern)
 
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                            save_last=True, save_top_k=1)
