@@ -35,6 +35,12 @@ def confusion_figure(cm, class_names, path: str | Path, title: str = "") -> Path
     ax.set_yticks(range(k), class_names, fontsize=8)
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,9 +56,4 @@ def curve_figure(curve: dict, path: str | Path, title: str = "") -> Path:
     ax.plot(np.array(curve["fraction"]) * 100, np.array(curve["accuracy"]) * 100, marker="o", ms=3)
     ax.set_xlabel("most confident fraction (%)"), ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -137,7 +137,7 @@ from labelsky.data import photometry
 from labelsky.data.io import DatasetWriter
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import Component, add_noise, gsparams
-from labelsky.data.simulate.runner import (SimulationError, check_splits, check_surveys, default_workers,
+from labelsky.data.simulate.runner import (SimulationError, SkySettings, check_splits, check_surveys, default_workers,
                                            finish_output, prepare_output, reference_band, run_shards)
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed
@@ -710,8 +710,8 @@ def draw_sources(sources, survey: Survey, band: int, npix: int, scale: float, dx
 
 # ---------------------------------------------------------------------- configuration
 @dataclass
-class ClusterSimConfig:
-    """Settings of a galaxy-cluster simulation (see module docstring)."""
+class ClusterSimConfig(SkySettings):
+    """Settings of a galaxy-cluster simulation (see module docstring; shared fields in :class:`SkySettings`)."""
 
     surveys: list = field(default_factory=lambda: ["sdss"])
     n_clusters: int = 1000
@@ -722,18 +722,7 @@ class ClusterSimConfig:
     lambda_range: tuple = (5.0, 150.0)
     lambda_slope: float = 2.0  # dN/dlambda ∝ lambda^-slope
     max_offset: float = 0.1  # centring offsets up to this fraction of the field side (per axis)
-    seed: int = 0
     shard_size: int = 64
-    splits: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
-    ra_center: float = 150.0
-    dec_center: float = 2.0
-    field_size_deg: float = 10.0
-    galactic_latitude: float = 60.0
-    stars: bool = True
-    field_galaxies: bool = True
-    sky_residuals: bool = True
-    source_noise: bool = True
-    noise: bool = True
     id_prefix: str = "cl"
 
     def validate(self) -> None:

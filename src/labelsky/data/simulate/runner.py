@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -53,6 +54,23 @@ def _empty_columns(writer):
     from labelsky.data.io import CORE_COLUMNS
 
     return pa.table({k: pa.array([], t) for k, (t, _) in CORE_COLUMNS.items() if k not in ("shard", "row")})
+
+
+@dataclass
+class SkySettings:
+    """Settings shared by every simulation: seed, splits, where on the sky, and the realism switches."""
+
+    seed: int = 0
+    splits: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
+    ra_center: float = 150.0
+    dec_center: float = 2.0
+    field_size_deg: float = 10.0
+    galactic_latitude: float = 60.0
+    stars: bool = True
+    field_galaxies: bool = True
+    sky_residuals: bool = True
+    source_noise: bool = True
+    noise: bool = True
 
 
 def check_surveys(surveys) -> None:

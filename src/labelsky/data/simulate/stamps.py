@@ -33,7 +33,7 @@ from labelsky.data.io import DatasetWriter, open_dataset
 from labelsky.data.simulate import galaxies as gal
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import add_noise, band_flux, draw_band, saturate
-from labelsky.data.simulate.runner import (SimulationError, check_splits, check_surveys, default_workers,
+from labelsky.data.simulate.runner import (SimulationError, SkySettings, check_splits, check_surveys, default_workers,
                                            finish_output, is_finished, prepare_output, reference_band, run_shards)
 from labelsky.data.simulate.votes import feature_visibility, sample_votes
 from labelsky.data.surveys import Survey, SurveyError, get_survey
@@ -48,8 +48,8 @@ DEFAULT_PROPORTIONS = {
 
 
 @dataclass
-class GalaxySimConfig:
-    """Settings of a galaxy-cutout simulation (see module docstring)."""
+class GalaxySimConfig(SkySettings):
+    """Settings of a galaxy-cutout simulation (see module docstring; shared fields in :class:`SkySettings`)."""
 
     surveys: list = field(default_factory=lambda: ["sdss", "des"])
     n_objects: int = 1000
@@ -58,19 +58,8 @@ class GalaxySimConfig:
     cutout: str = "fixed"  # "fixed": native pixels; "scaled": field of view ~ 17 half-light radii
     overlap: float = 1.0  # fraction of objects observed by every survey; the rest by one survey each
     mag_range: tuple = (15.0, 19.0)
-    seed: int = 0
     shard_size: int | None = None  # None: min(256, max(16, n_objects / 8)), so small runs use every core
-    splits: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
-    ra_center: float = 150.0
-    dec_center: float = 2.0
-    field_size_deg: float = 10.0
-    galactic_latitude: float = 60.0
-    stars: bool = True
-    field_galaxies: bool = True
-    sky_residuals: bool = True
-    source_noise: bool = True
     saturation: bool = True
-    noise: bool = True
     id_prefix: str = "sim"
 
     def validate(self) -> None:
