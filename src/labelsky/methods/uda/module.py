@@ -1,0 +1,264 @@
+"""Universal domain adaptation as a Lightning module: DeepAstroUDA, DANCE, source-only.
+
+One module, three ``method`` settings, trained on identical data:
+
+``deepastrouda``  L = L_CE + lambda (L_AC + L_ES), lambda = 0.005; two augmented views of every
+                  target image (90 deg rotation; zoom by 300/256 then crop back, as the paper);
+                  the ES boundary and margin follow the active tuner (:mod:`.tuner`).
+``dance``         L = L_CE + eta (L_NC + L_ES), eta = 0.05, fixed rho = log(K)/2 and m = 0.5
+                  (Saito et al. 2020).
+``source_only``   L = L_CE ("regular training").
+
+Shared choices (DANCE's, where the DeepAstroUDA paper is silent): cosine classifier on
+L2-normalised backbone features with temperature 0.05; a memory bank of every source and
+target sample seen (normalised features, probabilities, labels), one slot per sample,
+overwritten on update; domain-specific batch norm (``dsbn``) with source = domain 0 and
+target = domain 1. Optimiser: SGD with Nesterov momentum 0.9, lr 1e-3, step decay x0.1 every
+``step_epochs`` epochs. Model selection and early stopping use the *source* validation
+accuracy: target labels are unknown during training.
+
+A target sample is predicted "unknown" when the entropy of its class probabilities exceeds
+the boundary rho.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labelsky.methods.uda.losses import (MemoryBank, adaptive_clustering_loss, entropy, entropy_separation_loss,
+                                         neighbourhood_clustering_loss, weighted_cross_entropy)
+from labelsky.methods.uda.tuner import EntropyTuner
+from labelsky.models.backbones import create_backbone
+from labelsky.models.dsbn import convert_to_domain_bn, set_domain
+
+__all__ = ["UDAConfig", "UDAModule", "METHODS", "TunerCallback"]
+
+METHODS = ("deepastrouda", "dance", "source_only")
+
+
+@dataclass
+class UDAConfig:
+    method: str = "deepastrouda"
+    backbone: str = "resnet50"  # from random initialisation, as the paper
+    weights: str | None = None
+    bands: list | None = None
+    stretch: str = "asinh"
+    softening: float = 3.0
+    image_size: int | None = None
+    temperature: float = 0.05
+    lam: float = 0.005  # DeepAstroUDA weight of the DA losses
+    eta: float = 0.05  # DANCE weight of the DA losses
+    k_rank: int | None = None  # top-k of the rank statistics: 3 for <= 5 classes, 7 above (paper: 3 and 7)
+    tuner: bool = True
+    rho: float | None = None  # None: log(K) / 2
+    margin: float | None = None  # None: the tuner's initial m (0.5 for < 5 classes, 1.35 above); DANCE 0.5
+    dsbn: bool = True
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    step_epochs: int = 8
+    gamma: float = 0.1
+    batch_size: int = 32
+    max_epochs: int = 40
+    patience: int = 12
+    zoom: float = 300.0 / 256.0
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    classes_known: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown adaptation method {self.method!r}; expected one of {METHODS}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _zoom_crop(x: torch.Tensor, zoom: float) -> torch.Tensor:
+    """Zoom by ``zoom`` (bilinear) and crop the centre back to the input size."""
+    h, w = x.shape[-2:]
+    big = F.interpolate(x, scale_factor=zoom, mode="bilinear", align_corners=False)
+    top, left = (big.shape[-2] - h) // 2, (big.shape[-1] - w) // 2
+    return big[..., top:top + h, left:left + w]
+
+
+class UDAModule(L.LightningModule):
+    """Backbone (+ domain-specific BN) and cosine classifier, trained with a universal-DA method."""
+
+    def __init__(self, config: dict, n_classes: int, in_chans: int, n_source: int, n_target: int,
+                 class_names: Sequence[str] = (), class_weights: Sequence[float] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = UDAConfig(**config)
+        self.n_classes, self.n_source = n_classes, n_source
+        self.backbone, self.weights_info = create_backbone(self.cfg.backbone, in_chans, self.cfg.weights or None)
+        if self.cfg.dsbn:
+            convert_to_domain_bn(self.backbone, 2)
+        self.classifier = nn.Linear(self.backbone.num_features, n_classes, bias=False)
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32)
+                             if class_weights is not None else torch.ones(n_classes))
+        self.bank = MemoryBank(n_source + n_target, self.backbone.num_features, n_classes)
+        self.k_rank = self.cfg.k_rank or (min(3, n_classes) if n_classes <= 5 else min(7, n_classes))
+        self.tuner = EntropyTuner(n_classes, self.cfg.margin)
+        if self.cfg.rho is not None:
+            self.tuner.rho = float(self.cfg.rho)
+        if self.cfg.method == "dance" and self.cfg.margin is None:
+            self.tuner.m = 0.5
+
+    # ------------------------------------------------------------------ model
+    def features(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+        if self.cfg.dsbn:
+            set_domain(self.backbone, domain)
+        return self.backbone(x)
+
+    def logits(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(f, dim=1) @ F.normalize(self.classifier.weight, dim=1).T / self.cfg.temperature
+
+    def forward(self, x: torch.Tensor, domain: int = 1) -> torch.Tensor:
+        return self.logits(self.features(x, domain))
+
+    @property
+    def rho(self) -> float:
+        return float(self.tuner.rho)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch, batch_idx):
+        (xs, ys, is_), (xt, _, it) = batch["source"], batch["target"]
+        fs = self.features(xs, 0)
+        ls = self.logits(fs)
+        loss_ce = weighted_cross_entropy(ls, ys, self.class_weights)
+        loss = loss_ce
+        logs = {"loss_ce": loss_ce}
+        method = self.cfg.method
+        if method != "source_only":
+            bank_f, bank_p, bank_y, _ = self.bank.entries()
+            if method == "deepastrouda":
+                v1, v2 = torch.rot90(xt, 1, dims=(2, 3)), _zoom_crop(xt, self.cfg.zoom)
+                ft = self.features(torch.cat([v1, v2]), 1)
+                pt = F.softmax(self.logits(ft), dim=1)
+                ref_p = torch.cat([bank_p, pt.detach()])
+                ref_y = torch.cat([bank_y, torch.full((len(pt),), -1, device=pt.device, dtype=torch.long)])
+                loss_da = adaptive_clustering_loss(pt, ref_p, self.k_rank, ref_y)
+                loss_es = entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
+                loss = loss_ce + self.cfg.lam * (loss_da + loss_es)
+                ft, pt = ft[: len(xt)], pt[: len(xt)]
+                logs.update(loss_ac=loss_da, loss_es=loss_es)
+            else:  # dance
+                ft = self.features(xt, 1)
+                pt = F.softmax(self.logits(ft), dim=1)
+                self_idx = None
+                if len(bank_f):
+                    slot = torch.full((len(self.bank.filled),), -1, dtype=torch.long, device=ft.device)
+                    slot[self.bank.filled.nonzero(as_tuple=True)[0]] = torch.arange(len(bank_f), device=ft.device)
+                    pos = slot[self.n_source + it]
+                    self_idx = torch.where(pos >= 0, pos, torch.zeros_like(pos))
+                    if (pos < 0).any():  # samples not yet in the bank: nothing to mask
+                        self_idx = None
+                loss_da = neighbourhood_clustering_loss(ft, bank_f, self.classifier.weight, self.cfg.temperature,
+                                                        self_idx)
+                loss_es = entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
+                loss = loss_ce + self.cfg.eta * (loss_da + loss_es)
+                logs.update(loss_nc=loss_da, loss_es=loss_es)
+            self.bank.update(self.n_source + it, ft, pt)
+        self.bank.update(is_, fs, F.softmax(ls, dim=1), ys)
+        acc = (ls.argmax(1) == ys).float().mean()
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(ys))
+        self.log("train_source_acc", acc, on_step=False, on_epoch=True, batch_size=len(ys))
+        for k, v in logs.items():
+            self.log(k, v, on_step=False, on_epoch=True, batch_size=len(ys))
+        return loss
+
+    def on_fit_start(self):
+        self.bank.to(self.device)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        x, y, _ = batch
+        domain = 0 if dataloader_idx == 0 else 1
+        logits = self(x, domain)
+        name = "source" if domain == 0 else "target"
+        known = y >= 0
+        if known.any():
+            acc = (logits[known].argmax(1) == y[known]).float().mean()
+            self.log(f"val_{name}_acc", acc, on_epoch=True, prog_bar=True, batch_size=int(known.sum()),
+                     add_dataloader_idx=False)
+
+    def predict_step(self, batch, batch_idx=0, dataloader_idx=0, domain: int = 1):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        f = self.features(x, domain)
+        p = F.softmax(self.logits(f), dim=1)
+        h = entropy(p)
+        return {"probs": p, "embedding": f, "entropy": h, "unknown": h > self.tuner.rho}
+
+    def configure_optimizers(self):
+        c = self.cfg
+        opt = torch.optim.SGD(self.parameters(), lr=c.lr, momentum=c.momentum, nesterov=True,
+                              weight_decay=c.weight_decay)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=c.step_epochs, gamma=c.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # the tuner's state travels with checkpoints (the memory bank refills within an epoch after a resume)
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["uda_tuner"] = self.tuner.state_dict()
+
+    def on_load_checkpoint(self, checkpoint):
+        if "uda_tuner" in checkpoint:
+            self.tuner.load_state_dict(checkpoint["uda_tuner"])
+
+
+class TunerCallback(L.Callback):
+    """Runs the entropy tuner after every training epoch (DeepAstroUDA only) and logs rho and m."""
+
+    def __init__(self, monitor: str = "train_loss", verbose: bool = False):
+        self.monitor, self.verbose = monitor, verbose
+
+    def on_train_epoch_end(self, trainer, pl_module: UDAModule):
+        if pl_module.cfg.method == "deepastrouda" and pl_module.cfg.tuner:
+            value = trainer.callback_metrics.get(self.monitor)
+            if value is not None and math.isfinite(float(value)):
+                action = pl_module.tuner.step(float(value), trainer.current_epoch)
+                if action and self.verbose:
+                    print(f"epoch {trainer.current_epoch}: tuner {action}")
+        pl_module.log("rho", pl_module.tuner.rho)
+        pl_module.log("margin", pl_module.tuner.m)
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """``(image, label, position)`` items: the position is the sample's memory-bank slot."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x, y, i
+
+
+def uda_loaders(source_part, target_part, cfg: UDAConfig, shuffle: bool = True):
+    """A CombinedLoader of source and target batches side by side (the longer one sets the epoch)."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    from labelsky.data.datasets import ImageDataset
+    from labelsky.training import make_preprocess
+
+    loaders = {}
+    for name, (ds, rows, labels) in (("source", source_part), ("target", target_part)):
+        pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+        data = IndexedDataset(ImageDataset(ds, indices=rows, transform=pre, labels=labels))
+        g = torch.Generator()
+        g.manual_seed(cfg.seed + (name == "target"))
+        loaders[name] = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=shuffle,
+                                                    drop_last=shuffle and len(data) > cfg.batch_size,
+                                                    num_workers=cfg.num_workers, generator=g)
+    return CombinedLoader(loaders, mode="max_size_cycle")
