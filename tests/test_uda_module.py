@@ -59,3 +59,34 @@ def test_tuner_callback_changes_rho_when_loss_stalls():
     assert m.rho == pytest.approx(rho0 + 0.3)
     with pytest.raises(ValueError, match="unknown adaptation method"):
         UDAConfig(method="magic")
+
+
+def test_cli_adapt_evaluates_open_set_and_catalog_flags_unknowns(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from labelsky.cli import main
+    from labelsky.data.simulate import simulate_galaxies
+
+    sims = simulate_galaxies(tmp_path / "sim", n_objects=96, surveys=["lsst_y1", "lsst_y10"], stamp_size=24,
+                             classes={"elliptical": 1, "spiral": 1, "merger": 1}, workers=2, progress=False)
+    run = tmp_path / "run"
+    assert main(["adapt", "--source", str(sims["lsst_y10"].path), "--target", str(sims["lsst_y1"].path),
+                 "--out", str(run), "--known", "elliptical", "spiral", "--backbone", "resnet10t",
+                 "--epochs", "2", "--batch-size", "16"]) == 0
+    rep = json.loads((run / "eval.json").read_text())
+    assert set(rep) == {"source_test", "target_test"}
+    tgt = rep["target_test"]
+    assert "unknown" in tgt["per_class_accuracy"] and 0.0 <= tgt["auroc"] <= 1.0  # mergers are the unknowns
+    assert np.array(tgt["confusion_matrix"]).shape == (3, 3)
+    cat = tmp_path / "cat.parquet"
+    assert main(["catalog", "--run", str(run), "--data", str(sims["lsst_y1"].path), "--out", str(cat)]) == 0
+    t = pq.read_table(cat)
+    ent = t.column("entropy").to_numpy()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["method"] == "uda" and t.column_names[-1] == "unknown"
+    from labelsky.methods.uda.module import load_uda
+
+    rho = load_uda(run / "checkpoints" / "best.ckpt").rho
+    assert np.array_equal(t.column("unknown").to_numpy(), ent > rho)

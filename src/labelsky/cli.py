@@ -8,6 +8,7 @@ show       colour mosaics (one row per class) of a dataset or a simulation folde
 train      train a transfer-learning classifier (timm backbone, progressive unfreezing) into a run folder
 evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion, confidence curve)
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
+adapt      universal domain adaptation (DeepAstroUDA, DANCE, source-only) with unknown-class detection
 reproduce  reproduce a paper on the simulator (khan2019)
 demo       the embedded default end to end: simulate, train, evaluate, cluster, catalog
 """
@@ -233,15 +234,18 @@ def cmd_train(a) -> int:
 
 
 def _load_run(run: Path):
+    """The best model of a run folder (transfer-learning or domain-adaptation run)."""
     from labelsky.data.io import DatasetError
     from labelsky.methods.transfer import load_classifier
+    from labelsky.methods.uda.module import load_uda
 
     ckpt = run / "checkpoints" / "best.ckpt"
     if not ckpt.exists():
         ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.exists():
         raise DatasetError(f"{run}: no checkpoint found in {run / 'checkpoints'}; train first")
-    return load_classifier(ckpt)
+    method = json.loads((run / "config.json").read_text()).get("method") if (run / "config.json").exists() else None
+    return load_uda(ckpt) if method == "uda" else load_classifier(ckpt)
 
 
 def _add_evaluate(sub):
@@ -293,6 +297,8 @@ def _add_catalog(sub):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes")
+    p.add_argument("--domain", choices=["source", "target"], default="target",
+                   help="adapted models: whose batch-norm statistics to use (default: target)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_catalog)
 
@@ -302,14 +308,91 @@ def cmd_catalog(a) -> int:
     from labelsky.data.io import open_dataset
     from labelsky.training import make_preprocess
 
+    from labelsky.evaluate.metrics import entropy
+
     model = _load_run(a.run)
     ds = open_dataset(a.data)
     cfg = model.cfg
     pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+    extra = None
+    if hasattr(model, "tuner"):  # domain adaptation: flag unknowns (entropy above the boundary rho)
+        model.predict_domain = 0 if a.domain == "source" else 1
+        rho = model.rho
+        extra = lambda p, emb: {"unknown": entropy(p) > rho}  # noqa: E731
     out = write_catalog(ds, a.out, model_predict_fn(model, None if a.device == "auto" else a.device), pre,
                         list(model.hparams.class_names), batch_size=a.batch_size, embedding=a.embedding,
-                        job={"run": str(a.run.resolve())}, num_workers=a.workers, overwrite=a.overwrite)
+                        extra=extra, job={"run": str(a.run.resolve())}, num_workers=a.workers,
+                        overwrite=a.overwrite)
     print(f"{len(ds)} rows -> {out}")
+    return 0
+
+
+def _add_adapt(sub):
+    p = sub.add_parser("adapt", help="universal domain adaptation from a labelled source to an unlabelled target")
+    p.add_argument("--source", required=True, type=Path, help="labelled source dataset (splits train / val)")
+    p.add_argument("--target", required=True, type=Path, help="target dataset (labels, if any, only for evaluation)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
+    p.add_argument("--method", choices=["deepastrouda", "dance", "source_only"], default="deepastrouda")
+    p.add_argument("--known", nargs="+", default=None, help="known (source) classes; default: all source classes")
+    p.add_argument("--backbone", default="resnet50", help="any timm name (paper: ResNet-50 from scratch)")
+    p.add_argument("--weights", default=None, help="local weight file for the backbone")
+    p.add_argument("--bands", nargs="+", default=None)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--no-tuner", dest="tuner", action="store_false", help="hold rho and m fixed")
+    p.add_argument("--no-dsbn", dest="dsbn", action="store_false", help="one shared batch norm (separate passes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_adapt)
+
+
+def cmd_adapt(a) -> int:
+    import numpy as np
+
+    from labelsky.data.io import DatasetError, open_dataset
+    from labelsky.evaluate.openset import openset_report
+    from labelsky.methods.uda.module import UDAConfig, fit_uda
+    from labelsky.training import predict
+    from labelsky.utils import atomic_write_json
+
+    src, tgt = open_dataset(a.source), open_dataset(a.target)
+    known = a.known or list(src.classes)
+    bad = [c for c in known if c not in src.classes]
+    if bad:
+        raise DatasetError(f"{src.path}: known class(es) {bad} not among the source classes {src.classes}")
+
+    def relabel(ds, rows):  # dataset labels -> index among the known classes, len(known) for unknown
+        names = ds.column("label_name")[rows]
+        return np.array([known.index(n) if n in known else len(known) for n in names], dtype=np.int64)
+
+    s_split, t_split = src.column("split"), tgt.column("split")
+    s_known = np.isin(src.column("label_name").astype(str), known)
+    s_tr, s_va = np.flatnonzero((s_split == "train") & s_known), np.flatnonzero((s_split == "val") & s_known)
+    t_tr = np.flatnonzero(np.isin(t_split.astype(str), ["train", "unlabelled"]))
+    t_te = np.flatnonzero(t_split == "test")
+    for name, rows in (("source train", s_tr), ("source val", s_va), ("target train", t_tr)):
+        if not len(rows):
+            raise DatasetError(f"no rows for {name}")
+    cfg = UDAConfig(method=a.method, backbone=a.backbone, weights=a.weights, bands=a.bands, max_epochs=a.epochs,
+                    batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, seed=a.seed, device=a.device,
+                    num_workers=a.workers, classes_known=known)
+    model = fit_uda(a.out, (src, s_tr, relabel(src, s_tr)), (tgt, t_tr, None), (src, s_va, relabel(src, s_va)),
+                    known, cfg, overwrite=a.overwrite)
+    reports = {}
+    for name, ds, rows, dom in (("source_test", src, np.flatnonzero((s_split == "test") & s_known), 0),
+                                ("target_test", tgt, t_te, 1)):
+        if len(rows):
+            model.predict_domain = dom
+            p = predict(model, ds, rows, cfg, device=a.device, embed=False)["probs"]
+            reports[name] = openset_report(relabel(ds, rows), p, model.rho, known)
+    atomic_write_json(a.out / "eval.json", reports)
+    for name, r in reports.items():
+        print(f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} F1={r['f1']:.4f} unknown accuracy="
+              f"{r['unknown_accuracy']:.4f} AUROC={r['auroc']:.4f}")
+    print(f"run: {a.out}; metrics: {a.out / 'eval.json'}")
     return 0
 
 
@@ -400,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_catalog(sub)
+    _add_adapt(sub)
     _add_reproduce(sub)
     _add_demo(sub)
     return parser

@@ -191,9 +191,12 @@ class UDAModule(L.LightningModule):
             self.log(f"val_{name}_acc", acc, on_epoch=True, prog_bar=True, batch_size=int(known.sum()),
                      add_dataloader_idx=False)
 
-    def predict_step(self, batch, batch_idx=0, dataloader_idx=0, domain: int = 1):
+    #: domain whose batch norms :meth:`predict_step` uses (1: target, the usual case for catalogs)
+    predict_domain: int = 1
+
+    def predict_step(self, batch, batch_idx=0, dataloader_idx=0, domain: int | None = None):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        f = self.features(x, domain)
+        f = self.features(x, self.predict_domain if domain is None else domain)
         p = F.softmax(self.logits(f), dim=1)
         h = entropy(p)
         return {"probs": p, "embedding": f, "entropy": h, "unknown": h > self.tuner.rho}
@@ -262,3 +265,66 @@ def uda_loaders(source_part, target_part, cfg: UDAConfig, shuffle: bool = True):
                                                     drop_last=shuffle and len(data) > cfg.batch_size,
                                                     num_workers=cfg.num_workers, generator=g)
     return CombinedLoader(loaders, mode="max_size_cycle")
+
+
+def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Sequence[str], cfg: UDAConfig,
+            target_val_part=None, progress: bool = True, overwrite: bool = False) -> UDAModule:
+    """Train a UDA model into ``run_dir`` (resumable); returns the best model by source validation accuracy.
+
+    Parts are ``(dataset, rows, labels or None)``; ``target_part`` labels are
+    never used for training. ``target_val_part`` (known-class labels, -1 for
+    unknown) is only logged, never used to select the model.
+    """
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from labelsky.data.datasets import ImageDataset
+    from labelsky.methods.uda.losses import class_weights
+    from labelsky.training import build_trainer, make_preprocess
+    from labelsky.utils import atomic_write_json
+
+    run_dir = Path(run_dir)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ds_s, rows_s, lab_s = source_part
+    labels = np.asarray(lab_s) if lab_s is not None else ds_s.column("label")[np.asarray(rows_s)]
+    n_bands = len(cfg.bands) if cfg.bands else len(ds_s.bands)
+    model = UDAModule(cfg.to_dict(), len(class_names), n_bands, len(rows_s), len(target_part[1]), list(class_names),
+                      class_weights=class_weights(labels, len(class_names)).tolist())
+    atomic_write_json(run_dir / "config.json", {
+        "method": "uda", "config": cfg.to_dict(), "classes": list(class_names), "weights_used": model.weights_info,
+        "source": {"dataset": str(ds_s.path), "n": int(len(rows_s))},
+        "target": {"dataset": str(target_part[0].path), "n": int(len(target_part[1]))}})
+
+    def val_loader(part):
+        ds, rows, lab = part
+        pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+        return torch.utils.data.DataLoader(IndexedDataset(ImageDataset(ds, indices=rows, transform=pre, labels=lab)),
+                                           batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers)
+
+    vals = [val_loader(source_val_part)] + ([val_loader(target_val_part)] if target_val_part is not None else [])
+    trainer = build_trainer(run_dir, cfg, [TunerCallback()], monitor="val_source_acc", mode="max",
+                            patience=cfg.patience, progress=progress)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(model, uda_loaders(source_part, target_part, cfg), vals,
+                ckpt_path=str(last) if last.exists() else None)
+    best = trainer.checkpoint_callback.best_model_path or str(last)
+    return load_uda(best)
+
+
+def load_uda(checkpoint, map_location="cpu") -> UDAModule:
+    """A trained :class:`UDAModule` from a checkpoint (weights-only load), with its tuner state."""
+    import inspect
+
+    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    known = inspect.signature(UDAModule.__init__).parameters
+    hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k in known}
+    hp["config"] = dict(hp["config"], weights=None)
+    model = UDAModule(**hp)
+    model.load_state_dict(ckpt["state_dict"])
+    model.on_load_checkpoint(ckpt)
+    return model.eval()
