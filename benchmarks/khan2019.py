@@ -29,14 +29,19 @@ def main(argv=None):
     torch.set_num_threads(2)
     from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
 
+    runs = []
+    mon = CpuMonitor().__enter__()
+    for seed in a.seeds:  # results are rewritten after every seed: whatever finished is recorded
+        kc = KhanConfig.quick(workers=a.workers, seed=seed) if a.quick else \
+            KhanConfig(n_objects=a.n, workers=a.workers, seed=seed)
+        runs.append(run_khan2019(a.work_dir / f"seed{seed}", kc, progress=False))
+        mon.__exit__(None, None, None)
+        report(a, runs, a.seeds[:len(runs)], mon)
+
+
+def report(a, runs, seeds, mon):
     import numpy as np
 
-    runs = []
-    with CpuMonitor() as mon:
-        for seed in a.seeds:
-            kc = KhanConfig.quick(workers=a.workers, seed=seed) if a.quick else \
-                KhanConfig(n_objects=a.n, workers=a.workers, seed=seed)
-            runs.append(run_khan2019(a.work_dir / f"seed{seed}", kc, progress=False))
     name = "khan2019_quick" if a.quick else "khan2019"
     keys = ("n", "accuracy", "f1", "top50_accuracy")
 
@@ -50,7 +55,7 @@ def main(argv=None):
                               "pseudo_labels": r.get("pseudo_labels"), "unlabelled": r["unlabelled"]}
                              for r in res["rounds"]],
         "weights_used": res["rounds"][0]["weights_used"], "timings_s": res["timings"]}
-        for s, res in zip(a.seeds, runs)]
+        for s, res in zip(seeds, runs)]
 
     def stat(get):
         v = np.array([get(p) for p in per_seed], dtype=float)
@@ -62,7 +67,7 @@ def main(argv=None):
             summary[f"round0/{ds_name}/{m}"] = stat(lambda p: p["table_ii_round0"][ds_name][m])
             summary[f"last/{ds_name}/{m}"] = stat(lambda p: p["table_ii_last_round"][ds_name][m])
     summary["cluster_purity_round0"] = stat(lambda p: p["recursion_fo_des"][0]["unlabelled"]["cluster_purity"])
-    metrics = {"seeds": a.seeds, "summary": summary, "per_seed": per_seed, "config": runs[0]["config"],
+    metrics = {"seeds": seeds, "summary": summary, "per_seed": per_seed, "config": runs[0]["config"],
                "cpu": mon.as_dict()}
     md = ["| set | accuracy (round 0) | top-50 % accuracy (round 0) | accuracy (after recursion) | "
           "top-50 % (after recursion) |", "|---|---|---|---|---|"]
@@ -70,13 +75,13 @@ def main(argv=None):
         f = lambda k: f"{100 * summary[k]['mean']:.2f} ± {100 * summary[k]['std']:.2f} %"  # noqa: E731
         md.append(f"| {ds_name} | {f(f'round0/{ds_name}/accuracy')} | {f(f'round0/{ds_name}/top50_accuracy')} | "
                   f"{f(f'last/{ds_name}/accuracy')} | {f(f'last/{ds_name}/top50_accuracy')} |")
-    text = (f"### Khan et al. 2019 on the simulator: {len(a.seeds)} seed(s) {a.seeds}, mean ± std\n\n"
+    text = (f"### Khan et al. 2019 on the simulator: {len(seeds)} seed(s) {seeds}, mean ± std\n\n"
             + "\n".join(md) + "\n\n" + f"t-SNE + k-means purity of unlabelled DES (round 0): "
             f"{summary['cluster_purity_round0']['mean']:.3f} ± {summary['cluster_purity_round0']['std']:.3f}.  \n"
-            f"Sizes (seed {a.seeds[0]}): {json.dumps(per_seed[0]['sizes'])}.  \n"
+            f"Sizes (seed {seeds[0]}): {json.dumps(per_seed[0]['sizes'])}.  \n"
             f"Wall time {mon.wall_s / 60:.1f} min for all seeds; CPU taken by other programs: "
             f"{100 * mon.as_dict()['other_processes_cpu_frac']:.0f} %.\n\n"
-            f"#### Seed {a.seeds[0]} in detail\n\n" + (a.work_dir / f"seed{a.seeds[0]}" / "table_ii.md").read_text())
+            f"#### Seed {seeds[0]} in detail\n\n" + (a.work_dir / f"seed{seeds[0]}" / "table_ii.md").read_text())
     write_results(name, metrics, text)
     print(text)
 

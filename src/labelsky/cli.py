@@ -220,9 +220,10 @@ def cmd_train(a) -> int:
             rows = np.flatnonzero((split == name) & (label >= 0))
             if len(rows):
                 parts[name].append((ds, rows, None))
-    for name in parts:
-        if not parts[name]:
-            raise DatasetError(f"no labelled rows of split '{name}' in {[str(p) for p in a.data]}")
+    if not parts["train"]:
+        raise DatasetError(f"no labelled rows of split 'train' in {[str(p) for p in a.data]}")
+    if not parts["val"]:
+        print("labelsky: no 'val' split: checkpoints and early stopping follow the training loss", file=sys.stderr)
     cfg = TransferConfig(backbone=a.backbone, weights=a.weights, bands=a.bands, stretch=a.stretch,
                          image_size=a.image_size, max_epochs=a.epochs, head_epochs=a.head_epochs,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
@@ -288,6 +289,16 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def _job_identity(run: Path, pre) -> dict:
+    """What makes a catalog: the exact checkpoint file and the preprocessing (parts of two never mix)."""
+    ckpt = run / "checkpoints" / "best.ckpt"
+    if not ckpt.exists():
+        ckpt = run / "checkpoints" / "last.ckpt"
+    st = ckpt.stat()
+    return {"run": str(run.resolve()), "checkpoint": str(ckpt.resolve()), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "preprocess": pre.describe()}
+
+
 def _add_catalog(sub):
     p = sub.add_parser("catalog", help="run a trained model over a dataset into a catalog")
     p.add_argument("--run", required=True, type=Path)
@@ -321,7 +332,7 @@ def cmd_catalog(a) -> int:
         extra = lambda p, emb: {"unknown": entropy(p) > rho}  # noqa: E731
     out = write_catalog(ds, a.out, model_predict_fn(model, None if a.device == "auto" else a.device), pre,
                         list(model.hparams.class_names), batch_size=a.batch_size, embedding=a.embedding,
-                        extra=extra, job={"run": str(a.run.resolve())}, num_workers=a.workers,
+                        extra=extra, job=_job_identity(a.run, pre), num_workers=a.workers,
                         overwrite=a.overwrite)
     print(f"{len(ds)} rows -> {out}")
     return 0

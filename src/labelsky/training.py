@@ -60,9 +60,17 @@ def accelerator_for(device: str | None) -> str:
     return {"cuda": "gpu", "cpu": "cpu", "mps": "mps"}.get(dev.split(":")[0], "auto")
 
 
+def devices_for(device: str | None):
+    """Lightning ``devices``: one device by default (``cuda:N`` picks GPU N); multi-device runs ask explicitly."""
+    dev = default_device(None if device in (None, "auto") else device)
+    if dev.startswith("cuda:"):
+        return [int(dev.split(":")[1])]
+    return 1
+
+
 def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", mode: str = "min",
                   patience: int | None = None, max_epochs: int | None = None, progress: bool = True,
-                  devices="auto", num_nodes: int = 1, strategy="auto") -> L.Trainer:
+                  devices=None, num_nodes: int = 1, strategy="auto") -> L.Trainer:
     """A Lightning trainer writing checkpoints and CSV logs into ``run_dir``."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -79,8 +87,9 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     return L.Trainer(
         default_root_dir=run_dir, max_epochs=max_epochs or cfg.max_epochs, callbacks=cbs,
-        logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per (re)start accelerator=accelerator_for(cfg.device),
-        devices=devices, num_nodes=num_nodes, strategy=strategy, enable_progress_bar=progress,
+        logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per (re)start
+        accelerator=accelerator_for(cfg.device),
+        devices=devices if devices is not None else devices_for(cfg.device), num_nodes=num_nodes, strategy=strategy, enable_progress_bar=progress,
         enable_model_summary=False, log_every_n_steps=10, deterministic=False,
     )
 
@@ -108,7 +117,8 @@ def predict(model: torch.nn.Module, ds: LabelskyDataset, indices, cfg, batch_siz
         probs.append(out["probs"].float().cpu().numpy())
         if embed:
             embs.append(out["embedding"].float().cpu().numpy())
-    res = {"probs": np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)}
+    n_classes = len(getattr(model.hparams, "class_names", ())) or int(getattr(model.hparams, "n_classes", 0))
+    res = {"probs": np.concatenate(probs) if probs else np.zeros((0, n_classes), np.float32)}
     if embed:
         res["embedding"] = np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)
     return res

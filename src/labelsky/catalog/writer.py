@@ -100,23 +100,26 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predict_fn: Callable, tr
         if not np.isfinite(p).all():
             bad = int(np.flatnonzero(~np.isfinite(p).all(axis=1))[0])
             raise CatalogWriteError(f"{ds.path}: non-finite probabilities for id_str={ids[rows[bad]]!r}")
-        cols = {"id_str": pa.array(ids[rows].astype(str)), "ra": pa.array(ra[rows]), "dec": pa.array(dec[rows]),
-                "survey": pa.array([survey] * len(rows))}
+        if not len(rows):  # an empty shard (a survey that saw none of its objects): an empty marker part
+            with atomic_path(parts_dir / f"part-{s:05d}.parquet") as tmp:
+                pq.write_table(pa.table({"id_str": pa.array([], pa.string())}), tmp)
+            continue
+        cols = {"id_str": pa.array(ids[rows].astype(str), pa.string()), "ra": pa.array(ra[rows], pa.float64()),
+                "dec": pa.array(dec[rows], pa.float64()), "survey": pa.array([survey] * len(rows), pa.string())}
         for k, n in enumerate(names):
-            cols[f"p_{n}"] = pa.array(p[:, k])
-        pred = p.argmax(axis=1) if len(p) else np.zeros(0, np.int64)
-        cols["pred_label"] = pa.array(pred.astype(np.int16))
-        cols["pred_class"] = pa.array([names[k] for k in pred])
-        cols["confidence"] = pa.array(p.max(axis=1) if len(p) else np.zeros(0, np.float32))
-        cols["entropy"] = pa.array(entropy(p).astype(np.float32) if len(p) else np.zeros(0, np.float32))
+            cols[f"p_{n}"] = pa.array(p[:, k], pa.float32())
+        pred = p.argmax(axis=1)
+        cols["pred_label"] = pa.array(pred.astype(np.int16), pa.int16())
+        cols["pred_class"] = pa.array([names[k] for k in pred], pa.string())
+        cols["confidence"] = pa.array(p.max(axis=1), pa.float32())
+        cols["entropy"] = pa.array(entropy(p).astype(np.float32), pa.float32())
         emb = np.concatenate(embs) if embs else None
         if extra is not None:
             for k, v in extra(p, emb).items():
                 cols[k] = pa.array(np.asarray(v))
         if embedding:
-            d = emb.shape[1] if emb is not None and emb.ndim == 2 else 0
-            cols["embedding"] = pa.FixedSizeListArray.from_arrays(
-                pa.array(emb.reshape(-1) if emb is not None else np.zeros(0, np.float32)), d)
+            cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()),
+                                                                  emb.shape[1])
         with atomic_path(parts_dir / f"part-{s:05d}.parquet") as tmp:
             pq.write_table(pa.table(cols), tmp)
     bar.close()
@@ -126,8 +129,11 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predict_fn: Callable, tr
 
 
 def _assemble(parts_dir: Path, n_parts: int, out: Path, fmt: str) -> None:
-    parts = [parts_dir / f"part-{s:05d}.parquet" for s in range(n_parts)]
-    schema = pq.read_schema(parts[0]) if parts else None
+    parts = [p for p in (parts_dir / f"part-{s:05d}.parquet" for s in range(n_parts))
+             if pq.ParquetFile(p).metadata.num_rows > 0]  # empty shards leave empty marker parts
+    if not parts:
+        raise CatalogWriteError(f"{out}: the dataset has no objects")
+    schema = pq.read_schema(parts[0])
     if fmt == "parquet":
         with atomic_path(out) as tmp:
             with pq.ParquetWriter(tmp, schema) as w:

@@ -119,7 +119,12 @@ def hp_fo_sets(source, target, rows, class_answers: dict, thresholds: dict, bala
     conf = answer_frac[np.arange(len(winner)), winner]
     hp = conf >= thr[winner]
     if balance and hp.any():
-        n_min = min(int((hp & (winner == k)).sum()) for k in range(len(classes)))
+        counts = [int((hp & (winner == k)).sum()) for k in range(len(classes))]
+        if min(counts) == 0:
+            empty = [classes[k] for k in range(len(classes)) if counts[k] == 0]
+            raise ValueError(f"no high-probability galaxies of class(es) {empty} to balance with (HP counts "
+                             f"{dict(zip(classes, counts))}); lower the thresholds or use more galaxies")
+        n_min = min(counts)
         keep = np.zeros_like(hp)
         for k in range(len(classes)):
             cand = np.flatnonzero(hp & (winner == k))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +20,23 @@ from labelsky.utils import atomic_write_json
 __all__ = ["train_classifier"]
 
 
+#: settings that may change when a run is resumed (everything else must match)
+_RESUMABLE = {"max_epochs", "device", "num_workers", "patience"}
+
+
+def _check_resume(run_dir: Path, cfg: TransferConfig, class_names) -> None:
+    """Refuse to resume a run folder whose checkpoint was made with other settings."""
+    if not (run_dir / "checkpoints" / "last.ckpt").exists() or not (run_dir / "config.json").exists():
+        return
+    old = json.loads((run_dir / "config.json").read_text())
+    new = cfg.to_dict()
+    diff = sorted(k for k in set(old.get("config", {})) | set(new)
+                  if k not in _RESUMABLE and old.get("config", {}).get(k) != new.get(k))
+    if diff or old.get("classes") != list(class_names):
+        raise ValueError(f"{run_dir} holds a run made with other settings ({', '.join(diff) or 'classes'}); "
+                         f"choose another run folder or pass overwrite to start again")
+
+
 def train_classifier(run_dir: str | Path, train_parts: Sequence[tuple], val_parts: Sequence[tuple],
                      class_names: Sequence[str], cfg: TransferConfig, progress: bool = True,
                      overwrite: bool = False, balance: bool = False) -> TransferClassifier:
@@ -30,10 +49,17 @@ def train_classifier(run_dir: str | Path, train_parts: Sequence[tuple], val_part
     run_dir = Path(run_dir)
     if overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
+    ds0: LabelskyDataset = train_parts[0][0]
+    if not cfg.bands:  # record the bands by name, so that other surveys are matched by name, never by position
+        cfg = dataclasses.replace(cfg, bands=list(ds0.bands))
+    for ds, _, _ in list(train_parts) + list(val_parts):
+        missing = [b for b in cfg.bands if b not in ds.bands]
+        if missing:
+            raise ValueError(f"{ds.path}: band(s) {missing} of the model are not in this dataset's {ds.bands}")
+    _check_resume(run_dir, cfg, class_names)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ds0: LabelskyDataset = train_parts[0][0]
-    n_bands = len(cfg.bands) if cfg.bands else len(ds0.bands)
+    n_bands = len(cfg.bands)
     labels = np.concatenate([np.asarray(lab) if lab is not None else ds.column("label")[np.asarray(rows)]
                              for ds, rows, lab in train_parts])
     weights = class_balance_weights(labels, len(class_names)) if balance else None

@@ -123,11 +123,11 @@ class TransferClassifier(L.LightningModule):
         self._n_unfrozen = k
 
     def _freeze_bn_of_frozen(self) -> None:
+        """Batch norms of frozen blocks keep their statistics (eval mode); trainable ones update them."""
         for m in self.model.backbone.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 params = list(m.parameters(recurse=False))
-                if params and not any(p.requires_grad for p in params):
-                    m.eval()
+                m.train(self.training and (not params or any(p.requires_grad for p in params)))
 
     def on_train_epoch_start(self) -> None:
         self._freeze_bn_of_frozen()
@@ -185,17 +185,24 @@ class ProgressiveUnfreezing(L.Callback):
         self.history: list[tuple[int, int]] = []
 
     def on_train_epoch_start(self, trainer, pl_module: TransferClassifier) -> None:
-        k = unfrozen_groups(trainer.current_epoch, len(pl_module.groups), self.head_epochs, self.every,
-                            self.per_step)
-        if k != pl_module._n_unfrozen or not self.history:
-            pl_module.set_unfrozen(k)
-            pl_module._freeze_bn_of_frozen()
-            self.history.append((trainer.current_epoch, k))
+        epoch, n = trainer.current_epoch, len(pl_module.groups)
+        k = unfrozen_groups(epoch, n, self.head_epochs, self.every, self.per_step)
+        k_prev = unfrozen_groups(epoch - 1, n, self.head_epochs, self.every, self.per_step) if epoch > 0 else 0
+        pl_module.set_unfrozen(k)
+        if k > k_prev or epoch == 0:
+            optimizers = getattr(trainer, "optimizers", None)
+            if optimizers and k > k_prev:
+                # groups unfrozen now join at the head's current rate x backbone_lr_factor (the plateau
+                # schedule may have lowered the head's rate while they were frozen)
+                opt = optimizers[0]
+                for i in range(n - k, n - k_prev):
+                    opt.param_groups[1 + i]["lr"] = opt.param_groups[0]["lr"] * pl_module.cfg.backbone_lr_factor
+            self.history.append((epoch, k))
             if self.verbose:
-                print(f"epoch {trainer.current_epoch}: training head + last {k}/{len(pl_module.groups)} "
-                      f"backbone groups")
+                print(f"epoch {epoch}: training head + last {k}/{n} backbone groups")
         if pl_module._trainer is not None:
             pl_module.log("unfrozen_groups", float(k), on_epoch=True)
+        pl_module._freeze_bn_of_frozen()
 
 
 def class_balance_weights(labels: np.ndarray, n_classes: int) -> list[float]:

@@ -14,16 +14,19 @@ class MLPHead(nn.Module):
     """Dense layers with dropout on pooled backbone features.
 
     The default is the head of Khan et al. 2019 (their Appendix A): a
-    1024-wide fully connected layer with ReLU and dropout 0.7 before the
-    class layer; its activations are the *embedding* used for clustering.
+    1024-wide fully connected layer with ReLU, then dropout 0.7 "between the
+    fully connected layers", then the class layer; the 1024-wide activations
+    are the *embedding* used for clustering.
     """
 
     def __init__(self, in_features: int, n_classes: int, hidden: Sequence[int] = (1024,), dropout: float = 0.7):
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features
-        for h in hidden:
-            layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
+        for i, h in enumerate(hidden):
+            if i:  # dropout between fully connected layers
+                layers.append(nn.Dropout(dropout))
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
         self.body = nn.Sequential(*layers)
         self.drop = nn.Dropout(dropout)

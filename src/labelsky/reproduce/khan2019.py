@@ -28,6 +28,7 @@ Galaxy Zoo labels).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from labelsky.methods.classify import train_classifier
 from labelsky.methods.pseudolabel import select_pseudo_labels
 from labelsky.methods.transfer import TransferConfig
 from labelsky.training import predict
-from labelsky.utils import atomic_write_json, atomic_write_text
+from labelsky.utils import atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = ["KhanConfig", "run_khan2019", "pretrain_backbone"]
 
@@ -89,8 +90,16 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
     from safetensors.torch import save_file
 
     weight_file = out_dir / "backbone.safetensors"
+    wanted = {"backbone": kc.backbone, "objects": kc.pretrain_objects, "epochs": kc.pretrain_epochs,
+              "seed": kc.seed, "bands": list(kc.bands)}
     if weight_file.exists():
-        return weight_file
+        try:
+            made = json.loads((out_dir / "backbone.json").read_text())
+        except (OSError, ValueError):
+            made = {}
+        if all(made.get(k) == v for k, v in wanted.items()):
+            return weight_file
+        raise ValueError(f"{weight_file} was pretrained with other settings ({made}); remove {out_dir} to redo it")
     sims = simulate_galaxies(out_dir / "sim", n_objects=kc.pretrain_objects, surveys=["decals"],
                              seed=kc.seed + 1000, workers=kc.workers, progress=progress, reuse=True,
                              mag_range=tuple(kc.mag_range), shard_size=max(32, kc.pretrain_objects // 8))
@@ -101,9 +110,9 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
                         hidden=[256], dropout=0.3, backbone_lr_factor=1.0)
     model = train_classifier(out_dir / "run", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg,
                              progress=progress)
-    save_file({k: v.contiguous() for k, v in model.model.backbone.state_dict().items()}, str(weight_file))
-    atomic_write_json(out_dir / "backbone.json", {"backbone": kc.backbone, "trained_on": str(ds.path),
-                                                  "classes": ds.classes, "epochs": kc.pretrain_epochs})
+    atomic_write_json(out_dir / "backbone.json", {**wanted, "trained_on": str(ds.path), "classes": ds.classes})
+    with atomic_path(weight_file) as tmp:
+        save_file({k: v.contiguous() for k, v in model.model.backbone.state_dict().items()}, str(tmp))
     return weight_file
 
 
