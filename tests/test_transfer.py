@@ -50,6 +50,9 @@ def test_progressive_unfreezing_freezes_named_blocks():
         frozen_bn = [m for m in model.model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)
                      and not any(p.requires_grad for p in m.parameters())]
         assert all(not m.training for m in frozen_bn)
+        trainable_bn = [m for m in model.model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)
+                        and any(p.requires_grad for p in m.parameters())]
+        assert all(m.training for m in trainable_bn)  # unfrozen blocks update their statistics again
     assert cb.history[0] == (0, 0) and cb.history[-1][1] == len(groups)
 
 
@@ -177,6 +180,9 @@ def test_hp_fo_sets(tmp_path):
     bal = hp_fo_sets(src, tgt, np.arange(6), {"elliptical": "smooth", "spiral": "featured"},
                      {"elliptical": 0.9, "spiral": 0.9}, balance=True)
     assert sorted(src.column("id_str")[bal["hp_source"]].tolist()) == ["g0", "g2"]  # one per class, best votes
+    with pytest.raises(ValueError, match=r"no high-probability galaxies of class\(es\) \['spiral'\]"):
+        hp_fo_sets(src, tgt, np.arange(6), {"elliptical": "smooth", "spiral": "featured"},
+                   {"elliptical": 0.9, "spiral": 0.99}, balance=True)
 
 
 # ----------------------------------------------------------------------------- clustering and pseudo-labels
@@ -360,12 +366,57 @@ def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
     tr, va = np.flatnonzero(sp == "train"), np.flatnonzero(sp == "val")
     cfg = _cfg(max_epochs=1, head_epochs=0, patience=0)
     train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
+    steps = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", map_location="cpu",
+                       weights_only=True)["global_step"]
     cfg2 = _cfg(max_epochs=2, head_epochs=0, patience=0)
     train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg2, progress=False)
     ck = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ck["epoch"] == 1  # continued into the second epoch instead of starting again
+    assert steps > 0 and ck["global_step"] == 2 * steps  # one more epoch on top of the first, not two anew
     import csv
 
-    rows = [r for f in sorted((tmp_path / "r" / "logs").glob("version_*/metrics.csv"))
-            for r in csv.DictReader(open(f))]  # one log folder per (re)start
-    assert {r["epoch"] for r in rows if r.get("val_loss")} == {"0", "1"}
+    logs = sorted((tmp_path / "r" / "logs").glob("version_*/metrics.csv"))  # one log folder per (re)start
+    epochs = [{r["epoch"] for r in csv.DictReader(open(f)) if r.get("val_loss")} for f in logs]
+    assert epochs == [{"0"}, {"1"}]  # the second start continued with epoch 1
+
+
+def test_catalog_with_an_empty_shard(tmp_path):
+    w = DatasetWriter(tmp_path / "ds", "decals", (3, 8, 8), classes=["a", "b"], n_shards=3)
+    rng = np.random.default_rng(0)
+    for s, n in enumerate([0, 5, 0]):
+        w.write_shard(s, rng.normal(size=(n, 3, 8, 8)), {
+            "id_str": [f"o{s}-{i}" for i in range(n)], "ra": np.full(n, 1.0), "dec": np.zeros(n),
+            "survey": ["decals"] * n, "split": ["test"] * n, "label": np.zeros(n, int), "label_name": ["a"] * n,
+            "votes_smooth": np.full(n, -1), "votes_featured": np.full(n, -1), "votes_artifact": np.full(n, -1),
+            "richness": np.full(n, np.nan)})
+    ds = w.finalize()
+    out = write_catalog(ds, tmp_path / "c.parquet", _mean_fn, Preprocess([0, 1, 2], stretch="none"), ["a", "b"],
+                        embedding=True, progress=False)
+    t = pq.read_table(out)
+    assert t.num_rows == 5 and t.column("id_str").to_pylist() == [f"o1-{i}" for i in range(5)]
+
+
+def test_bands_are_matched_by_name_and_settings_checked_on_resume(easy_sim, tmp_path):
+    from labelsky.methods.classify import train_classifier
+
+    ds = easy_sim
+    sp = ds.column("split")
+    tr, va = np.flatnonzero(sp == "train")[:32], np.flatnonzero(sp == "val")[:8]
+    model = train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes,
+                             _cfg(max_epochs=1, head_epochs=0, patience=0), progress=False)
+    assert model.cfg.bands == ["g", "r", "z"]  # recorded by name
+    with pytest.raises(ValueError, match="other settings"):
+        train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes,
+                         _cfg(max_epochs=2, head_epochs=0, patience=0, lr=0.1), progress=False)
+    with pytest.raises(ValueError, match=r"band\(s\) \['i'\] of the model are not in this dataset"):
+        train_classifier(tmp_path / "r2", [(ds, tr, None)], [(ds, va, None)], ds.classes,
+                         _cfg(max_epochs=1, bands=["g", "i"]), progress=False)
+
+
+def test_device_setting_reaches_the_trainer(tmp_path):
+    from labelsky.training import build_trainer
+
+    t = build_trainer(tmp_path, _cfg(device="cpu"), progress=False)
+    assert type(t.accelerator).__name__ == "CPUAccelerator" and t.num_devices == 1
+    if not torch.cuda.is_available():
+        with pytest.raises(Exception):
+            build_trainer(tmp_path, _cfg(device="cuda"), progress=False)

@@ -52,6 +52,10 @@ def train_classifier(run_dir: str | Path, train_parts: Sequence[tuple], val_part
     ds0: LabelskyDataset = train_parts[0][0]
     if not cfg.bands:  # record the bands by name, so that other surveys are matched by name, never by position
         cfg = dataclasses.replace(cfg, bands=list(ds0.bands))
+    if not cfg.weights and (cfg.head_epochs or cfg.unfreeze_groups < 10_000):
+        # random initialisation: there are no pretrained features to protect, so every block trains from the first
+        # epoch (progressive unfreezing of random blocks also leaves their batch-norm statistics lagging)
+        cfg = dataclasses.replace(cfg, head_epochs=0, unfreeze_groups=10_000)
     for ds, _, _ in list(train_parts) + list(val_parts):
         missing = [b for b in cfg.bands if b not in ds.bands]
         if missing:
