@@ -366,8 +366,8 @@ def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
     tr, va = np.flatnonzero(sp == "train"), np.flatnonzero(sp == "val")
     cfg = _cfg(max_epochs=1, head_epochs=0, patience=0)
     train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
-    steps = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=True)["global_step"]
+    last = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    steps = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     cfg2 = _cfg(max_epochs=2, head_epochs=0, patience=0)
     train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg2, progress=False)
     ck = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
