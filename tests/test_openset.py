@@ -43,3 +43,20 @@ def test_report_without_unknowns():
     probs = np.array([[0.9, 0.1], [0.2, 0.8]])
     rep = openset_report(np.array([0, 1]), probs, rho=0.6)
     assert rep["accuracy"] == 1.0 and math.isnan(rep["unknown_accuracy"]) and math.isnan(rep["auroc"])
+
+
+def test_latent_figure_separates_unknowns(tmp_path):
+    from labelsky.evaluate.embeddings import latent_figure
+
+    rng = np.random.default_rng(0)
+    src = np.concatenate([rng.normal(0, 1, (40, 8)), rng.normal(5, 1, (40, 8))])
+    tgt = np.concatenate([rng.normal(0, 1, (30, 8)), rng.normal(5, 1, (30, 8)), rng.normal(-6, 1, (20, 8))])
+    s_lab, t_lab = np.repeat([0, 1], 40), np.repeat([0, 1, 2], [30, 30, 20])
+    xy = latent_figure(src, tgt, s_lab, t_lab, ["a", "b"], tmp_path / "latent.png", unknown_label=2)
+    assert xy.shape == (160, 2) and (tmp_path / "latent.png").stat().st_size > 5000
+    # t-SNE keeps neighbourhoods: the 5 nearest map neighbours of each unknown are unknowns
+    from sklearn.neighbors import NearestNeighbors
+
+    is_unknown = np.concatenate([np.zeros(80, bool), t_lab == 2])
+    _, nn = NearestNeighbors(n_neighbors=6).fit(xy).kneighbors(xy[is_unknown])
+    assert is_unknown[nn[:, 1:]].mean() > 0.95

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["tsne", "isomap", "cluster", "name_clusters", "cluster_purity"]
+__all__ = ["tsne", "isomap", "isomap_tsne", "cluster", "name_clusters", "cluster_purity", "latent_figure"]
 
 
 def tsne(x: np.ndarray, dim: int = 2, perplexity: float = 30.0, seed: int = 0, n_jobs: int = 1) -> np.ndarray:
@@ -74,3 +74,47 @@ def cluster_purity(cluster_ids: np.ndarray, truth: np.ndarray) -> float:
         return float("nan")
     hits = sum(np.bincount(truth[cluster_ids == c]).max() for c in np.unique(cluster_ids))
     return float(hits / len(truth))
+
+
+def isomap_tsne(x: np.ndarray, isomap_dim: int = 10, n_neighbors: int = 10, seed: int = 0) -> np.ndarray:
+    """DeepAstroUDA's latent map (section 2.6): an Isomap of the latent space fed to a 2-D t-SNE."""
+    x = np.asarray(x, dtype=np.float64)
+    dim = int(min(isomap_dim, x.shape[1], len(x) - 2))
+    return tsne(isomap(x, dim=dim, n_neighbors=n_neighbors), dim=2, seed=seed)
+
+
+def latent_figure(source: np.ndarray, target: np.ndarray, source_labels, target_labels, class_names, path,
+                  unknown_label: int | None = None, seed: int = 0):
+    """Source and target latent vectors on one Isomap -> t-SNE map; target unknowns marked with crosses.
+
+    Returns the 2-D coordinates (source rows first).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    xy = isomap_tsne(np.concatenate([source, target]), seed=seed)
+    n_s = len(source)
+    labels = np.concatenate([np.asarray(source_labels), np.asarray(target_labels)])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
+    colours = plt.get_cmap("tab10")
+    for ax, (name, sl) in zip(axes, (("source", slice(0, n_s)), ("target", slice(n_s, None)))):
+        pts, lab = xy[sl], labels[sl]
+        for k, cname in enumerate(class_names):
+            m = lab == k
+            ax.scatter(pts[m, 0], pts[m, 1], s=5, alpha=0.6, color=colours(k % 10), label=cname)
+        if unknown_label is not None:
+            m = lab == unknown_label
+            ax.scatter(pts[m, 0], pts[m, 1], s=14, marker="x", color="black", label="unknown")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[1].legend(fontsize=7, markerscale=2)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return xy
