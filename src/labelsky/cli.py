@@ -317,14 +317,13 @@ def _add_catalog(sub):
 def cmd_catalog(a) -> int:
     from labelsky.catalog.writer import model_predict_fn, write_catalog
     from labelsky.data.io import open_dataset
-    from labelsky.training import make_preprocess
 
     from labelsky.evaluate.metrics import entropy
 
     model = _load_run(a.run)
     ds = open_dataset(a.data)
     cfg = model.cfg
-    pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+    pre = cfg.preprocess(ds)
     extra = None
     if hasattr(model, "tuner"):  # domain adaptation: flag unknowns (entropy above the boundary rho)
         model.predict_domain = 0 if a.domain == "source" else 1
@@ -448,7 +447,6 @@ def cmd_demo(a) -> int:
     from labelsky.data.simulate import open_simulation
     from labelsky.methods.transfer import load_classifier
     from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
-    from labelsky.training import make_preprocess
 
     t0 = time.time()
     kc = KhanConfig.quick(n_objects=a.n, pretrain_objects=max(160, a.n // 2), epochs=10, pretrain_epochs=4,
@@ -458,7 +456,7 @@ def cmd_demo(a) -> int:
     figures = [str(mosaic(ds, a.out / "figures" / f"mosaic_{name}.png")) for name, ds in datasets.items()]
     model = load_classifier(a.out / f"round{kc.rounds}" / "checkpoints" / "best.ckpt")
     des = datasets["des"]
-    pre = make_preprocess(des, model.cfg.bands, model.cfg.stretch, model.cfg.softening, model.cfg.image_size)
+    pre = model.cfg.preprocess(des)
     catalog = write_catalog(des, a.out / "catalog_des.parquet", model_predict_fn(model), pre,
                             list(model.hparams.class_names), overwrite=True, job={"demo": str(a.out)})
     table = res["rounds"][0]["table"]

@@ -15,6 +15,7 @@ from ``last.ckpt``.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +29,24 @@ from labelsky.data.io import LabelskyDataset
 from labelsky.data.transforms import Preprocess, select_bands
 from labelsky.utils import default_device
 
-__all__ = ["make_preprocess", "make_loader", "build_trainer", "fit", "predict", "accelerator_for"]
+__all__ = ["InputSettings", "make_preprocess", "make_loader", "build_trainer", "fit", "predict", "accelerator_for"]
+
+
+@dataclass
+class InputSettings:
+    """Settings every method shares: which bands, how flux is stretched, image size, seed, device, loaders."""
+
+    bands: list | None = None  # band names to use (default: all of the dataset's)
+    stretch: str = "asinh"
+    softening: float = 3.0
+    image_size: int | None = None
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+
+    def preprocess(self, ds: LabelskyDataset) -> Preprocess:
+        """The preprocessing of ``ds`` images under these settings."""
+        return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size)
 
 
 def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None) -> Preprocess:
@@ -43,7 +61,7 @@ def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | No
     """A DataLoader over several ``(dataset, indices, labels)`` parts."""
     sets = []
     for ds, indices, labels in parts:
-        pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+        pre = cfg.preprocess(ds)
         sets.append(ImageDataset(ds, indices=np.asarray(indices), transform=pre, labels=labels))
     data = ConcatDataset(sets) if len(sets) > 1 else sets[0]
     g = torch.Generator()
@@ -108,7 +126,7 @@ def predict(model: torch.nn.Module, ds: LabelskyDataset, indices, cfg, batch_siz
     """Class probabilities (and embeddings) of rows ``indices`` of ``ds``, in batches."""
     dev = torch.device(default_device(None if (device or cfg.device) in (None, "auto") else (device or cfg.device)))
     model = model.to(dev).eval()
-    pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+    pre = cfg.preprocess(ds)
     loader = DataLoader(ImageDataset(ds, indices=np.asarray(indices), transform=pre), batch_size=batch_size,
                         shuffle=False, num_workers=cfg.num_workers)
     probs, embs = [], []

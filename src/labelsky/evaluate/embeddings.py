@@ -92,9 +92,9 @@ def latent_figure(source: np.ndarray, target: np.ndarray, source_labels, target_
     import matplotlib
 
     matplotlib.use("Agg")
-    from pathlib import Path
-
     import matplotlib.pyplot as plt
+
+    from labelsky.evaluate.figures import save_figure
 
     xy = isomap_tsne(np.concatenate([source, target]), seed=seed)
     n_s = len(source)
@@ -112,9 +112,5 @@ def latent_figure(source: np.ndarray, target: np.ndarray, source_labels, target_
         ax.set_title(name, fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
     axes[1].legend(fontsize=7, markerscale=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return xy

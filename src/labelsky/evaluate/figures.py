@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_figure", "curve_figure"]
+__all__ = ["confusion_figure", "curve_figure", "save_figure"]
 
 
 def _plt():
@@ -35,10 +35,11 @@ def confusion_figure(cm, class_names, path: str | Path, title: str = "") -> Path
     ax.set_yticks(range(k), class_names, fontsize=8)
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
+    """tight_layout, create the folder, write a 100-dpi PNG, close the figure."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -56,4 +57,4 @@ def curve_figure(curve: dict, path: str | Path, title: str = "") -> Path:
     ax.plot(np.array(curve["fraction"]) * 100, np.array(curve["accuracy"]) * 100, marker="o", ms=3)
     ax.set_xlabel("most confident fraction (%)"), ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

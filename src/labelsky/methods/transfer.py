@@ -30,21 +30,18 @@ from torch import nn
 from labelsky.data.transforms import BatchAugment
 from labelsky.models.backbones import backbone_blocks, create_backbone
 from labelsky.models.heads import Classifier
+from labelsky.training import InputSettings
 
 __all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups", "load_classifier",
            "class_balance_weights"]
 
 
 @dataclass
-class TransferConfig:
-    """Settings of the transfer-learning classifier (one *method* config)."""
+class TransferConfig(InputSettings):
+    """Settings of the transfer-learning classifier (one *method* config; input fields in InputSettings)."""
 
     backbone: str = "xception41"  # the paper's Xception; any timm name works (resnet18, resnet50, ...)
     weights: str | None = None  # local weight file, "timm" for a download, None for random init
-    bands: list | None = None  # band names to use (default: all of the dataset's)
-    stretch: str = "asinh"
-    softening: float = 3.0
-    image_size: int | None = None
     hidden: list = field(default_factory=lambda: [1024])
     dropout: float = 0.7
     lr: float = 1e-3
@@ -62,9 +59,6 @@ class TransferConfig:
     max_rotation: float = 45.0
     max_shift: float = 0.1
     max_zoom: float = 1.3
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

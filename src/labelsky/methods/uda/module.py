@@ -38,6 +38,7 @@ from labelsky.methods.uda.losses import (MemoryBank, adaptive_clustering_loss, e
 from labelsky.methods.uda.tuner import EntropyTuner
 from labelsky.models.backbones import create_backbone
 from labelsky.models.dsbn import convert_to_domain_bn, set_domain
+from labelsky.training import InputSettings
 
 __all__ = ["UDAConfig", "UDAModule", "METHODS", "TunerCallback"]
 
@@ -45,14 +46,12 @@ METHODS = ("deepastrouda", "dance", "source_only")
 
 
 @dataclass
-class UDAConfig:
+class UDAConfig(InputSettings):
+    """Settings of universal domain adaptation (input fields in InputSettings)."""
+
     method: str = "deepastrouda"
     backbone: str = "resnet50"  # from random initialisation, as the paper
     weights: str | None = None
-    bands: list | None = None
-    stretch: str = "asinh"
-    softening: float = 3.0
-    image_size: int | None = None
     temperature: float = 0.05
     lam: float = 0.005  # DeepAstroUDA weight of the DA losses
     eta: float = 0.05  # DANCE weight of the DA losses
@@ -70,9 +69,6 @@ class UDAConfig:
     max_epochs: int = 40
     patience: int = 12
     zoom: float = 300.0 / 256.0
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"
     classes_known: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -253,11 +249,10 @@ def uda_loaders(source_part, target_part, cfg: UDAConfig, shuffle: bool = True):
     from lightning.pytorch.utilities import CombinedLoader
 
     from labelsky.data.datasets import ImageDataset
-    from labelsky.training import make_preprocess
 
     loaders = {}
     for name, (ds, rows, labels) in (("source", source_part), ("target", target_part)):
-        pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+        pre = cfg.preprocess(ds)
         data = IndexedDataset(ImageDataset(ds, indices=rows, transform=pre, labels=labels))
         g = torch.Generator()
         g.manual_seed(cfg.seed + (name == "target"))
@@ -282,7 +277,7 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
 
     from labelsky.data.datasets import ImageDataset
     from labelsky.methods.uda.losses import class_weights
-    from labelsky.training import build_trainer, make_preprocess
+    from labelsky.training import build_trainer
     from labelsky.utils import atomic_write_json
 
     run_dir = Path(run_dir)
@@ -302,7 +297,7 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
 
     def val_loader(part):
         ds, rows, lab = part
-        pre = make_preprocess(ds, cfg.bands, cfg.stretch, cfg.softening, cfg.image_size)
+        pre = cfg.preprocess(ds)
         return torch.utils.data.DataLoader(IndexedDataset(ImageDataset(ds, indices=rows, transform=pre, labels=lab)),
                                            batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers)
 
