@@ -9,7 +9,7 @@ train      train a transfer-learning classifier (timm backbone, progressive unfr
 evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion, confidence curve)
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
 adapt      universal domain adaptation (DeepAstroUDA, DANCE, source-only) with unknown-class detection
-reproduce  reproduce a paper on the simulator (khan2019)
+reproduce  reproduce a paper on the simulator (khan2019, deepastrouda)
 demo       the embedded default end to end: simulate, train, evaluate, cluster, catalog
 """
 
@@ -351,7 +351,9 @@ def _add_adapt(sub):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--no-tuner", dest="tuner", action="store_false", help="hold rho and m fixed")
-    p.add_argument("--no-dsbn", dest="dsbn", action="store_false", help="one shared batch norm (separate passes)")
+    p.add_argument("--dsbn", action=argparse.BooleanOptionalAction, default=None,
+                   help="domain-specific batch norm (default: on for deepastrouda, off for dance / source_only; "
+                        "off = one shared batch norm, separate forward passes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0)
@@ -360,69 +362,61 @@ def _add_adapt(sub):
 
 
 def cmd_adapt(a) -> int:
-    import numpy as np
-
-    from labelsky.data.io import DatasetError, open_dataset
-    from labelsky.evaluate.openset import openset_report
-    from labelsky.methods.uda.module import UDAConfig, fit_uda
-    from labelsky.training import predict
-    from labelsky.utils import atomic_write_json
+    from labelsky.data.io import open_dataset
+    from labelsky.methods.uda.module import UDAConfig
+    from labelsky.methods.uda.run import adapt
 
     src, tgt = open_dataset(a.source), open_dataset(a.target)
     known = a.known or list(src.classes)
-    bad = [c for c in known if c not in src.classes]
-    if bad:
-        raise DatasetError(f"{src.path}: known class(es) {bad} not among the source classes {src.classes}")
-
-    def relabel(ds, rows):  # dataset labels -> index among the known classes, len(known) for unknown
-        names = ds.column("label_name")[rows]
-        return np.array([known.index(n) if n in known else len(known) for n in names], dtype=np.int64)
-
-    s_split, t_split = src.column("split"), tgt.column("split")
-    s_known = np.isin(src.column("label_name").astype(str), known)
-    s_tr, s_va = np.flatnonzero((s_split == "train") & s_known), np.flatnonzero((s_split == "val") & s_known)
-    t_tr = np.flatnonzero(np.isin(t_split.astype(str), ["train", "unlabelled"]))
-    t_te = np.flatnonzero(t_split == "test")
-    for name, rows in (("source train", s_tr), ("source val", s_va), ("target train", t_tr)):
-        if not len(rows):
-            raise DatasetError(f"no rows for {name}")
     cfg = UDAConfig(method=a.method, backbone=a.backbone, weights=a.weights, bands=a.bands, max_epochs=a.epochs,
                     batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, seed=a.seed, device=a.device,
-                    num_workers=a.workers, classes_known=known)
-    model = fit_uda(a.out, (src, s_tr, relabel(src, s_tr)), (tgt, t_tr, None), (src, s_va, relabel(src, s_va)),
-                    known, cfg, overwrite=a.overwrite)
-    reports = {}
-    for name, ds, rows, dom in (("source_test", src, np.flatnonzero((s_split == "test") & s_known), 0),
-                                ("target_test", tgt, t_te, 1)):
-        if len(rows):
-            model.predict_domain = dom
-            p = predict(model, ds, rows, cfg, device=a.device, embed=False)["probs"]
-            reports[name] = openset_report(relabel(ds, rows), p, model.rho, known)
-    atomic_write_json(a.out / "eval.json", reports)
-    for name, r in reports.items():
-        print(f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} F1={r['f1']:.4f} unknown accuracy="
-              f"{r['unknown_accuracy']:.4f} AUROC={r['auroc']:.4f}")
+                    num_workers=a.workers)
+    _, reports = adapt(a.out, src, tgt, known, cfg, overwrite=a.overwrite)
+    for name in ("source_test", "target_test"):
+        if name in reports:
+            r = reports[name]
+            print(f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} F1={r['f1']:.4f} unknown accuracy="
+                  f"{r['unknown_accuracy']:.4f} AUROC={r['auroc']:.4f}")
     print(f"run: {a.out}; metrics: {a.out / 'eval.json'}")
     return 0
 
 
 def _add_reproduce(sub):
     p = sub.add_parser("reproduce", help="reproduce a paper on the simulator")
-    p.add_argument("paper", choices=["khan2019"])
-    p.add_argument("--out", "-o", type=Path, default=None, help="run folder (default: runs/<paper>)")
+    p.add_argument("paper", choices=["khan2019", "deepastrouda"])
+    p.add_argument("--experiment", default="lsst-y1-y10",
+                   help="deepastrouda: lsst-y1-y10 | lsst-y10-y1 | sdss-decals | sdss-stripe82")
+    p.add_argument("--out", "-o", type=Path, default=None, help="run folder (default: runs/<paper>[-<experiment>])")
     p.add_argument("--quick", action="store_true", help="a tiny version that runs in a couple of minutes")
     p.add_argument("--n", type=int, default=None, help="number of simulated galaxies")
     p.add_argument("--backbone", default=None)
-    p.add_argument("--rounds", type=int, default=None, help="recursive-training rounds")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="deepastrouda: initial learning rate")
+    p.add_argument("--methods", nargs="+", default=None, help="deepastrouda: source_only dance deepastrouda")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="deepastrouda: training seeds")
+    p.add_argument("--rounds", type=int, default=None, help="khan2019: recursive-training rounds")
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="simulation (and khan2019 training) seed")
     p.set_defaults(func=cmd_reproduce)
 
 
 def cmd_reproduce(a) -> int:
+    if a.paper == "deepastrouda":
+        from labelsky.reproduce.deepastrouda import ReproConfig, run_deepastrouda
+
+        over = {k: v for k, v in (("n_objects", a.n), ("backbone", a.backbone), ("epochs", a.epochs),
+                                  ("lr", a.lr), ("methods", a.methods), ("seeds", a.seeds)) if v is not None}
+        rc = (ReproConfig.quick if a.quick else ReproConfig)(experiment=a.experiment, workers=a.workers,
+                                                             sim_seed=a.seed, **over)
+        out = a.out or Path("runs") / f"deepastrouda-{a.experiment}"
+        run_deepastrouda(out, rc)
+        print((out / "table.md").read_text())
+        print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
+        return 0
     from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
 
-    over = {k: v for k, v in (("n_objects", a.n), ("backbone", a.backbone), ("rounds", a.rounds)) if v is not None}
+    over = {k: v for k, v in (("n_objects", a.n), ("backbone", a.backbone), ("rounds", a.rounds),
+                              ("epochs", a.epochs)) if v is not None}
     kc = (KhanConfig.quick if a.quick else KhanConfig)(workers=a.workers, seed=a.seed, **over)
     out = a.out or Path("runs") / a.paper
     run_khan2019(out, kc)
@@ -481,8 +475,9 @@ def cmd_demo(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from labelsky import __version__
 
-    parser = argparse.ArgumentParser(prog="labelsky", description="labelsky: galaxy morphology, anomaly and cluster-richness catalogs from few labels "
-                                                 "and many survey images.",
+    parser = argparse.ArgumentParser(prog="labelsky",
+                                     description="labelsky: galaxy morphology, anomaly and cluster-richness catalogs "
+                                                 "from few labels and many survey images.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"labelsky {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -107,7 +107,8 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
         default_root_dir=run_dir, max_epochs=max_epochs or cfg.max_epochs, callbacks=cbs,
         logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per (re)start
         accelerator=accelerator_for(cfg.device),
-        devices=devices if devices is not None else devices_for(cfg.device), num_nodes=num_nodes, strategy=strategy, enable_progress_bar=progress,
+        devices=devices if devices is not None else devices_for(cfg.device), num_nodes=num_nodes, strategy=strategy,
+        enable_progress_bar=progress,
         enable_model_summary=False, log_every_n_steps=10, deterministic=False,
     )
 

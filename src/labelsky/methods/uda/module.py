@@ -12,9 +12,10 @@ One module, three ``method`` settings, trained on identical data:
 Shared choices (DANCE's, where the DeepAstroUDA paper is silent): cosine classifier on
 L2-normalised backbone features with temperature 0.05; a memory bank of every source and
 target sample seen (normalised features, probabilities, labels), one slot per sample,
-overwritten on update; domain-specific batch norm (``dsbn``) with source = domain 0 and
-target = domain 1. Optimiser: SGD with Nesterov momentum 0.9, lr 1e-3, step decay x0.1 every
-``step_epochs`` epochs. Model selection and early stopping use the *source* validation
+overwritten on update. Domain-specific batch norm (``dsbn``, source = domain 0, target =
+domain 1) is DeepAstroUDA's; DANCE and regular training share one batch norm between the
+domains (separate forward passes), as published. Optimiser: SGD with Nesterov momentum 0.9,
+lr 1e-3, step decay x0.1 every ``step_epochs`` epochs. Model selection and early stopping use the *source* validation
 accuracy: target labels are unknown during training.
 
 A target sample is predicted "unknown" when the entropy of its class probabilities exceeds
@@ -59,7 +60,7 @@ class UDAConfig(InputSettings):
     tuner: bool = True
     rho: float | None = None  # None: log(K) / 2
     margin: float | None = None  # None: the tuner's initial m (0.5 for < 5 classes, 1.35 above); DANCE 0.5
-    dsbn: bool = True
+    dsbn: bool | None = None  # None: domain-specific BN for deepastrouda only (DANCE and regular training: shared)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -74,6 +75,11 @@ class UDAConfig(InputSettings):
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown adaptation method {self.method!r}; expected one of {METHODS}")
+        if self.dsbn is None:
+            self.dsbn = self.method == "deepastrouda"
+        if self.dsbn and self.method == "source_only":
+            raise ValueError("source_only never sees the target, so its target batch norms would stay untrained: "
+                             "use dsbn=False")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -176,16 +182,38 @@ class UDAModule(L.LightningModule):
     def on_fit_start(self):
         self.bank.to(self.device)
 
+    def on_validation_epoch_start(self):
+        self._val = {}
+
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        """Dataloader 0: source validation (known classes); 1 (optional): labelled target, logged only."""
         x, y, _ = batch
         domain = 0 if dataloader_idx == 0 else 1
-        logits = self(x, domain)
+        p = F.softmax(self(x, domain), dim=1)
         name = "source" if domain == 0 else "target"
-        known = y >= 0
-        if known.any():
-            acc = (logits[known].argmax(1) == y[known]).float().mean()
+        known = (y >= 0) & (y < self.n_classes)
+        if known.any():  # closed-set accuracy on the known classes: the model-selection metric for the source
+            acc = (p[known].argmax(1) == y[known]).float().mean()
             self.log(f"val_{name}_acc", acc, on_epoch=True, prog_bar=True, batch_size=int(known.sum()),
                      add_dataloader_idx=False)
+        pred = p.argmax(1)
+        pred[entropy(p) > self.tuner.rho] = self.n_classes  # open set: "unknown" above the boundary
+        store = self._val.setdefault(name, ([], []))
+        store[0].append(y.detach().cpu())
+        store[1].append(pred.detach().cpu())
+
+    def on_validation_epoch_end(self):
+        """Open-set accuracy and per-class accuracy (unknown = class K) of every validation domain."""
+        names = list(self.hparams.class_names or [str(k) for k in range(self.n_classes)]) + ["unknown"]
+        for name, (ys, preds) in getattr(self, "_val", {}).items():
+            y, pred = torch.cat(ys), torch.cat(preds)
+            y = torch.where(y < 0, torch.full_like(y, self.n_classes), y)
+            self.log(f"val_{name}_openset_acc", (pred == y).float().mean().item())
+            for k, cname in enumerate(names):
+                m = y == k
+                if m.any():
+                    self.log(f"val_{name}_acc_{cname}", (pred[m] == k).float().mean().item())
+        self._val = {}
 
     #: domain whose batch norms :meth:`predict_step` uses (1: target, the usual case for catalogs)
     predict_domain: int = 1
@@ -267,7 +295,7 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
     """Train a UDA model into ``run_dir`` (resumable); returns the best model by source validation accuracy.
 
     Parts are ``(dataset, rows, labels or None)``; ``target_part`` labels are
-    never used for training. ``target_val_part`` (known-class labels, -1 for
+    never used for training. ``target_val_part`` (known-class index, K or -1 for
     unknown) is only logged, never used to select the model.
     """
     import shutil

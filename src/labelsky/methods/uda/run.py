@@ -1,0 +1,111 @@
+"""One adaptation run from two datasets: split, relabel, train, evaluate (used by ``labelsky adapt``).
+
+Class names per row come from the datasets' ``label_name`` column unless
+given (e.g. Galaxy10 names derived from the simulation truth). Rows whose name
+is empty are left out (a class dropped from the experiment). Known classes
+are the source classes the model learns; every other named target class is
+"unknown" (index K).
+
+Splits: source ``train`` (training, known classes only), ``val`` (model
+selection), ``test``; target ``train`` / ``unlabelled`` (training, labels never
+read), ``val`` (labels only logged: per-class accuracy over epochs), ``test``
+(evaluation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from labelsky.data.io import DatasetError, LabelskyDataset
+from labelsky.evaluate.openset import openset_report
+from labelsky.methods.uda.module import UDAConfig, UDAModule, fit_uda
+from labelsky.training import predict
+from labelsky.utils import atomic_write_json
+
+__all__ = ["adapt", "openset_labels", "adaptation_rows"]
+
+
+def openset_labels(names, known: Sequence[str]) -> np.ndarray:
+    """Index among ``known`` of every class name, ``len(known)`` for any other (unknown) name."""
+    known = list(known)
+    lookup = {n: i for i, n in enumerate(known)}
+    return np.array([lookup.get(str(n), len(known)) for n in names], dtype=np.int64)
+
+
+def adaptation_rows(source: LabelskyDataset, target: LabelskyDataset, known: Sequence[str],
+                    source_names=None, target_names=None) -> dict:
+    """Rows and open-set labels of every part: ``{part: (dataset, rows, labels)}``."""
+    s_names = np.asarray(source.column("label_name") if source_names is None else source_names).astype(str)
+    t_names = np.asarray(target.column("label_name") if target_names is None else target_names).astype(str)
+    for ds, names in ((source, s_names), (target, t_names)):
+        if len(names) != len(ds):
+            raise DatasetError(f"{ds.path}: {len(names)} class names given for {len(ds)} rows")
+    missing = sorted(set(known) - set(s_names))
+    if missing:
+        raise DatasetError(f"{source.path}: known class(es) {missing} have no rows in the source")
+    s_split, t_split = source.column("split").astype(str), target.column("split").astype(str)
+    s_known = np.isin(s_names, list(known))
+    t_named = t_names != ""
+    parts = {
+        "source_train": (source, np.flatnonzero((s_split == "train") & s_known)),
+        "source_val": (source, np.flatnonzero((s_split == "val") & s_known)),
+        "source_test": (source, np.flatnonzero((s_split == "test") & s_known)),
+        "target_train": (target, np.flatnonzero(np.isin(t_split, ["train", "unlabelled"]) & t_named)),
+        "target_val": (target, np.flatnonzero((t_split == "val") & t_named)),
+        "target_test": (target, np.flatnonzero((t_split == "test") & t_named)),
+    }
+    for name in ("source_train", "source_val", "target_train"):
+        if not len(parts[name][1]):
+            raise DatasetError(f"no rows for {name.replace('_', ' ')} "
+                               f"({parts[name][0].path}: split column and known classes {list(known)})")
+    out = {}
+    for name, (ds, rows) in parts.items():
+        names = s_names if ds is source else t_names
+        out[name] = (ds, rows, openset_labels(names[rows], known))
+    return out
+
+
+def adapt(run_dir, source: LabelskyDataset, target: LabelskyDataset, known: Sequence[str], cfg: UDAConfig,
+          source_names=None, target_names=None, overwrite: bool = False, progress: bool = True,
+          embeddings: bool = False) -> tuple[UDAModule, dict]:
+    """Train ``cfg.method`` from ``source`` to ``target`` into ``run_dir`` and evaluate both test sets.
+
+    Writes ``run_dir/eval.json`` (open-set reports of the source and target
+    test sets, see :func:`labelsky.evaluate.openset.openset_report`); with
+    ``embeddings``, also ``run_dir/embeddings.npz`` (latent vectors and labels
+    of both test sets, for latent-space figures). Returns the best model and
+    the reports.
+    """
+    run_dir = Path(run_dir)
+    known = list(known)
+    cfg.classes_known = known
+    parts = adaptation_rows(source, target, known, source_names, target_names)
+    val_t = parts["target_val"] if len(parts["target_val"][1]) else None
+    model = fit_uda(run_dir, parts["source_train"], parts["target_train"][:2] + (None,), parts["source_val"],
+                    known, cfg, target_val_part=val_t, overwrite=overwrite, progress=progress)
+    reports, arrays = {}, {}
+    for name, dom in (("source_test", 0), ("target_test", 1)):
+        ds, rows, labels = parts[name]
+        if not len(rows):
+            continue
+        model.predict_domain = dom
+        out = predict(model, ds, rows, cfg, embed=embeddings)
+        reports[name] = openset_report(labels, out["probs"], model.rho, known)
+        reports[name]["rows"] = int(len(rows))
+        if embeddings:
+            arrays[f"{name}_embedding"] = out["embedding"]
+            arrays[f"{name}_labels"] = labels
+            arrays[f"{name}_probs"] = out["probs"]
+    reports["rho"], reports["margin"] = model.rho, float(model.tuner.m)
+    reports["tuner_history"] = list(model.tuner.history)
+    atomic_write_json(run_dir / "eval.json", reports)
+    if embeddings:
+        from labelsky.utils import atomic_path
+
+        with atomic_path(run_dir / "embeddings.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+    return model, reports
