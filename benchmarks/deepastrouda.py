@@ -19,11 +19,14 @@ from _common import CpuMonitor, write_results  # noqa: E402
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--experiments", nargs="+", default=["lsst-y1-y10", "lsst-y10-y1"])
+    ap.add_argument("--experiments", nargs="+", default=["lsst-y1-y10"])
     ap.add_argument("--n", type=int, default=2400)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--backbone", default="resnet10t")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--stretch", choices=["fixed", "survey"], default="fixed")
+    ap.add_argument("--methods", nargs="+", default=["source_only", "dance", "deepastrouda"])
+    ap.add_argument("--name", default=None, help="results name (default: deepastrouda[_quick])")
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/deepastrouda"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
@@ -38,14 +41,14 @@ def main(argv=None):
     for exp in a.experiments:  # the results file is rewritten after every experiment
         rc = (ReproConfig.quick(experiment=exp, workers=a.workers) if a.quick else
               ReproConfig(experiment=exp, n_objects=a.n, epochs=a.epochs, backbone=a.backbone, seeds=a.seeds,
-                          workers=a.workers))
-        results[exp] = run_deepastrouda(a.work_dir / exp, rc, progress=False)
+                          workers=a.workers, stretch=a.stretch, methods=a.methods))
+        results[exp] = run_deepastrouda(a.work_dir / f"{exp}-{rc.stretch}", rc, progress=False)
         mon.__exit__(None, None, None)
         report(a, results, mon)
 
 
 def report(a, results, mon):
-    name = "deepastrouda_quick" if a.quick else "deepastrouda"
+    name = a.name or ("deepastrouda_quick" if a.quick else "deepastrouda")
     metrics, md = {"cpu": mon.as_dict()}, []
     for exp, res in results.items():
         metrics[exp] = {"config": res["config"], "n_source": res["n_source"], "n_target": res["n_target"],
@@ -56,7 +59,9 @@ def report(a, results, mon):
                                      for r in v["runs"]] for m, v in res["methods"].items()}}
         md.append(f"### {exp}: {res['source']} -> {res['target']}, known {', '.join(res['known'])}, unknown in "
                   f"target: {', '.join(sorted(set(res['target_classes']) - set(res['known'])))}; "
-                  f"{len(res['config']['seeds'])} seeds, mean ± std\n")
+                  f"{len(res['config']['seeds'])} seeds, mean ± std; asinh stretch: {res['config']['stretch']}, "
+                  f"{res['config']['backbone']}, {res['n_source']} + {res['n_target']} galaxies, "
+                  f"{res['config']['stamp_size']} px, up to {res['config']['epochs']} epochs\n")
         md.append("| training | source acc | target acc | target F1 | target known-class acc | "
                   "target unknown acc | target H-score | target AUROC |")
         md.append("|---|---|---|---|---|---|---|---|")

@@ -148,3 +148,43 @@ def test_tiny_adaptation_beats_source_only_on_target_accuracy():
     print("target accuracy", acc)
     assert acc["deepastrouda"] > 0.85, acc
     assert acc["deepastrouda"] > acc["source_only"] + 0.15, acc
+
+
+def test_reproduce_deepastrouda_quick_writes_table_figures_and_resumes(tmp_path):
+    import json
+
+    from labelsky.reproduce.deepastrouda import ReproConfig, run_deepastrouda
+
+    rc = ReproConfig.quick(n_objects=90, stamp_size=24, epochs=1, workers=2)
+    res = run_deepastrouda(tmp_path, rc, progress=False)
+    assert list(res["methods"]) == ["source_only", "dance", "deepastrouda"]
+    assert res["target_classes"] == ["elliptical", "merger", "spiral"] and res["known"] == ["elliptical", "spiral"]
+    for method, v in res["methods"].items():
+        run = v["runs"][0]
+        assert 0.0 <= run["target_test"]["accuracy"] <= 1.0 and "unknown" in run["target_test"]["per_class_accuracy"]
+        assert "unknown" not in run["source_test"]["per_class_accuracy"]  # mergers are removed from the source
+        for fig in (f"accuracy_epochs_{method}", f"losses_{method}", f"latent_{method}", f"confusion_target_{method}"):
+            assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
+    assert "deepastrouda_target_accuracy_gain" in res["claims"]
+    assert "| deepastrouda | accuracy |" in (tmp_path / "table.md").read_text()
+    # a second call reuses finished runs instead of training again
+    evals = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/seed0/eval.json")}
+    assert len(evals) == 3
+    res2 = run_deepastrouda(tmp_path, rc, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in evals} == evals
+    assert json.loads(json.dumps(res2["methods"]["dance"]["summary"])) == res["methods"]["dance"]["summary"]
+
+
+def test_galaxy10_experiment_names_lens_unknown_and_drops_in_between():
+    import types
+
+    from labelsky.reproduce.deepastrouda import EXPERIMENTS, class_names
+
+    cols = {"true_class": np.array(["elliptical", "elliptical", "lens", "artifact", "spiral", "merger"]),
+            "true_q": np.array([0.9, 0.6, 0.8, 0.5, 0.5, 0.5]), "true_pitch_deg": np.array([0, 0, 0, 0, 30.0, 0]),
+            "true_bulge_frac": np.zeros(6), "true_flux_ratio": np.array([1, 1, 1, 1, 1, 1.5]),
+            "label_name": np.array(["elliptical"] * 6)}
+    ds = types.SimpleNamespace(column=lambda name: cols[name])
+    names = class_names(ds, EXPERIMENTS["sdss-decals"])
+    assert list(names) == ["round_smooth", "", "lens", "", "unbarred_loose_spiral", "merging"]
+    assert "lens" not in EXPERIMENTS["sdss-decals"].known and len(EXPERIMENTS["sdss-decals"].known) == 9

@@ -394,6 +394,9 @@ def _add_reproduce(sub):
     p.add_argument("--lr", type=float, default=None, help="deepastrouda: initial learning rate")
     p.add_argument("--methods", nargs="+", default=None, help="deepastrouda: source_only dance deepastrouda")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="deepastrouda: training seeds")
+    p.add_argument("--stretch", choices=["fixed", "survey"], default=None,
+                   help="deepastrouda: one asinh stretch set by the source survey's noise (fixed, default) or each "
+                        "survey's own (survey)")
     p.add_argument("--rounds", type=int, default=None, help="khan2019: recursive-training rounds")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0, help="simulation (and khan2019 training) seed")
@@ -405,7 +408,8 @@ def cmd_reproduce(a) -> int:
         from labelsky.reproduce.deepastrouda import ReproConfig, run_deepastrouda
 
         over = {k: v for k, v in (("n_objects", a.n), ("backbone", a.backbone), ("epochs", a.epochs),
-                                  ("lr", a.lr), ("methods", a.methods), ("seeds", a.seeds)) if v is not None}
+                                  ("lr", a.lr), ("methods", a.methods), ("seeds", a.seeds),
+                                  ("stretch", a.stretch)) if v is not None}
         rc = (ReproConfig.quick if a.quick else ReproConfig)(experiment=a.experiment, workers=a.workers,
                                                              sim_seed=a.seed, **over)
         out = a.out or Path("runs") / f"deepastrouda-{a.experiment}"

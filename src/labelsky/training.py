@@ -39,6 +39,9 @@ class InputSettings:
     bands: list | None = None  # band names to use (default: all of the dataset's)
     stretch: str = "asinh"
     softening: float = 3.0
+    # None: each dataset's asinh softening follows its own survey's noise (the same S/N contrast everywhere);
+    # a survey name: that survey's noise for every dataset (one fixed flux stretch, as images stretched once)
+    noise_survey: str | None = None
     image_size: int | None = None
     seed: int = 0
     num_workers: int = 0
@@ -46,13 +49,27 @@ class InputSettings:
 
     def preprocess(self, ds: LabelskyDataset) -> Preprocess:
         """The preprocessing of ``ds`` images under these settings."""
-        return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size)
+        return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size, self.noise_survey)
 
 
-def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None) -> Preprocess:
-    """The preprocessing of ``ds`` images: band selection by name, survey-noise asinh stretch, resize."""
+def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None,
+                    noise_survey: str | None = None) -> Preprocess:
+    """The preprocessing of ``ds`` images: band selection by name, survey-noise asinh stretch, resize.
+
+    ``noise_survey`` names the survey whose pixel noise sets the asinh
+    softening of every band (default: the dataset's own survey).
+    """
     idx = select_bands(ds.bands, bands)
-    noise = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
+    if noise_survey is None:
+        noise = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
+    else:
+        from labelsky.data.surveys import get_survey
+
+        ref = get_survey(noise_survey)
+        missing = [b for b in ds.bands if b not in ref.bands]
+        if missing and stretch == "asinh":
+            raise ValueError(f"noise_survey {ref.name!r} has no band(s) {missing} of {ds.path}")
+        noise = [ref.noise_sigma(b) if b in ref.bands else 1.0 for b in ds.bands]
     return Preprocess(idx, noise=noise, stretch=stretch, softening=softening, size=size)
 
 

@@ -99,6 +99,10 @@ class ReproConfig:
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 20
     step_epochs: int | None = None  # None: the experiment's (7 or 10)
+    # "fixed": one asinh stretch for both domains, set by the source survey's noise (the paper's images were
+    # stretched once, identically); "survey": each domain's own noise (labelsky's default, which removes much
+    # of a pure depth difference before the network sees it)
+    stretch: str = "fixed"
     patience: int = 12
     batch_size: int = 32
     lr: float = 1e-3
@@ -115,6 +119,8 @@ class ReproConfig:
     def __post_init__(self):
         if self.experiment not in EXPERIMENTS:
             raise ValueError(f"unknown experiment {self.experiment!r}; expected one of {experiment_names()}")
+        if self.stretch not in ("fixed", "survey"):
+            raise ValueError(f"stretch must be 'fixed' or 'survey', got {self.stretch!r}")
         bad = [m for m in self.methods if m not in METHOD_ORDER]
         if bad:
             raise ValueError(f"unknown method(s) {bad}; expected some of {list(METHOD_ORDER)}")
@@ -255,6 +261,27 @@ def _roc_figure(path: Path, rocs: dict, title: str) -> None:
     save_figure(fig, path)
 
 
+# settings that change what a finished run means; seeds, methods, workers and device may differ on a resume
+_RUN_FIELDS = ("experiment", "n_objects", "stamp_size", "backbone", "epochs", "step_epochs", "patience", "batch_size",
+               "lr", "sim_seed", "stretch")
+
+
+def _check_settings(out: Path, rc: ReproConfig) -> None:
+    """Refuse to mix runs made with other settings into one reproduction folder."""
+    import json
+
+    record = out / "settings.json"
+    wanted = {k: getattr(rc, k) for k in _RUN_FIELDS}
+    if record.exists():
+        have = json.loads(record.read_text())
+        diff = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
+        if diff:
+            raise ValueError(f"{out} holds runs made with other settings {diff} (was, now): "
+                             "use another output folder")
+    else:
+        atomic_write_json(record, wanted)
+
+
 def simulate_experiment(out: Path, rc: ReproConfig, progress: bool = True) -> dict:
     from labelsky.data.simulate import simulate_galaxies
 
@@ -277,6 +304,7 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures"
+    _check_settings(out, rc)
     t0 = time.time()
     sims = simulate_experiment(out, rc, progress)
     src, tgt = sims[exp.source], sims[exp.target]
@@ -294,7 +322,8 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
             if not eval_file.exists():
                 t1 = time.time()
                 cfg = UDAConfig(method=method, backbone=rc.backbone, bands=list(exp.bands), max_epochs=rc.epochs,
-                                lr=rc.lr, step_epochs=rc.step_epochs or exp.step_epochs, patience=rc.patience,
+                                noise_survey=exp.source if rc.stretch == "fixed" else None, lr=rc.lr,
+                                step_epochs=rc.step_epochs or exp.step_epochs, patience=rc.patience,
                                 batch_size=rc.batch_size, seed=seed, device=rc.device, num_workers=0)
                 _, rep = adapt(run_dir, src, tgt, known, cfg, s_names, t_names, overwrite=True,
                                progress=progress, embeddings=True)
