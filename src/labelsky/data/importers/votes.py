@@ -1,0 +1,66 @@
+"""Galaxy Zoo vote counts for "smooth / featured / artifact" in the column conventions of each data release.
+
+labelsky stores the first question of the Galaxy Zoo decision tree as three
+count columns, ``votes_smooth``, ``votes_featured`` and ``votes_artifact``
+(-1 where a galaxy has no votes). Input tables may use:
+
+=================  ========================================================================================
+convention         columns (smooth, featured, artifact)
+=================  ========================================================================================
+labelsky           ``votes_smooth``, ``votes_featured``, ``votes_artifact``
+GZ2 (Willett+13)   ``t01_smooth_or_features_a01_smooth_count``, ``..._a02_features_or_disk_count``,
+                   ``..._a03_star_or_artifact_count``
+GZ DECaLS          ``smooth-or-featured_smooth``, ``smooth-or-featured_featured-or-disk``,
+(Walmsley+22)      ``smooth-or-featured_artifact``
+GZ DECaLS DR5      ``smooth-or-featured-dr5_smooth``, ``smooth-or-featured-dr5_featured-or-disk``,
+                   ``smooth-or-featured-dr5_artifact``
+=================  ========================================================================================
+
+Missing or masked counts become -1; negative or non-integer counts are errors
+naming the table, row and column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labelsky.data.io import VOTE_COLUMNS, DatasetError
+
+__all__ = ["VOTE_CONVENTIONS", "read_votes"]
+
+VOTE_CONVENTIONS = {
+    "labelsky": VOTE_COLUMNS,
+    "gz2": ("t01_smooth_or_features_a01_smooth_count", "t01_smooth_or_features_a02_features_or_disk_count",
+            "t01_smooth_or_features_a03_star_or_artifact_count"),
+    "gz_decals": ("smooth-or-featured_smooth", "smooth-or-featured_featured-or-disk", "smooth-or-featured_artifact"),
+    "gz_decals_dr5": ("smooth-or-featured-dr5_smooth", "smooth-or-featured-dr5_featured-or-disk",
+                      "smooth-or-featured-dr5_artifact"),
+}
+
+
+def read_votes(table, source: str = "<table>") -> dict:
+    """``{votes_smooth, votes_featured, votes_artifact: int arrays}`` from the first convention present.
+
+    Also returns ``_convention`` (its name or None) and ``_source_columns``.
+    All -1 when the table has no vote columns.
+    """
+    n = len(table)
+    for name, cols in VOTE_CONVENTIONS.items():
+        if all(c in table.colnames for c in cols):
+            out = {"_convention": name, "_source_columns": cols}
+            for dst, src in zip(VOTE_COLUMNS, cols):
+                col = table[src]
+                mask = np.asarray(getattr(col, "mask", np.zeros(n, bool)), dtype=bool)
+                v = np.asarray(col.filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
+                missing = mask | ~np.isfinite(v)
+                bad = ~missing & ((v < 0) | (np.abs(v - np.round(v)) > 1e-6))
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise DatasetError(f"{source}: row {i}: field '{src}' = {v[i]!r}; expected a vote count >= 0")
+                out[dst] = np.where(missing, -1, np.round(np.nan_to_num(v))).astype(np.int64)
+            return out
+    partial = [c for cols in VOTE_CONVENTIONS.values() for c in cols if c in table.colnames]
+    if partial:
+        raise DatasetError(f"{source}: vote column(s) {partial} found but not the whole smooth / featured / "
+                           f"artifact set of any convention {list(VOTE_CONVENTIONS)}")
+    return {"_convention": None, "_source_columns": (), **{v: np.full(n, -1, np.int64) for v in VOTE_COLUMNS}}
