@@ -154,6 +154,38 @@ def _field_strip(ds, out: Path, n: int, method: str) -> Path:
     return out
 
 
+def _add_crossmatch(sub):
+    p = sub.add_parser("crossmatch", help="match two datasets by sky position into two aligned datasets",
+                       description="Match dataset A to dataset B by ra / dec; write OUT/<survey of A> and "
+                                   "OUT/<survey of B> holding only the matched objects, row k of both being the "
+                                   "same object, and OUT/crossmatch.json with the report.")
+    p.add_argument("a", metavar="A", type=Path, help="dataset A (its id_str is kept for both outputs)")
+    p.add_argument("b", metavar="B", type=Path, help="dataset B")
+    p.add_argument("--out", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--radius", type=float, default=1.0, help="largest separation of a match, arcsec (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_crossmatch)
+
+
+def cmd_crossmatch(a) -> int:
+    from labelsky.data.crossmatch import crossmatch_datasets
+    from labelsky.data.io import DatasetError, open_dataset
+
+    if not a.radius > 0:
+        raise DatasetError(f"--radius {a.radius} must be > 0 arcsec")
+    ds_a, ds_b = open_dataset(a.a), open_dataset(a.b)
+    r = crossmatch_datasets(ds_a, ds_b, a.out, radius_arcsec=a.radius, overwrite=a.overwrite)
+    med = "n/a" if r["sep_median_arcsec"] is None else f"{r['sep_median_arcsec']:.3f} arcsec"
+    print(f"matched {r['n_matched']} objects within {r['radius_arcsec']:g} arcsec: "
+          f"{r['fraction_1_matched']:.1%} of {r['n1']} in {ds_a.survey.name}, "
+          f"{r['fraction_2_matched']:.1%} of {r['n2']} in {ds_b.survey.name}; "
+          f"median separation {med}; {r['n_duplicates']} duplicate(s) dropped")
+    for side, name in (("a", ds_a.survey.name), ("b", ds_b.survey.name)):
+        print(f"{name}: {r['n_matched']} objects -> {r['outputs'][side]}")
+    print(f"report: {a.out / 'crossmatch.json'}")
+    return 0
+
+
 def _add_surveys(sub):
     p = sub.add_parser("surveys", help="list the survey specifications")
     p.add_argument("name", nargs="?", help="print this survey as YAML (a template for your own)")
@@ -488,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_surveys(sub)
     _add_simulate(sub)
     _add_show(sub)
+    _add_crossmatch(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_catalog(sub)

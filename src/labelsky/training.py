@@ -43,23 +43,34 @@ class InputSettings:
     # a survey name: that survey's noise for every dataset (one fixed flux stretch, as images stretched once)
     noise_survey: str | None = None
     image_size: int | None = None
+    mask_channel: bool = False  # append a bad-pixel channel (imported data with masked pixels)
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
 
     def preprocess(self, ds: LabelskyDataset) -> Preprocess:
         """The preprocessing of ``ds`` images under these settings."""
-        return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size, self.noise_survey)
+        return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size, self.noise_survey,
+                               self.mask_channel)
+
+    def in_chans(self, ds: LabelskyDataset | None = None) -> int:
+        """Input channels of a model: the bands used (all of ``ds``'s by default), plus the mask channel."""
+        n = len(self.bands) if self.bands else len(ds.bands)
+        return n + int(self.mask_channel)
 
 
 def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None,
-                    noise_survey: str | None = None) -> Preprocess:
+                    noise_survey: str | None = None, mask_channel: bool = False) -> Preprocess:
     """The preprocessing of ``ds`` images: band selection by name, survey-noise asinh stretch, resize.
 
     ``noise_survey`` names the survey whose pixel noise sets the asinh
-    softening of every band (default: the dataset's own survey).
+    softening of every band (default: the dataset's own survey). Datasets of
+    8-bit colour pictures (``flux_unit`` "display": Galaxy10, JPEG cutouts)
+    are already stretched: ``asinh`` leaves them as they are (0-1).
     """
     idx = select_bands(ds.bands, bands)
+    if stretch == "asinh" and ds.meta.get("flux_unit", "nanomaggy") != "nanomaggy":
+        return Preprocess(idx, stretch="none", size=size, mask_channel=mask_channel)
     if noise_survey is None:
         noise = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
     else:
@@ -70,7 +81,7 @@ def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=
         if missing and stretch == "asinh":
             raise ValueError(f"noise_survey {ref.name!r} has no band(s) {missing} of {ds.path}")
         noise = [ref.noise_sigma(b) if b in ref.bands else 1.0 for b in ds.bands]
-    return Preprocess(idx, noise=noise, stretch=stretch, softening=softening, size=size)
+    return Preprocess(idx, noise=noise, stretch=stretch, softening=softening, size=size, mask_channel=mask_channel)
 
 
 def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | None = None,

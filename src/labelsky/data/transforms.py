@@ -10,7 +10,16 @@ Stretches
 ``asinh``  ``asinh(x / (k sigma_b))`` per band, with ``sigma_b`` the survey's
            pixel noise: the same physical contrast in every survey, noise near 1/k.
 ``khan``   Khan et al. 2019: per image, subtract the mean and scale to [-1, 1].
-``none``   flux as it is.
+``standardize``  per band, subtract the mean and divide by the standard deviation.
+``none``   flux as it is (also for 8-bit colour pictures, already stretched).
+
+Bad pixels
+----------
+Pixels stored as NaN (masked on import: NaN, inf, masked or outside the
+image) never reach a model: every statistic above uses the valid pixels only,
+and bad pixels are filled with 0 *after* normalisation (the sky level for
+``asinh`` and ``none``, the mean for ``khan`` and ``standardize``).
+``mask_channel`` appends a channel that is 1 where any band was bad.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import torch.nn.functional as F
 
 __all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES"]
 
-STRETCHES = ("asinh", "khan", "none")
+STRETCHES = ("asinh", "khan", "standardize", "none")
 
 
 def select_bands(available: Sequence[str], wanted: Sequence[str] | None) -> list[int]:
@@ -53,15 +62,18 @@ class Preprocess:
         ``k`` of the asinh stretch, in units of the noise.
     size
         Output side in pixels (bilinear resize), or None to keep the input size.
+    mask_channel
+        Append a channel marking bad pixels (1) as the last input channel.
     """
 
     def __init__(self, band_index: Sequence[int], noise: Sequence[float] | None = None, stretch: str = "asinh",
-                 softening: float = 3.0, size: int | None = None):
+                 softening: float = 3.0, size: int | None = None, mask_channel: bool = False):
         if stretch not in STRETCHES:
             raise ValueError(f"unknown stretch {stretch!r}; expected one of {STRETCHES}")
         self.band_index = list(band_index)
         self.stretch = stretch
         self.size = size
+        self.mask_channel = bool(mask_channel)
         self.scale = None
         if stretch == "asinh":
             if noise is None:
@@ -69,20 +81,35 @@ class Preprocess:
             self.scale = np.array([softening * noise[i] for i in self.band_index], dtype=np.float32)[:, None, None]
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        x = np.asarray(image, dtype=np.float32)[self.band_index]
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.array(np.asarray(image, dtype=np.float32)[self.band_index], copy=True)
+        bad = ~np.isfinite(x)
+        any_bad = bool(bad.any())
+        if any_bad:
+            x[bad] = np.nan
         if self.stretch == "asinh":
             x = np.arcsinh(x / self.scale)
         elif self.stretch == "khan":
-            x = x - x.mean()
-            x = x / max(float(np.abs(x).max()), 1e-12)
+            valid = x[~bad]
+            if valid.size:
+                x = x - valid.mean()
+                x = x / max(float(np.abs(x[~bad]).max()), 1e-12)
+        elif self.stretch == "standardize":
+            for b in range(len(x)):
+                valid = x[b][~bad[b]]
+                if valid.size:
+                    x[b] = (x[b] - valid.mean()) / max(float(valid.std()), 1e-12)
+        if any_bad:
+            x[bad] = 0.0
+        if self.mask_channel:
+            x = np.concatenate([x, bad.any(axis=0, keepdims=True).astype(np.float32)])
         t = torch.from_numpy(np.ascontiguousarray(x))
         if self.size is not None and t.shape[-1] != self.size:
             t = F.interpolate(t[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
         return t
 
     def describe(self) -> dict:
-        return {"stretch": self.stretch, "bands": self.band_index, "size": self.size}
+        return {"stretch": self.stretch, "bands": self.band_index, "size": self.size,
+                "mask_channel": self.mask_channel}
 
 
 class BatchAugment(torch.nn.Module):

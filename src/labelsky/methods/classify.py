@@ -63,7 +63,7 @@ def train_classifier(run_dir: str | Path, train_parts: Sequence[tuple], val_part
     _check_resume(run_dir, cfg, class_names)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    n_bands = len(cfg.bands)
+    n_bands = cfg.in_chans()
     labels = np.concatenate([np.asarray(lab) if lab is not None else ds.column("label")[np.asarray(rows)]
                              for ds, rows, lab in train_parts])
     weights = class_balance_weights(labels, len(class_names)) if balance else None

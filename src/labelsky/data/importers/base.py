@@ -37,8 +37,8 @@ from labelsky.data.io import SPLITS, VOTE_COLUMNS, DatasetError, DatasetWriter, 
 from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import atomic_write_json, stable_hash
 
-__all__ = ["ImportSettings", "ImportRowError", "read_table", "check_catalog", "clean_image", "survey_with_bands",
-           "run_import", "assign_splits"]
+__all__ = ["ImportSettings", "ImportRowError", "read_table", "fill_masked", "catalog_records", "check_catalog",
+           "clean_image", "survey_with_bands", "run_import", "assign_splits"]
 
 
 class ImportRowError(ValueError):
@@ -69,8 +69,30 @@ class ImportSettings:
     flux_unit: str = "nanomaggy"  # "display" for 8-bit colour pictures (not flux)
 
 
+def fill_masked(table):
+    """``table`` without masked cells: "" in text, -1 in an integer ``label``, NaN elsewhere (vote counts -> -1)."""
+    from astropy.table import MaskedColumn
+
+    names = [c for c in table.colnames if isinstance(table[c], MaskedColumn) and table[c].mask.any()]
+    if not names:
+        return table
+    table = table.copy(copy_data=False)
+    for c in names:
+        col = table[c]
+        if col.dtype.kind in "USO":
+            table[c] = col.filled("")
+        elif c == "label" and col.dtype.kind in "iu":
+            table[c] = col.filled(-1)
+        elif col.dtype.kind in "biuf":
+            table[c] = col.astype(float).filled(np.nan)
+    return table
+
+
 def read_table(path: str | Path):
-    """A catalog file (CSV, FITS, Parquet, ECSV, VOTable) as an astropy Table, with a clear error when unreadable."""
+    """A catalog file (CSV, FITS, Parquet, ECSV, VOTable) as an astropy Table, with a clear error when unreadable.
+
+    Masked (empty) cells are filled by :func:`fill_masked`.
+    """
     from astropy.table import Table
 
     path = Path(path)
@@ -81,10 +103,10 @@ def read_table(path: str | Path):
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
-            return Table(pq.read_table(path).to_pydict())
+            return fill_masked(Table(pq.read_table(path).to_pydict()))
         if path.suffix.lower() in (".csv", ".txt") or suffix.endswith(".csv.gz"):
-            return Table.read(path, format="ascii.csv")
-        return Table.read(path)
+            return fill_masked(Table.read(path, format="ascii.csv"))
+        return fill_masked(Table.read(path))
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear message
         raise DatasetError(f"{path}: cannot read catalog ({type(err).__name__}: {err}); expected CSV, FITS, "
                            f"ECSV, VOTable or Parquet") from None
@@ -295,6 +317,7 @@ def catalog_records(table, source: str, settings: ImportSettings, file_column: s
     """
     from labelsky.data.importers.votes import read_votes
 
+    table = fill_masked(table)
     ids, bad = check_catalog(table, source, ("id_str", "ra", "dec") + ((file_column,) if file_column else ()))
     n = len(ids)
     names = None

@@ -24,8 +24,8 @@ listed in ``DATASET/import_report.json``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from labelsky.data.importers.base import ImportRowError, ImportSettings, catalog
 from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.data.surveys import get_survey
 
-__all__ = ["import_pictures", "resize_bands", "image_size"]
+__all__ = ["image_size", "import_pictures", "resize_bands"]
 
 
 def image_size(size) -> tuple[int, int] | None:

@@ -51,7 +51,7 @@ def read_votes(table, source: str = "<table>") -> dict:
             for dst, src in zip(VOTE_COLUMNS, cols):
                 col = table[src]
                 mask = np.asarray(getattr(col, "mask", np.zeros(n, bool)), dtype=bool)
-                v = np.asarray(col.filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
+                v = np.asarray(col.astype(float).filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
                 missing = mask | ~np.isfinite(v)
                 bad = ~missing & ((v < 0) | (np.abs(v - np.round(v)) > 1e-6))
                 if bad.any():

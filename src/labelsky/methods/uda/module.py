@@ -315,7 +315,7 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ds_s, rows_s, lab_s = source_part
     labels = np.asarray(lab_s) if lab_s is not None else ds_s.column("label")[np.asarray(rows_s)]
-    n_bands = len(cfg.bands) if cfg.bands else len(ds_s.bands)
+    n_bands = cfg.in_chans(ds_s)
     model = UDAModule(cfg.to_dict(), len(class_names), n_bands, len(rows_s), len(target_part[1]), list(class_names),
                       class_weights=class_weights(labels, len(class_names)).tolist())
     atomic_write_json(run_dir / "config.json", {
