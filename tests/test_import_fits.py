@@ -155,3 +155,69 @@ def test_cutouts_from_a_large_image_with_wcs_partial_and_outside(tmp_path):
     edge = list(ds.column("id_str")).index("s2")
     assert 0.3 < ds.column("masked_frac_g")[edge] < 0.6 and ds.column("flag_masked")[edge]
     assert np.isnan(imgs[edge, :, :, 0]).all()  # off the image: padded and masked
+
+
+def test_round_trip_export_import_validate_train_catalog_on_the_command_line(tmp_path):
+    """Simulated cutouts written as FITS files + CSV, imported, validated, trained on (tiny) and catalogued."""
+    import pyarrow.parquet as pq
+
+    from labelsky.cli import main
+    from labelsky.data.importers.fits import export_fits_cutouts
+    from labelsky.data.simulate import simulate_galaxies
+
+    sim = simulate_galaxies(tmp_path / "sim", n_objects=48, surveys=["decals"], stamp_size=24,
+                            classes={"elliptical": 1, "spiral": 1}, workers=1, progress=False)["decals"]
+    cat = export_fits_cutouts(sim, tmp_path / "files")
+    out = tmp_path / "imported"
+    assert main(["import", "fits-cutouts", str(cat), "--survey", "decals", "--size", "24", "--out", str(out),
+                 "--shard-size", "16"]) == 0
+    ds = open_dataset(out)
+    assert len(ds) == 48 and ds.classes == ["elliptical", "spiral"]
+    order = {s: i for i, s in enumerate(sim.column("id_str"))}
+    for k in (0, 17, 47):
+        np.testing.assert_allclose(ds.image(k), sim.image(order[ds.column("id_str")[k]]), rtol=1e-6)
+    np.testing.assert_array_equal(ds.column("votes_smooth"), sim.column("votes_smooth")[[order[s] for s in
+                                                                                          ds.column("id_str")]])
+    assert main(["validate", str(out)]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(out), "--out", str(run), "--backbone", "resnet10t", "--epochs", "1",
+                 "--batch-size", "16"]) == 0
+    assert main(["catalog", "--run", str(run), "--data", str(out), "--out", str(tmp_path / "cat.parquet")]) == 0
+    t = pq.read_table(tmp_path / "cat.parquet")
+    assert t.num_rows == 48 and set(t.column("id_str").to_pylist()) == set(sim.column("id_str"))
+
+
+def test_validate_lists_every_problem_at_once(tmp_path, capsys):
+    import json
+
+    import h5py
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labelsky.cli import main
+    from labelsky.data.simulate import simulate_galaxies
+    from labelsky.data.validate import validate_dataset
+
+    ds = simulate_galaxies(tmp_path / "sim", n_objects=32, surveys=["sdss"], stamp_size=16, shard_size=16,
+                           workers=1, progress=False)["sdss"]
+    part = ds.path / "catalog" / "part-00000.parquet"
+    t = pq.read_table(part)
+    ids = t.column("id_str").to_pylist()
+    ids[3] = ids[2]  # duplicate id
+    ra = t.column("ra").to_numpy().copy()
+    ra[5] = 400.0
+    t = t.set_column(t.column_names.index("id_str"), "id_str", pa.array(ids))
+    t = t.set_column(t.column_names.index("ra"), "ra", pa.array(ra))
+    pq.write_table(t, part)
+    with h5py.File(ds.path / "images" / "shard-00001.h5", "r+") as f:
+        img = f["images"]
+        img[2, 0] = np.nan  # a band without any valid pixel
+        img[4, 1, :8] = np.nan  # half of a band bad: warning
+        img[6, 2, 0, 0] = np.inf
+    problems = validate_dataset(ds.path)
+    msgs = [(p["level"], p["field"], p["row"]) for p in problems]
+    assert ("error", "id_str", 3) in msgs and ("error", "ra", 5) in msgs
+    assert ("error", "pixels", 2) in msgs and ("warning", "pixels", 4) in msgs and ("error", "pixels", 6) in msgs
+    assert all(p["file"] for p in problems)
+    assert main(["validate", str(ds.path), "--json"]) == 1
+    assert len(json.loads(capsys.readouterr().out)) == len(problems)

@@ -5,6 +5,9 @@ Commands
 surveys    list the survey specifications (or print one as YAML)
 simulate   simulate galaxy cutouts or galaxy-cluster fields seen by several surveys
 show       colour mosaics (one row per class) of a dataset or a simulation folder
+import     import real data: FITS cutouts, cutouts from large FITS images, Galaxy10 HDF5, PNG / JPEG pictures
+validate   list every problem of a dataset (catalog fields, image shards, bad pixels)
+crossmatch match two datasets by sky position (e.g. SDSS and DES) into aligned overlap datasets
 train      train a transfer-learning classifier (timm backbone, progressive unfreezing) into a run folder
 evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion, confidence curve)
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
@@ -184,6 +187,107 @@ def cmd_crossmatch(a) -> int:
         print(f"{name}: {r['n_matched']} objects -> {r['outputs'][side]}")
     print(f"report: {a.out / 'crossmatch.json'}")
     return 0
+
+
+def _add_import(sub):
+    p = sub.add_parser("import", help="import real survey data (FITS, Galaxy10, pictures) into a labelsky dataset",
+                       description="Streaming, resumable import: rerun the same command to resume. Every object "
+                                   "left out or flagged is listed in OUT/import_report.json.")
+    p.add_argument("kind", choices=["fits-cutouts", "fits-images", "galaxy10", "pictures"],
+                   help="fits-cutouts: one FITS file per object (catalog column 'file'); fits-images: cutouts "
+                        "from large FITS images with WCS (--image BAND=FILE ...); galaxy10: a Galaxy10 DECaLS "
+                        "HDF5 file; pictures: PNG / JPEG colour cutouts (catalog column 'file')")
+    p.add_argument("source", type=Path, help="catalog (CSV / FITS / Parquet) or, for galaxy10, the HDF5 file")
+    p.add_argument("--out", "-o", required=True, type=Path, help="dataset folder")
+    p.add_argument("--survey", default=None, help="survey name or YAML file of the images (default: decals for "
+                                                  "galaxy10 / pictures, sdss otherwise)")
+    p.add_argument("--bands", nargs="+", default=None, help="band of every image channel, in order")
+    p.add_argument("--image", action="append", default=[], metavar="BAND=FILE", help="fits-images: one per band")
+    p.add_argument("--size", type=int, default=None, help="output cutout side, pixels")
+    p.add_argument("--pixel-scale", type=float, default=None, help="fits-cutouts: input arcsec/pixel when the "
+                                                                   "files give none")
+    p.add_argument("--flux-scale", type=float, default=None, help="multiply FITS data by this to get nanomaggies "
+                                                                  "(default: from a zeropoint keyword, else 1)")
+    p.add_argument("--classes", nargs="+", default=None, help="class names in label order (integer labels)")
+    p.add_argument("--votes", type=Path, default=None, help="galaxy10: a Galaxy Zoo vote table to join")
+    p.add_argument("--base-dir", type=Path, default=None, help="folder of relative 'file' paths (default: the "
+                                                               "catalog's)")
+    p.add_argument("--max-masked", type=float, default=0.2, help="flag cutouts with more bad pixels in a band")
+    p.add_argument("--reject-masked", action="store_true", help="leave such cutouts out instead of flagging them")
+    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (when no 'split' column)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(a) -> int:
+    from labelsky.data.importers.base import ImportSettings
+    from labelsky.data.io import DatasetError
+
+    display = a.kind in ("galaxy10", "pictures")
+    settings = ImportSettings(survey=a.survey or ("decals" if display else "sdss"), bands=a.bands,
+                              classes=a.classes, shard_size=a.shard_size, max_masked=a.max_masked,
+                              reject_masked=a.reject_masked, seed=a.seed)
+    if a.kind == "fits-cutouts":
+        from labelsky.data.importers.fits import import_fits_cutouts
+
+        ds, rep = import_fits_cutouts(a.source, a.out, settings, base_dir=a.base_dir, size=a.size,
+                                      pixel_scale=a.pixel_scale, flux_scale=a.flux_scale, overwrite=a.overwrite)
+    elif a.kind == "fits-images":
+        from labelsky.data.importers.fits import import_fits_images
+
+        images = {}
+        for item in a.image:
+            band, sep, path = item.partition("=")
+            if not sep or not band or not path:
+                raise DatasetError(f"--image {item!r}: expected BAND=FILE")
+            images[band] = Path(path)
+        if not images:
+            raise DatasetError("fits-images needs --image BAND=FILE for every band")
+        settings.bands = a.bands or list(images)
+        ds, rep = import_fits_images(images, a.source, a.out, settings, size=a.size, flux_scale=a.flux_scale,
+                                     overwrite=a.overwrite)
+    elif a.kind == "galaxy10":
+        from labelsky.data.importers.galaxy10 import import_galaxy10
+
+        ds, rep = import_galaxy10(a.source, a.out, settings, votes=a.votes, size=a.size, overwrite=a.overwrite)
+    else:
+        from labelsky.data.importers.pictures import import_pictures
+
+        ds, rep = import_pictures(a.source, a.out, settings, base_dir=a.base_dir, size=a.size,
+                                  overwrite=a.overwrite)
+    print(f"{ds.path}: {len(ds)} objects written of {rep['n_input']}; {rep['n_rejected']} left out, "
+          f"{rep['n_flagged']} flagged (see {ds.path / 'import_report.json'})")
+    for p in rep["problems"][:10]:
+        print(f"  {p['action']}: row {p['row']} id_str={p['id_str']!r} {p['file']}: {p['reason']}")
+    if len(rep["problems"]) > 10:
+        print(f"  ... {len(rep['problems']) - 10} more in the report")
+    return 0
+
+
+def _add_validate(sub):
+    p = sub.add_parser("validate", help="list every problem of a dataset (catalog fields, images, bad pixels)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--max-masked", type=float, default=0.2, help="warn above this fraction of bad pixels in a band")
+    p.add_argument("--no-pixels", dest="pixels", action="store_false", help="skip reading the images")
+    p.add_argument("--json", action="store_true", help="print the problems as JSON")
+    p.set_defaults(func=cmd_validate)
+
+
+def cmd_validate(a) -> int:
+    from labelsky.data.validate import validate_dataset
+
+    problems = validate_dataset(a.dataset, max_masked=a.max_masked, check_pixels=a.pixels)
+    if a.json:
+        print(json.dumps(problems, indent=2))
+    else:
+        for p in problems:
+            where = "".join([f" row {p['row']}" if p["row"] is not None else "",
+                             f" (id_str={p['id_str']!r})" if p["id_str"] else ""])
+            print(f"{p['level']}: {p['file']}{where}: {p['message']}")
+    n_err = sum(p["level"] == "error" for p in problems)
+    print(f"{a.dataset}: {n_err} error(s), {len(problems) - n_err} warning(s)", file=sys.stderr)
+    return 1 if n_err else 0
 
 
 def _add_surveys(sub):
@@ -521,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_show(sub)
     _add_crossmatch(sub)
+    _add_import(sub)
+    _add_validate(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_catalog(sub)

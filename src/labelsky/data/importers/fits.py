@@ -30,7 +30,7 @@ from labelsky.data.importers.base import (ImportRowError, ImportSettings, catalo
                                           survey_with_bands)
 from labelsky.data.io import DatasetError, LabelskyDataset
 
-__all__ = ["import_fits_cutouts", "import_fits_images", "read_fits_cutout", "resample"]
+__all__ = ["import_fits_cutouts", "import_fits_images", "read_fits_cutout", "resample", "export_fits_cutouts"]
 
 _BAND_KEYS = ("FILTER", "BAND", "EXTNAME")
 _ZP_KEYS = ("MAGZP", "MAGZERO", "ZEROPT", "ZP")
@@ -256,3 +256,46 @@ def import_fits_images(images: dict, catalog: str | Path, out: str | Path, setti
     finally:
         for hdul, *_ in opened.values():
             hdul.close()
+
+
+def export_fits_cutouts(ds: LabelskyDataset, out_dir: str | Path, rows=None, catalog_name: str = "catalog.csv"):
+    """Write dataset objects as FITS cutouts (one image HDU per band, ``FILTER`` and a TAN WCS) plus a CSV catalog.
+
+    The layout :func:`import_fits_cutouts` reads; used for examples and tests,
+    and to hand cutouts to other tools. Returns the catalog path.
+    """
+    from astropy.io import fits
+    from astropy.table import Table
+    from astropy.wcs import WCS
+
+    out_dir = Path(out_dir)
+    (out_dir / "cutouts").mkdir(parents=True, exist_ok=True)
+    rows = np.arange(len(ds)) if rows is None else np.asarray(rows)
+    cols = {c: ds.column(c)[rows] for c in ("id_str", "ra", "dec", "label_name", *("votes_smooth",
+                                                                                    "votes_featured",
+                                                                                    "votes_artifact"))}
+    files = []
+    for k, i in enumerate(rows):
+        img = ds.image(int(i))
+        n = img.shape[-1]
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.crval = [float(cols["ra"][k]), float(cols["dec"][k])]
+        w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+        w.wcs.cdelt = [-ds.survey.pixel_scale / 3600, ds.survey.pixel_scale / 3600]
+        hdus = [fits.PrimaryHDU()]
+        for b, plane in zip(ds.bands, img):
+            h = fits.ImageHDU(plane.astype(np.float32), header=w.to_header())
+            h.header["FILTER"] = b
+            h.header["BUNIT"] = "nanomaggy"
+            hdus.append(h)
+        name = f"cutouts/{cols['id_str'][k]}.fits"
+        fits.HDUList(hdus).writeto(out_dir / name, overwrite=True)
+        files.append(name)
+    t = Table({"id_str": cols["id_str"].astype(str), "ra": cols["ra"], "dec": cols["dec"], "file": files,
+               "label": cols["label_name"].astype(str),
+               "votes_smooth": cols["votes_smooth"], "votes_featured": cols["votes_featured"],
+               "votes_artifact": cols["votes_artifact"]})
+    path = out_dir / catalog_name
+    t.write(path, format="ascii.csv", overwrite=True)
+    return path
