@@ -181,7 +181,7 @@ def test_round_trip_export_import_validate_train_catalog_on_the_command_line(tmp
     assert main(["validate", str(out)]) == 0
     run = tmp_path / "run"
     assert main(["train", "--data", str(out), "--out", str(run), "--backbone", "resnet10t", "--epochs", "1",
-                 "--batch-size", "16"]) == 0
+                 "--batch-size", "16", "--stretch", "standardize", "--mask-channel"]) == 0
     assert main(["catalog", "--run", str(run), "--data", str(out), "--out", str(tmp_path / "cat.parquet")]) == 0
     t = pq.read_table(tmp_path / "cat.parquet")
     assert t.num_rows == 48 and set(t.column("id_str").to_pylist()) == set(sim.column("id_str"))

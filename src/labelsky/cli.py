@@ -322,7 +322,9 @@ def _add_train(sub):
                    "resnet18 is ~8x faster on a CPU)")
     p.add_argument("--weights", default=None, help="local weight file, or 'timm' to download (needs internet)")
     p.add_argument("--bands", nargs="+", default=None, help="band names to use (default: all)")
-    p.add_argument("--stretch", choices=["asinh", "khan", "none"], default="asinh")
+    p.add_argument("--stretch", choices=["asinh", "khan", "standardize", "none"], default="asinh",
+                   help="asinh (survey noise), khan ([-1, 1] per image), standardize (per band), none")
+    p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
     p.add_argument("--image-size", type=int, default=None, help="resize to this side (e.g. 224)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--head-epochs", type=int, default=2, help="epochs of head-only training first")
@@ -361,7 +363,7 @@ def cmd_train(a) -> int:
     if not parts["val"]:
         print("labelsky: no 'val' split: checkpoints and early stopping follow the training loss", file=sys.stderr)
     cfg = TransferConfig(backbone=a.backbone, weights=a.weights, bands=a.bands, stretch=a.stretch,
-                         image_size=a.image_size, max_epochs=a.epochs, head_epochs=a.head_epochs,
+                         mask_channel=a.mask_channel, image_size=a.image_size, max_epochs=a.epochs, head_epochs=a.head_epochs,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                          seed=a.seed, device=a.device, num_workers=a.workers)
     model = train_classifier(a.out, parts["train"], parts["val"], classes, cfg, overwrite=a.overwrite)
