@@ -221,3 +221,38 @@ def test_validate_lists_every_problem_at_once(tmp_path, capsys):
     assert all(p["file"] for p in problems)
     assert main(["validate", str(ds.path), "--json"]) == 1
     assert len(json.loads(capsys.readouterr().out)) == len(problems)
+
+
+def test_vote_table_joined_by_id_and_interrupted_import_resumes(tmp_path, monkeypatch):
+    import labelsky.data.importers.fits as fx
+
+    rows = []
+    for i in range(10):
+        _mef(tmp_path / f"o{i}.fits", 40.0 + i * 0.01, 1.0)
+        rows.append((f"g{i}", 40.0 + i * 0.01, 1.0, f"o{i}.fits"))
+    Table(rows=rows, names=["id_str", "ra", "dec", "file"]).write(tmp_path / "cat.csv", format="ascii.csv")
+    Table({"id_str": ["g1", "g4"], "smooth-or-featured_smooth": [7, 1], "smooth-or-featured_featured-or-disk": [2, 9],
+           "smooth-or-featured_artifact": [0, 1]}).write(tmp_path / "votes.csv", format="ascii.csv")
+    real = fx.read_fits_cutout
+    calls = []
+
+    def flaky(path, *a, **k):  # the job dies while reading the 7th object (third shard)
+        calls.append(path)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(fx, "read_fits_cutout", flaky)
+    settings = dict(survey="decals", shard_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        fx.import_fits_cutouts(tmp_path / "cat.csv", tmp_path / "out", ImportSettings(**settings), size=32,
+                               votes=tmp_path / "votes.csv", progress=False)
+    first = (tmp_path / "out" / "images" / "shard-00000.h5").stat()
+    monkeypatch.setattr(fx, "read_fits_cutout", real)
+    ds, rep = fx.import_fits_cutouts(tmp_path / "cat.csv", tmp_path / "out", ImportSettings(**settings), size=32,
+                                     votes=tmp_path / "votes.csv", progress=False)
+    again = (tmp_path / "out" / "images" / "shard-00000.h5").stat()
+    assert (first.st_mtime_ns, first.st_ino) == (again.st_mtime_ns, again.st_ino)  # kept, not rewritten
+    assert list(ds.column("id_str")) == [f"g{i}" for i in range(10)]
+    assert list(ds.column("votes_smooth")) == [-1, 7, -1, -1, 1, -1, -1, -1, -1, -1]
+    assert list(ds.column("votes_featured"))[4] == 9

@@ -209,7 +209,8 @@ def _add_import(sub):
     p.add_argument("--flux-scale", type=float, default=None, help="multiply FITS data by this to get nanomaggies "
                                                                   "(default: from a zeropoint keyword, else 1)")
     p.add_argument("--classes", nargs="+", default=None, help="class names in label order (integer labels)")
-    p.add_argument("--votes", type=Path, default=None, help="galaxy10: a Galaxy Zoo vote table to join")
+    p.add_argument("--votes", type=Path, default=None, help="a Galaxy Zoo vote table to join on id_str (GZ2 / GZ "
+                                                            "DECaLS / labelsky columns; galaxy10: or by position)")
     p.add_argument("--base-dir", type=Path, default=None, help="folder of relative 'file' paths (default: the "
                                                                "catalog's)")
     p.add_argument("--max-masked", type=float, default=0.2, help="flag cutouts with more bad pixels in a band")
@@ -228,11 +229,14 @@ def cmd_import(a) -> int:
     settings = ImportSettings(survey=a.survey or ("decals" if display else "sdss"), bands=a.bands,
                               classes=a.classes, shard_size=a.shard_size, max_masked=a.max_masked,
                               reject_masked=a.reject_masked, seed=a.seed)
+    if a.votes is not None and a.kind == "fits-images":
+        raise DatasetError("--votes is for fits-cutouts, galaxy10 and pictures; put vote columns in the catalog")
     if a.kind == "fits-cutouts":
         from labelsky.data.importers.fits import import_fits_cutouts
 
         ds, rep = import_fits_cutouts(a.source, a.out, settings, base_dir=a.base_dir, size=a.size,
-                                      pixel_scale=a.pixel_scale, flux_scale=a.flux_scale, overwrite=a.overwrite)
+                                      pixel_scale=a.pixel_scale, flux_scale=a.flux_scale, votes=a.votes,
+                                      overwrite=a.overwrite)
     elif a.kind == "fits-images":
         from labelsky.data.importers.fits import import_fits_images
 
@@ -252,9 +256,14 @@ def cmd_import(a) -> int:
 
         ds, rep = import_galaxy10(a.source, a.out, settings, votes=a.votes, size=a.size, overwrite=a.overwrite)
     else:
+        from labelsky.data.importers.base import read_table
         from labelsky.data.importers.pictures import import_pictures
+        from labelsky.data.importers.votes import join_votes
 
-        ds, rep = import_pictures(a.source, a.out, settings, base_dir=a.base_dir, size=a.size,
+        source = a.source
+        if a.votes is not None:
+            source = join_votes(read_table(a.source), a.votes)
+        ds, rep = import_pictures(source, a.out, settings, base_dir=a.base_dir or a.source.parent, size=a.size,
                                   overwrite=a.overwrite)
     print(f"{ds.path}: {len(ds)} objects written of {rep['n_input']}; {rep['n_rejected']} left out, "
           f"{rep['n_flagged']} flagged (see {ds.path / 'import_report.json'})")

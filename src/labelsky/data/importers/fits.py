@@ -153,7 +153,7 @@ def resample(image: np.ndarray, mask: np.ndarray | None, scale_in: float, scale_
 
 def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSettings | None = None,
                         file_column: str = "file", base_dir: str | Path | None = None, size: int | None = None,
-                        pixel_scale: float | None = None, flux_scale: float | None = None,
+                        pixel_scale: float | None = None, flux_scale: float | None = None, votes=None,
                         overwrite: bool = False, progress: bool = True) -> tuple[LabelskyDataset, dict]:
     """Import one FITS cutout per object listed in ``catalog`` (CSV / FITS / Parquet).
 
@@ -161,11 +161,17 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
     to ``base_dir``, default the catalog's folder); optional ``label`` /
     ``label_name``, ``split`` and Galaxy Zoo vote columns. ``size``: output
     side in pixels (default: the survey's cutout size). ``pixel_scale``: input
-    scale when the files carry none. Returns ``(dataset, report)``.
+    scale when the files carry none. ``votes``: a Galaxy Zoo vote table joined
+    on ``id_str`` (:func:`labelsky.data.importers.votes.join_votes`). Returns
+    ``(dataset, report)``.
     """
+    from labelsky.data.importers.votes import join_votes
+
     settings = settings or ImportSettings()
     catalog = Path(catalog)
     table = read_table(catalog)
+    if votes is not None:
+        table = join_votes(table, votes)
     records, classes = catalog_records(table, str(catalog), settings, file_column=file_column,
                                        base_dir=Path(base_dir) if base_dir else catalog.parent)
     settings.classes = classes
@@ -178,6 +184,7 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
         return resample(img, mask, scale, survey.pixel_scale, size)
 
     config = {"importer": "fits-cutouts", "catalog": str(catalog.resolve()), "bands": bands, "size": size,
+              "votes": str(Path(votes).resolve()) if votes else None,
               "survey": survey.name, "pixel_scale": pixel_scale, "flux_scale": flux_scale,
               "settings": {k: v for k, v in vars(settings).items()}}
     return run_import(out, settings, records, load, (len(bands), size, size), config, overwrite=overwrite,

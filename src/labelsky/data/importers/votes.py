@@ -16,7 +16,7 @@ GZ DECaLS DR5      ``smooth-or-featured-dr5_smooth``, ``smooth-or-featured-dr5_f
                    ``smooth-or-featured-dr5_artifact``
 =================  ========================================================================================
 
-Missing or masked counts become -1; negative or non-integer counts are errors
+Missing, masked or -1 counts become -1; other negative or non-integer counts are errors
 naming the table, row and column.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from labelsky.data.io import VOTE_COLUMNS, DatasetError
 
-__all__ = ["VOTE_CONVENTIONS", "read_votes"]
+__all__ = ["VOTE_CONVENTIONS", "read_votes", "join_votes"]
 
 VOTE_CONVENTIONS = {
     "labelsky": VOTE_COLUMNS,
@@ -52,7 +52,7 @@ def read_votes(table, source: str = "<table>") -> dict:
                 col = table[src]
                 mask = np.asarray(getattr(col, "mask", np.zeros(n, bool)), dtype=bool)
                 v = np.asarray(col.astype(float).filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
-                missing = mask | ~np.isfinite(v)
+                missing = mask | ~np.isfinite(v) | (v == -1)  # -1: labelsky's "no votes"
                 bad = ~missing & ((v < 0) | (np.abs(v - np.round(v)) > 1e-6))
                 if bad.any():
                     i = int(np.flatnonzero(bad)[0])
@@ -64,3 +64,37 @@ def read_votes(table, source: str = "<table>") -> dict:
         raise DatasetError(f"{source}: vote column(s) {partial} found but not the whole smooth / featured / "
                            f"artifact set of any convention {list(VOTE_CONVENTIONS)}")
     return {"_convention": None, "_source_columns": (), **{v: np.full(n, -1, np.int64) for v in VOTE_COLUMNS}}
+
+
+def join_votes(catalog, votes_path, id_column: str = "id_str"):
+    """``catalog`` (astropy Table) with labelsky vote columns joined from a vote table on ``id_column``.
+
+    The vote table may use any convention of :data:`VOTE_CONVENTIONS`;
+    objects without a row in it get -1. Duplicate ids in the vote table are
+    an error naming the file and rows.
+    """
+    from labelsky.data.importers.base import _text, read_table
+
+    table = read_table(votes_path)
+    source = str(votes_path)
+    v = read_votes(table, source)
+    if v["_convention"] is None:
+        raise DatasetError(f"{source}: no Galaxy Zoo vote columns; expected the smooth / featured / artifact "
+                           f"columns of one of {list(VOTE_CONVENTIONS)}")
+    if id_column not in table.colnames:
+        raise DatasetError(f"{source}: no column {id_column!r} to join votes on; columns are {table.colnames}")
+    pos = {}
+    for j, s in enumerate(_text(x) for x in np.asarray(table[id_column])):
+        if s in pos:
+            raise DatasetError(f"{source}: field '{id_column}' = {s!r} appears in rows {pos[s]} and {j}; "
+                               f"ids must be unique to join votes")
+        pos[s] = j
+    idx = np.array([pos.get(_text(s), -1) for s in np.asarray(catalog["id_str"])], dtype=np.int64)
+    out = catalog.copy(copy_data=False)
+    for c in VOTE_COLUMNS:
+        out[c] = np.where(idx >= 0, v[c][np.maximum(idx, 0)], -1)
+    for conv in VOTE_CONVENTIONS.values():  # the joined counts replace any in the catalog
+        for c in conv:
+            if c in out.colnames and c not in VOTE_COLUMNS:
+                out.remove_column(c)
+    return out
