@@ -12,7 +12,8 @@ train      train a transfer-learning classifier (timm backbone, progressive unfr
 evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion, confidence curve)
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
 adapt      universal domain adaptation (DeepAstroUDA, DANCE, source-only) with unknown-class detection
-reproduce  reproduce a paper on the simulator (khan2019, deepastrouda)
+semisup    semi-supervised vote fractions with the Equivariant-Transformer VAE (three regimes)
+reproduce  reproduce a paper on the simulator (khan2019, deepastrouda, etvae)
 demo       the embedded default end to end: simulate, train, evaluate, cluster, catalog
 """
 
@@ -494,6 +495,10 @@ def _add_adapt(sub):
     p.add_argument("--backbone", default="resnet50", help="any timm name (paper: ResNet-50 from scratch)")
     p.add_argument("--weights", default=None, help="local weight file for the backbone")
     p.add_argument("--bands", nargs="+", default=None)
+    p.add_argument("--stretch", choices=["asinh", "khan", "standardize", "none"], default="asinh")
+    p.add_argument("--noise-survey", default=None, help="asinh softening from this survey's noise for both domains "
+                                                       "(default: each dataset's own survey)")
+    p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -516,6 +521,7 @@ def cmd_adapt(a) -> int:
     src, tgt = open_dataset(a.source), open_dataset(a.target)
     known = a.known or list(src.classes)
     cfg = UDAConfig(method=a.method, backbone=a.backbone, weights=a.weights, bands=a.bands, max_epochs=a.epochs,
+                    stretch=a.stretch, noise_survey=a.noise_survey, mask_channel=a.mask_channel,
                     batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, seed=a.seed, device=a.device,
                     num_workers=a.workers)
     _, reports = adapt(a.out, src, tgt, known, cfg, overwrite=a.overwrite)
@@ -528,9 +534,66 @@ def cmd_adapt(a) -> int:
     return 0
 
 
+def _add_semisup(sub):
+    p = sub.add_parser("semisup", help="semi-supervised vote fractions with the Equivariant-Transformer VAE")
+    p.add_argument("--data", required=True, type=Path, help="dataset with Galaxy Zoo votes (votes_* columns)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
+    p.add_argument("--regime", choices=["supervised", "semi", "two_step"], default="semi")
+    p.add_argument("--labels", type=int, default=None, help="use only this many labelled (voted) training "
+                                                           "galaxies; the rest of the training split is unlabelled")
+    p.add_argument("--no-et", dest="et", action="store_false", help="without the Equivariant Transformer layers")
+    p.add_argument("--likelihood", choices=["multinomial", "dirichlet_multinomial"], default="multinomial")
+    p.add_argument("--latent-dim", type=int, default=100)
+    p.add_argument("--head-on", choices=["latent", "features"], default="latent")
+    p.add_argument("--bands", nargs="+", default=None)
+    p.add_argument("--image-size", type=int, default=None, help="resize to this side (a multiple of 8)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--pretrain-epochs", type=int, default=10, help="two_step: VAE epochs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_semisup)
+
+
+def cmd_semisup(a) -> int:
+    import numpy as np
+
+    from labelsky.data.io import DatasetError, open_dataset
+    from labelsky.methods.semisup.module import SemiSupConfig, fit_semisup, predict_votes, vote_rmse
+    from labelsky.utils import atomic_write_json
+
+    ds = open_dataset(a.data)
+    split = ds.column("split").astype(str)
+    voted = sum(ds.column(c) for c in ("votes_smooth", "votes_featured", "votes_artifact")) > 0
+    pool = np.flatnonzero(np.isin(split, ["train", "unlabelled"]))
+    labelled = np.flatnonzero((split == "train") & voted)
+    if a.labels is not None:
+        labelled = np.sort(np.random.default_rng(a.seed).permutation(labelled)[:a.labels])
+    val, test = np.flatnonzero((split == "val") & voted), np.flatnonzero((split == "test") & voted)
+    for name, rows in (("labelled training", labelled), ("validation", val)):
+        if not len(rows):
+            raise DatasetError(f"{ds.path}: no {name} galaxies with votes (votes_* > 0 and split train / val)")
+    cfg = SemiSupConfig(regime=a.regime, latent_dim=a.latent_dim, et_groups=["translation", "rotation_scale"]
+                        if a.et else [], likelihood=a.likelihood, head_on=a.head_on, bands=a.bands,
+                        image_size=a.image_size, max_epochs=a.epochs, pretrain_epochs=a.pretrain_epochs,
+                        batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device, num_workers=a.workers)
+    model = fit_semisup(a.out, ds, labelled, pool, val, cfg, overwrite=a.overwrite)
+    report = {"n_labelled": int(len(labelled)), "n_unlabelled": int(len(pool)), "n_test": int(len(test))}
+    if len(test):
+        pred = predict_votes(model, ds, test)
+        report["test_rmse"] = vote_rmse(pred["fractions"], pred["counts"])
+        print(f"test: {len(test)} galaxies, RMSE of vote fractions {report['test_rmse']:.4f}")
+    atomic_write_json(a.out / "eval.json", report)
+    print(f"run: {a.out}; figures: {a.out / 'figures'}")
+    return 0
+
+
 def _add_reproduce(sub):
     p = sub.add_parser("reproduce", help="reproduce a paper on the simulator")
-    p.add_argument("paper", choices=["khan2019", "deepastrouda"])
+    p.add_argument("paper", choices=["khan2019", "deepastrouda", "etvae"])
     p.add_argument("--experiment", default="lsst-y1-y10",
                    help="deepastrouda: lsst-y1-y10 | lsst-y10-y1 | sdss-decals | sdss-stripe82")
     p.add_argument("--out", "-o", type=Path, default=None, help="run folder (default: runs/<paper>[-<experiment>])")
@@ -540,7 +603,7 @@ def _add_reproduce(sub):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="deepastrouda: initial learning rate")
     p.add_argument("--methods", nargs="+", default=None, help="deepastrouda: source_only dance deepastrouda")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="deepastrouda: training seeds")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="deepastrouda, etvae: training seeds")
     p.add_argument("--stretch", choices=["fixed", "survey"], default=None,
                    help="deepastrouda: one asinh stretch set by the source survey's noise (fixed, default) or each "
                         "survey's own (survey)")
@@ -551,6 +614,16 @@ def _add_reproduce(sub):
 
 
 def cmd_reproduce(a) -> int:
+    if a.paper == "etvae":
+        from labelsky.reproduce.etvae import ETVAEReproConfig, run_etvae
+
+        over = {k: v for k, v in (("n_objects", a.n), ("epochs", a.epochs), ("seeds", a.seeds)) if v is not None}
+        rc = (ETVAEReproConfig.quick if a.quick else ETVAEReproConfig)(workers=a.workers, sim_seed=a.seed, **over)
+        out = a.out or Path("runs") / "etvae"
+        run_etvae(out, rc)
+        print((out / "table.md").read_text())
+        print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
+        return 0
     if a.paper == "deepastrouda":
         from labelsky.reproduce.deepastrouda import ReproConfig, run_deepastrouda
 
@@ -642,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_catalog(sub)
     _add_adapt(sub)
+    _add_semisup(sub)
     _add_reproduce(sub)
     _add_demo(sub)
     return parser

@@ -58,3 +58,31 @@ def curve_figure(curve: dict, path: str | Path, title: str = "") -> Path:
     ax.set_xlabel("most confident fraction (%)"), ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
+
+
+def reconstruction_figure(model, x, path, n: int = 8) -> Path:
+    """Rows: input, canonical (pose undone), canonical reconstruction, reconstruction in the input pose.
+
+    ``model`` is an :class:`labelsky.models.etvae.ETVAE`; ``x`` a batch of
+    stretched images; the first band is shown.
+    """
+    import torch
+
+    plt = _plt()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        r = model.elbo(x[:n])
+    model.train(was_training)
+    rows = [("input", x[:n]), ("canonical", r["canonical"]), ("canonical recon.", r["canonical_recon"]),
+            ("reconstruction", r["recon"])]
+    k = min(n, len(x))
+    fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.15 * len(rows)), squeeze=False)
+    for i, (name, imgs) in enumerate(rows):
+        for j in range(k):
+            ax = axes[i][j]
+            ax.imshow(imgs[j, 0].detach().cpu().numpy(), cmap="gray", origin="lower")
+            ax.set_xticks([]), ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, fontsize=7)
+    return save_figure(fig, path)

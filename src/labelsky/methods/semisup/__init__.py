@@ -1,0 +1,1 @@
+"""Semi-supervised morphology from Galaxy Zoo vote counts (ET-VAE)."""
