@@ -11,6 +11,9 @@ Stretches
            pixel noise: the same physical contrast in every survey, noise near 1/k.
 ``khan``   Khan et al. 2019: per image, subtract the mean and scale to [-1, 1].
 ``standardize``  per band, subtract the mean and divide by the standard deviation.
+``robust_asinh``  per band and image: ``asinh((x - median) / (k sigma_MAD))`` with the noise from the
+           median absolute deviation: sky level, noise level and flux scale of the band are divided
+           out, so what is left is structure (used by the band-identity pretext).
 ``none``   flux as it is (also for 8-bit colour pictures, already stretched).
 
 Bad pixels
@@ -33,7 +36,7 @@ import torch.nn.functional as F
 
 __all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES"]
 
-STRETCHES = ("asinh", "khan", "standardize", "none")
+STRETCHES = ("asinh", "khan", "standardize", "robust_asinh", "none")
 
 
 def select_bands(available: Sequence[str], wanted: Sequence[str] | None) -> list[int]:
@@ -74,6 +77,7 @@ class Preprocess:
         self.stretch = stretch
         self.size = size
         self.mask_channel = bool(mask_channel)
+        self.softening = float(softening)
         self.scale = None
         if stretch == "asinh":
             if noise is None:
@@ -98,6 +102,13 @@ class Preprocess:
                 valid = x[b][~bad[b]]
                 if valid.size:
                     x[b] = (x[b] - valid.mean()) / max(float(valid.std()), 1e-12)
+        elif self.stretch == "robust_asinh":
+            for b in range(len(x)):
+                valid = x[b][~bad[b]]
+                if valid.size:
+                    med = float(np.median(valid))
+                    sigma = 1.4826 * float(np.median(np.abs(valid - med)))
+                    x[b] = np.arcsinh((x[b] - med) / max(self.softening * sigma, 1e-12))
         if any_bad:
             x[bad] = 0.0
         if self.mask_channel:

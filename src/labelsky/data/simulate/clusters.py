@@ -819,6 +819,27 @@ def _cluster_scene(cfg: ClusterSimConfig, surveys, cluster: int) -> dict:
     return _STATE["scene"]
 
 
+def source_pixels(config: dict, i: int, survey: str) -> dict:
+    """Pixel positions (column, row; 0-based) of the sources of row ``i`` of a cluster run as seen by ``survey``.
+
+    ``config`` is the run's settings (``simulation.json``'s ``config``).
+    Returns arrays ``x``, ``y``, ``kind`` (member / star / galaxy) and ``mag``
+    (reference band) of the sources inside the image; members first (the
+    BCG is member 0).
+    """
+    cfg, surveys = _setup(config)
+    views = int(cfg.views_per_cluster)
+    cluster, view = divmod(int(i), views)
+    sc = _cluster_scene(cfg, surveys, cluster)
+    off = object_seed(cfg.seed, cluster, "offset", view).uniform(-1.0, 1.0, 2) * cfg.max_offset * cfg.field_mpc
+    ox, oy = float(off[0] * sc["apm"]), float(off[1] * sc["apm"])
+    scale = sc["scales"][survey]
+    u = (sc["sources"].x + ox) / scale + (cfg.npix - 1) / 2.0
+    v = (sc["sources"].y + oy) / scale + (cfg.npix - 1) / 2.0
+    inside = (u >= -0.5) & (u <= cfg.npix - 0.5) & (v >= -0.5) & (v <= cfg.npix - 0.5)
+    return {"x": u[inside], "y": v[inside], "kind": sc["kind"][inside], "mag": np.asarray(sc["mags"])[inside]}
+
+
 def render_cluster(i: int, config: dict) -> dict:
     """Producer for :func:`~labelsky.data.simulate.runner.run_shards`: view ``i % views`` of cluster ``i // views``.
 

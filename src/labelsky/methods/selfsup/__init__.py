@@ -1,0 +1,1 @@
+"""Optical-wavelength-guided self-supervision: band-identity pretext and cluster-richness regression."""
