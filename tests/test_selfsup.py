@@ -129,3 +129,25 @@ def test_occlusion_map_shape_and_bright_member_matters_more_than_empty_sky(clust
     sums = torch.nn.functional.avg_pool2d(img[None], patch, stride)[0, 0].numpy()
     empty = np.unravel_index(np.argmin(sums), sums.shape)
     assert m[i, j] < m[empty] - 0.01
+
+
+def test_cli_pretrain_richness_and_quick_reproduction(tmp_path, clusters):
+    import json
+
+    from labelsky.cli import main
+
+    ds = clusters["sdss"]
+    run = tmp_path / "pre"
+    assert main(["pretrain", "--data", str(ds.path), "--out", str(run), "--backbone", "resnet10t", "--feature-dim",
+                 "16", "--epochs", "1", "--batch-size", "8", "--baseline"]) == 0
+    rep = json.loads((run / "eval.json").read_text())
+    assert 0 <= rep["stats_raw_accuracy"] <= 1 and (run / "extractor.pt").exists()
+    assert main(["richness", "--data", str(ds.path), "--out", str(tmp_path / "rich"), "--extractor",
+                 str(run / "extractor.pt"), "--backbone", "resnet10t", "--feature-dim", "16", "--fc-widths", "16",
+                 "--freeze", "--fractions", "1.0", "--folds", "2", "--repeats", "1", "--epochs", "2"]) == 0
+    res = json.loads((tmp_path / "rich" / "results.json").read_text())
+    assert set(res["summary"]) == {"base", "ours"}
+    assert main(["pretrain", "--data", str(ds.path), "--out", str(tmp_path / "rgb"), "--task", "channel-order",
+                 "--bands", "g", "r", "i", "--backbone", "resnet10t", "--feature-dim", "16", "--epochs", "1",
+                 "--batch-size", "8"]) == 0
+    assert json.loads((tmp_path / "rgb" / "config.json").read_text())["classes"][1] == "021"

@@ -13,7 +13,9 @@ evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion,
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
 adapt      universal domain adaptation (DeepAstroUDA, DANCE, source-only) with unknown-class detection
 semisup    semi-supervised vote fractions with the Equivariant-Transformer VAE (three regimes)
-reproduce  reproduce a paper on the simulator (khan2019, deepastrouda, etvae)
+pretrain   self-supervised pretext training on band images (which band / which colour order)
+richness   cluster richness from band images, cross-validated, random vs pretext-pretrained extractor
+reproduce  reproduce a paper on the simulator (khan2019, deepastrouda, etvae, owg)
 demo       the embedded default end to end: simulate, train, evaluate, cluster, catalog
 """
 
@@ -591,9 +593,106 @@ def cmd_semisup(a) -> int:
     return 0
 
 
+def _add_pretrain(sub):
+    p = sub.add_parser("pretrain", help="self-supervised pretext training: which band / which colour order")
+    p.add_argument("--data", required=True, type=Path, help="multi-band dataset (no labels needed)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder (extractor.pt for later use)")
+    p.add_argument("--task", choices=["bands", "channel-order"], default="bands")
+    p.add_argument("--bands", nargs="+", default=None, help="bands: the bands to use; channel-order: three bands")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--weights", default=None, help="local weight file for the backbone")
+    p.add_argument("--feature-dim", type=int, default=512)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--baseline", action="store_true", help="also score a summary-statistics classifier")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_pretrain)
+
+
+def cmd_pretrain(a) -> int:
+    import numpy as np
+
+    from labelsky.data.io import open_dataset
+    from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext, statistics_baseline
+    from labelsky.methods.selfsup.richness import grouped_folds
+    from labelsky.utils import atomic_write_json
+
+    ds = open_dataset(a.data)
+    groups = ds.column("cluster_id") if "cluster_id" in ds.catalog.column_names else ds.column("id_str")
+    fold = grouped_folds(groups, 5, a.seed)
+    tr, va = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
+    task = "bands" if a.task == "bands" else "channel_order"
+    cfg = PretextConfig(task=task, backbone=a.backbone, weights=a.weights, feature_dim=a.feature_dim,
+                        bands=a.bands if task == "bands" else None, rgb_bands=a.bands if task != "bands" else None,
+                        image_size=a.image_size, max_epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                        device=a.device, num_workers=a.workers)
+    fit_pretext(a.out, ds, tr, va, cfg, overwrite=a.overwrite)
+    report = {"n_train": int(len(tr)), "n_val": int(len(va))}
+    if a.baseline and task == "bands":
+        from labelsky.data.transforms import Preprocess
+
+        report["stats_raw_accuracy"] = statistics_baseline(ds, tr, va, seed=a.seed)
+        report["stats_normalised_accuracy"] = statistics_baseline(
+            ds, tr, va, Preprocess([0], noise=[1.0], stretch=cfg.stretch, softening=cfg.softening), seed=a.seed)
+        print(f"summary-statistics classifier: raw {report['stats_raw_accuracy']:.3f}, "
+              f"normalised {report['stats_normalised_accuracy']:.3f}")
+    atomic_write_json(a.out / "eval.json", report)
+    print(f"run: {a.out}; extractor weights: {a.out / 'extractor.pt'}")
+    return 0
+
+
+def _add_richness(sub):
+    p = sub.add_parser("richness", help="cluster richness from band images: cross-validated Base vs pretrained")
+    p.add_argument("--data", required=True, type=Path, help="cluster dataset (richness and cluster_id columns)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="folder for results.json")
+    p.add_argument("--extractor", type=Path, default=None, help="extractor.pt of `labelsky pretrain` (Ours)")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--feature-dim", type=int, default=512)
+    p.add_argument("--fc-widths", type=int, nargs="+", default=[1024, 512])
+    p.add_argument("--freeze", action="store_true", help="keep the extractor fixed (only the head trains)")
+    p.add_argument("--alpha", type=float, default=1.0, help="weight of std(|y - y_hat|) in the loss")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0])
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_richness)
+
+
+def cmd_richness(a) -> int:
+    from labelsky.data.io import DatasetError, open_dataset
+    from labelsky.methods.selfsup.richness import RichnessConfig, cross_validate, load_extractor_state
+    from labelsky.utils import atomic_write_json
+
+    ds = open_dataset(a.data)
+    for col in ("richness", "cluster_id"):
+        if col not in ds.catalog.column_names:
+            raise DatasetError(f"{ds.path}: no {col!r} column; richness needs cluster fields (labelsky simulate "
+                               f"--kind clusters, or an imported catalog with these columns)")
+    state = load_extractor_state(a.extractor) if a.extractor else None
+    cfg = RichnessConfig(backbone=a.backbone, feature_dim=a.feature_dim, fc_widths=a.fc_widths, alpha=a.alpha,
+                         freeze_extractor=a.freeze, epochs=a.epochs, lr=a.lr, seed=a.seed)
+    res = cross_validate(ds, cfg, fractions=tuple(a.fractions), folds=a.folds, repeats=a.repeats, pretrained=state)
+    res["extractor"] = str(a.extractor) if a.extractor else None
+    atomic_write_json(a.out / "results.json", res)
+    for model in ("base", "ours") if state is not None else ("base",):
+        for q in a.fractions:
+            c = res["summary"][model][str(q)]
+            print(f"{model} {100 * q:g} %: MAE {c['mae']['mean']:.4f} ± {c['mae']['std']:.4f}, "
+                  f"Sigma {c['sigma']['mean']:.4f} ± {c['sigma']['std']:.4f}")
+    print(f"results: {a.out / 'results.json'}")
+    return 0
+
+
 def _add_reproduce(sub):
     p = sub.add_parser("reproduce", help="reproduce a paper on the simulator")
-    p.add_argument("paper", choices=["khan2019", "deepastrouda", "etvae"])
+    p.add_argument("paper", choices=["khan2019", "deepastrouda", "etvae", "owg"])
     p.add_argument("--experiment", default="lsst-y1-y10",
                    help="deepastrouda: lsst-y1-y10 | lsst-y10-y1 | sdss-decals | sdss-stripe82")
     p.add_argument("--out", "-o", type=Path, default=None, help="run folder (default: runs/<paper>[-<experiment>])")
@@ -614,6 +713,16 @@ def _add_reproduce(sub):
 
 
 def cmd_reproduce(a) -> int:
+    if a.paper == "owg":
+        from labelsky.reproduce.owg import OWGConfig, run_owg
+
+        over = {k: v for k, v in (("n_clusters", a.n), ("backbone", a.backbone)) if v is not None}
+        rc = (OWGConfig.quick if a.quick else OWGConfig)(workers=a.workers, seed=a.seed, **over)
+        out = a.out or Path("runs") / "owg"
+        run_owg(out, rc)
+        print((out / "table.md").read_text())
+        print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
+        return 0
     if a.paper == "etvae":
         from labelsky.reproduce.etvae import ETVAEReproConfig, run_etvae
 
@@ -716,6 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalog(sub)
     _add_adapt(sub)
     _add_semisup(sub)
+    _add_pretrain(sub)
+    _add_richness(sub)
     _add_reproduce(sub)
     _add_demo(sub)
     return parser

@@ -138,7 +138,7 @@ from labelsky.data.io import DatasetWriter
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import Component, add_noise, gsparams
 from labelsky.data.simulate.runner import (SimulationError, SkySettings, check_splits, check_surveys, default_workers,
-                                           finish_output, prepare_output, reference_band, run_shards)
+                                           finish_output, is_finished, prepare_output, reference_band, run_shards)
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed
 
@@ -901,12 +901,14 @@ def render_cluster(i: int, config: dict) -> dict:
 
 
 def simulate_clusters(out, config: ClusterSimConfig | None = None, workers: int | None = None,
-                      overwrite: bool = False, progress: bool = True, **kwargs) -> dict:
+                      overwrite: bool = False, progress: bool = True, reuse: bool = False, **kwargs) -> dict:
     """Simulate galaxy-cluster fields; returns ``{survey_name: LabelskyDataset}``.
 
     ``kwargs`` override fields of ``config`` (e.g. ``n_clusters=500``). One
     catalog row per (cluster, view); ``richness`` holds ``lambda_true`` and
     ``cluster_id`` groups the views of a cluster (they share the split).
+    With ``reuse``, a finished simulation with the same settings at ``out`` is
+    returned as it is.
     """
     cfg = dataclasses.replace(config or ClusterSimConfig(), **kwargs)
     try:
@@ -915,6 +917,10 @@ def simulate_clusters(out, config: ClusterSimConfig | None = None, workers: int 
         raise SimulationError(str(err)) from None
     out = Path(out)
     config_dict = cfg.to_dict()
+    if reuse and not overwrite and is_finished(out, config_dict):
+        from labelsky.data.simulate.stamps import open_simulation
+
+        return open_simulation(out)
     prepare_output(out, config_dict, overwrite)
     surveys = [get_survey(s) for s in cfg.surveys]
     n_objects = int(cfg.n_clusters) * int(cfg.views_per_cluster)
