@@ -151,3 +151,15 @@ def test_cli_pretrain_richness_and_quick_reproduction(tmp_path, clusters):
                  "--bands", "g", "r", "i", "--backbone", "resnet10t", "--feature-dim", "16", "--epochs", "1",
                  "--batch-size", "8"]) == 0
     assert json.loads((tmp_path / "rgb" / "config.json").read_text())["classes"][1] == "021"
+
+
+def test_quick_owg_reproduction_writes_table_and_figures(tmp_path):
+    from labelsky.reproduce.owg import OWGConfig, run_owg
+
+    res = run_owg(tmp_path, OWGConfig.quick(n_clusters=16, workers=1), progress=False)
+    assert {"cnn_test_accuracy", "stats_raw_accuracy", "stats_normalised_accuracy"} <= set(res["pretext"])
+    assert set(res["richness"]["summary"]) == {"base", "ours"}
+    assert "mae_ours_minus_base" in res["claims"]
+    for fig in ("richness_vs_fraction.png", "occlusion.png"):
+        assert (tmp_path / "figures" / fig).stat().st_size > 1000
+    assert "| MAE | Ours |" in (tmp_path / "table.md").read_text()

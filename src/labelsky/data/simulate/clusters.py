@@ -824,7 +824,8 @@ def source_pixels(config: dict, i: int, survey: str) -> dict:
 
     ``config`` is the run's settings (``simulation.json``'s ``config``).
     Returns arrays ``x``, ``y``, ``kind`` (member / star / galaxy) and ``mag``
-    (reference band) of the sources inside the image; members first (the
+    (reference band) of the sources drawn inside the image (members, and
+    neighbours brighter than the survey's depth + 0.5 mag); members first (the
     BCG is member 0).
     """
     cfg, surveys = _setup(config)
@@ -834,9 +835,11 @@ def source_pixels(config: dict, i: int, survey: str) -> dict:
     off = object_seed(cfg.seed, cluster, "offset", view).uniform(-1.0, 1.0, 2) * cfg.max_offset * cfg.field_mpc
     ox, oy = float(off[0] * sc["apm"]), float(off[1] * sc["apm"])
     scale = sc["scales"][survey]
+    sv = next(x for x in surveys if x.name == survey)
     u = (sc["sources"].x + ox) / scale + (cfg.npix - 1) / 2.0
     v = (sc["sources"].y + oy) / scale + (cfg.npix - 1) / 2.0
-    inside = (u >= -0.5) & (u <= cfg.npix - 0.5) & (v >= -0.5) & (v <= cfg.npix - 0.5)
+    visible = (sc["kind"] == "member") | (np.asarray(sc["mags"]) < sv.depth[reference_band(sv)] + 0.5)  # as drawn
+    inside = visible & (u >= -0.5) & (u <= cfg.npix - 0.5) & (v >= -0.5) & (v <= cfg.npix - 0.5)
     return {"x": u[inside], "y": v[inside], "kind": sc["kind"][inside], "mag": np.asarray(sc["mags"])[inside]}
 
 

@@ -160,8 +160,13 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
                                                 "n_val": int(len(val_rows))})
     g = torch.Generator()
     g.manual_seed(cfg.seed)
-    train = torch.utils.data.DataLoader(_dataset(ds, train_rows, cfg), batch_size=cfg.batch_size, shuffle=True,
-                                        num_workers=cfg.num_workers, generator=g, drop_last=True)
+    train_data = _dataset(ds, train_rows, cfg)
+    if len(train_data) < 2 or len(val_rows) == 0:
+        raise ValueError(f"{ds.path}: the pretext needs training and validation images "
+                         f"({len(train_rows)} and {len(val_rows)} objects given)")
+    train = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True,
+                                        num_workers=cfg.num_workers, generator=g,
+                                        drop_last=len(train_data) > cfg.batch_size)
     val = torch.utils.data.DataLoader(_dataset(ds, val_rows, cfg), batch_size=cfg.batch_size * 2,
                                       num_workers=cfg.num_workers)
     trainer = build_trainer(run_dir, cfg, monitor="val_loss", mode="min", patience=cfg.patience, progress=progress)
