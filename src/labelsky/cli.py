@@ -375,7 +375,8 @@ def cmd_train(a) -> int:
     if not parts["val"]:
         print("labelsky: no 'val' split: checkpoints and early stopping follow the training loss", file=sys.stderr)
     cfg = TransferConfig(backbone=a.backbone, weights=a.weights, bands=a.bands, stretch=a.stretch,
-                         mask_channel=a.mask_channel, image_size=a.image_size, max_epochs=a.epochs, head_epochs=a.head_epochs,
+                         mask_channel=a.mask_channel, image_size=a.image_size, max_epochs=a.epochs,
+                         head_epochs=a.head_epochs,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                          seed=a.seed, device=a.device, num_workers=a.workers)
     model = train_classifier(a.out, parts["train"], parts["val"], classes, cfg, overwrite=a.overwrite)

@@ -23,7 +23,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from labelsky.models.et import ETSequence, invert, pose_matrix, warp

@@ -186,7 +186,8 @@ def _claims(summary: dict, rc: ETVAEReproConfig) -> dict:
         for regime in ("semi", "two_step"):
             if f"{regime}{suffix}" in summary and f"supervised{suffix}" in summary:
                 out[f"{regime}{suffix}_minus_supervised{suffix}"] = {
-                    str(n): summary[f"{regime}{suffix}"][str(n)]["mean"] - summary[f"supervised{suffix}"][str(n)]["mean"]
+                    str(n): (summary[f"{regime}{suffix}"][str(n)]["mean"]
+                             - summary[f"supervised{suffix}"][str(n)]["mean"])
                     for n in rc.label_counts}
     for regime in rc.regimes:
         if regime in summary and f"{regime}_no_et" in summary:

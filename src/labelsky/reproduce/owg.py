@@ -164,7 +164,8 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
                                         f"{rc.folds}-fold grouped CV x {rc.repeats} repeats, mean ± std\n\n"
                       + _table(cv) + "\n\nPretext (band identity) test accuracy: "
                       f"CNN {pretext_res['cnn_test_accuracy']:.3f}; summary statistics raw "
-                      f"{pretext_res['stats_raw_accuracy']:.3f}, normalised {pretext_res['stats_normalised_accuracy']:.3f}"
+                      f"{pretext_res['stats_raw_accuracy']:.3f}, normalised "
+                      f"{pretext_res['stats_normalised_accuracy']:.3f}"
                       f"; chance {pretext_res['chance']:.3f}\n")
     atomic_write_json(out / "results.json", results)
     return results

@@ -272,7 +272,8 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
     problems = []
     for s in range(n_shards):
         problems += json.loads((prob_dir / f"problems-{s:05d}.json").read_text())
-    report = {"n_input": len(records), "n_written": None, "n_rejected": sum(p["action"] == "rejected" for p in problems),
+    report = {"n_input": len(records), "n_written": None,
+              "n_rejected": sum(p["action"] == "rejected" for p in problems),
               "n_flagged": sum(p["action"] == "flagged" for p in problems), "problems": problems}
     ds = writer.finalize(extra_meta={"import_report": "import_report.json"})
     report["n_written"] = len(ds)

@@ -254,7 +254,8 @@ def import_fits_images(images: dict, catalog: str | Path, out: str | Path, setti
 
     for rec in records:
         rec["_file"] = ",".join(str(images[b]) for b in bands)
-    config = {"importer": "fits-images", "catalog": str(catalog.resolve()), "images": {b: str(images[b]) for b in bands},
+    config = {"importer": "fits-images", "catalog": str(catalog.resolve()),
+              "images": {b: str(images[b]) for b in bands},
               "size": size, "survey": survey.name, "flux_scale": flux_scale,
               "settings": {k: v for k, v in vars(settings).items()}}
     try:
