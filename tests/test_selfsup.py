@@ -142,6 +142,11 @@ def test_cli_pretrain_richness_and_quick_reproduction(tmp_path, clusters):
                  "16", "--epochs", "1", "--batch-size", "8", "--baseline"]) == 0
     rep = json.loads((run / "eval.json").read_text())
     assert 0 <= rep["stats_raw_accuracy"] <= 1 and (run / "extractor.pt").exists()
+    # the pretext backbone initialises a 3-band morphology backbone (first convolution adapted from one band)
+    from labelsky.models.backbones import create_backbone
+
+    bb, info = create_backbone("resnet10t", 3, run / "backbone.safetensors")
+    assert info["pretrained"] and info["adapted_input_conv"] and not info["missing"]
     assert main(["richness", "--data", str(ds.path), "--out", str(tmp_path / "rich"), "--extractor",
                  str(run / "extractor.pt"), "--backbone", "resnet10t", "--feature-dim", "16", "--fc-widths", "16",
                  "--freeze", "--fractions", "1.0", "--folds", "2", "--repeats", "1", "--epochs", "2"]) == 0

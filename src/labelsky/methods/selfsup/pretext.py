@@ -145,7 +145,11 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     """Train the pretext classifier into ``run_dir`` (resumable); returns the best model (lowest val loss).
 
     The extractor's weights are also written to ``run_dir/extractor.pt`` for
-    the richness network (or any band-wise model) to start from.
+    the richness network (or any band-wise model) to start from, and the
+    timm backbone's alone to ``run_dir/backbone.safetensors``, a weight file any
+    labelsky model of that backbone can start from (e.g. ``labelsky train
+    --backbone resnet18 --weights RUN/backbone.safetensors``: the one-band
+    first convolution is adapted to the bands used).
     """
     run_dir = Path(run_dir)
     if overwrite and run_dir.exists():
@@ -177,6 +181,10 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
 
     with atomic_path(run_dir / "extractor.pt") as tmp:
         torch.save(best.net.extractor.state_dict(), tmp)
+    from safetensors.torch import save_file
+
+    with atomic_path(run_dir / "backbone.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in best.net.extractor.backbone.state_dict().items()}, str(tmp))
     return best
 
 
