@@ -79,6 +79,13 @@ def test_every_regime_runs_end_to_end_on_the_command_line(tmp_path_factory, regi
     rep = json.loads((run / "eval.json").read_text())
     assert rep["n_labelled"] == 30 and 0 < rep["test_rmse"] < 1
     assert (run / "checkpoints" / "best.ckpt").exists()
+    if regime == "semi":  # a catalog of predicted vote fractions
+        import pyarrow.parquet as pq
+
+        assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", str(run / "cat.parquet")]) == 0
+        t = pq.read_table(run / "cat.parquet")
+        frac = np.stack([t.column(f"p_{a}").to_numpy() for a in ("smooth", "featured", "artifact")], 1)
+        assert t.num_rows == len(ds) and np.allclose(frac.sum(1), 1, atol=1e-5)
     if regime != "supervised":  # the decoder trains: reconstructions are drawn every epoch
         figs = list(run.rglob("reconstructions_*_epoch000.png"))
         assert figs and figs[0].stat().st_size > 1000

@@ -397,6 +397,10 @@ def _load_run(run: Path):
     if not ckpt.exists():
         raise DatasetError(f"{run}: no checkpoint found in {run / 'checkpoints'}; train first")
     method = json.loads((run / "config.json").read_text()).get("method") if (run / "config.json").exists() else None
+    if method == "semisup":
+        from labelsky.methods.semisup.module import load_semisup
+
+        return load_semisup(ckpt)
     return load_uda(ckpt) if method == "uda" else load_classifier(ckpt)
 
 
@@ -476,12 +480,17 @@ def cmd_catalog(a) -> int:
     cfg = model.cfg
     pre = cfg.preprocess(ds)
     extra = None
+    names = list(getattr(model.hparams, "class_names", None) or [])
+    predict_fn = model_predict_fn(model, None if a.device == "auto" else a.device)
+    if model.__class__.__name__ == "SemiSupModule":  # vote fractions of smooth / featured / artifact
+        names = ["smooth", "featured", "artifact"]
+        votes_fn = predict_fn
+        predict_fn = lambda x: (lambda r: {"probs": r["fractions"], "embedding": r["mu"]})(votes_fn(x))  # noqa: E731
     if hasattr(model, "tuner"):  # domain adaptation: flag unknowns (entropy above the boundary rho)
         model.predict_domain = 0 if a.domain == "source" else 1
         rho = model.rho
         extra = lambda p, emb: {"unknown": entropy(p) > rho}  # noqa: E731
-    out = write_catalog(ds, a.out, model_predict_fn(model, None if a.device == "auto" else a.device), pre,
-                        list(model.hparams.class_names), batch_size=a.batch_size, embedding=a.embedding,
+    out = write_catalog(ds, a.out, predict_fn, pre, names, batch_size=a.batch_size, embedding=a.embedding,
                         extra=extra, job=_job_identity(a.run, pre), num_workers=a.workers,
                         overwrite=a.overwrite)
     print(f"{len(ds)} rows -> {out}")
