@@ -23,6 +23,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--pretrain-epochs", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--label-counts", type=int, nargs="+", default=[100, 300, 800, 1200])
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/etvae"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
@@ -34,7 +35,7 @@ def main(argv=None):
 
     rc = (ETVAEReproConfig.quick(workers=a.workers) if a.quick else
           ETVAEReproConfig(n_objects=a.n, epochs=a.epochs, pretrain_epochs=a.pretrain_epochs, seeds=a.seeds,
-                           workers=a.workers))
+                           label_counts=a.label_counts, workers=a.workers))
     with CpuMonitor() as mon:
         res = run_etvae(a.work_dir, rc, progress=False)
     labels = rc.label_counts
