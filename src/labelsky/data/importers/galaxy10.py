@@ -32,9 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsky.data.importers.base import ImportSettings, catalog_records, read_table, run_import
+from labelsky.data.importers.base import ImportSettings, catalog_records, run_import
 from labelsky.data.importers.pictures import image_size, resize_bands
-from labelsky.data.importers.votes import VOTE_CONVENTIONS, read_votes
 from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
 from labelsky.data.simulate.galaxy10 import GALAXY10_CLASSES
 from labelsky.utils import atomic_write_json
@@ -94,23 +93,13 @@ def _read_layout(f, path) -> dict:
 
 def _join_votes(votes, id_column: str, ids, ra, dec) -> tuple[dict, int]:
     """Vote counts of a vote table for each Galaxy10 object (NaN where none) and the number joined."""
-    table = read_table(votes)
+    from labelsky.data.importers.votes import read_vote_table, rows_by_id
+
+    table, v = read_vote_table(votes)
     source = str(votes)
-    v = read_votes(table, source)
-    if v["_convention"] is None:
-        raise DatasetError(f"{source}: no Galaxy Zoo vote columns; expected the smooth / featured / artifact "
-                           f"columns of one of {list(VOTE_CONVENTIONS)}")
     idx = np.full(len(ids), -1, dtype=np.int64)
     if id_column in table.colnames:
-        col = table[id_column]
-        vid = [str(x).strip() for x in np.asarray(col.filled() if hasattr(col, "filled") else col)]
-        pos = {}
-        for j, s in enumerate(vid):
-            if s in pos:
-                raise DatasetError(f"{source}: field '{id_column}' = {s!r} appears in rows {pos[s]} and {j}; "
-                                   f"ids must be unique to join votes")
-            pos[s] = j
-        idx = np.array([pos.get(str(s), -1) for s in ids], dtype=np.int64)
+        idx = rows_by_id(table, id_column, ids, source)
     elif "ra" in table.colnames and "dec" in table.colnames:
         import astropy.units as u
         from astropy.coordinates import SkyCoord

@@ -26,7 +26,7 @@ import numpy as np
 
 from labelsky.data.io import VOTE_COLUMNS, DatasetError
 
-__all__ = ["VOTE_CONVENTIONS", "read_votes", "join_votes"]
+__all__ = ["VOTE_CONVENTIONS", "read_votes", "read_vote_table", "rows_by_id", "join_votes"]
 
 VOTE_CONVENTIONS = {
     "labelsky": VOTE_COLUMNS,
@@ -66,21 +66,22 @@ def read_votes(table, source: str = "<table>") -> dict:
     return {"_convention": None, "_source_columns": (), **{v: np.full(n, -1, np.int64) for v in VOTE_COLUMNS}}
 
 
-def join_votes(catalog, votes_path, id_column: str = "id_str"):
-    """``catalog`` (astropy Table) with labelsky vote columns joined from a vote table on ``id_column``.
+def read_vote_table(path) -> tuple:
+    """``(table, votes)``: a vote table file and its counts (:func:`read_votes`); an error if it has none."""
+    from labelsky.data.importers.base import read_table
 
-    The vote table may use any convention of :data:`VOTE_CONVENTIONS`;
-    objects without a row in it get -1. Duplicate ids in the vote table are
-    an error naming the file and rows.
-    """
-    from labelsky.data.importers.base import _text, read_table
-
-    table = read_table(votes_path)
-    source = str(votes_path)
-    v = read_votes(table, source)
-    if v["_convention"] is None:
-        raise DatasetError(f"{source}: no Galaxy Zoo vote columns; expected the smooth / featured / artifact "
+    table = read_table(path)
+    votes = read_votes(table, str(path))
+    if votes["_convention"] is None:
+        raise DatasetError(f"{path}: no Galaxy Zoo vote columns; expected the smooth / featured / artifact "
                            f"columns of one of {list(VOTE_CONVENTIONS)}")
+    return table, votes
+
+
+def rows_by_id(table, id_column: str, ids, source: str = "<table>") -> np.ndarray:
+    """Row of ``table`` whose ``id_column`` equals each of ``ids`` (-1 where none); duplicate ids are an error."""
+    from labelsky.data.importers.base import _text
+
     if id_column not in table.colnames:
         raise DatasetError(f"{source}: no column {id_column!r} to join votes on; columns are {table.colnames}")
     pos = {}
@@ -89,7 +90,18 @@ def join_votes(catalog, votes_path, id_column: str = "id_str"):
             raise DatasetError(f"{source}: field '{id_column}' = {s!r} appears in rows {pos[s]} and {j}; "
                                f"ids must be unique to join votes")
         pos[s] = j
-    idx = np.array([pos.get(_text(s), -1) for s in np.asarray(catalog["id_str"])], dtype=np.int64)
+    return np.array([pos.get(_text(s), -1) for s in ids], dtype=np.int64)
+
+
+def join_votes(catalog, votes_path, id_column: str = "id_str"):
+    """``catalog`` (astropy Table) with labelsky vote columns joined from a vote table on ``id_column``.
+
+    The vote table may use any convention of :data:`VOTE_CONVENTIONS`;
+    objects without a row in it get -1. Duplicate ids in the vote table are
+    an error naming the file and rows.
+    """
+    table, v = read_vote_table(votes_path)
+    idx = rows_by_id(table, id_column, np.asarray(catalog["id_str"]), str(votes_path))
     out = catalog.copy(copy_data=False)
     for c in VOTE_COLUMNS:
         out[c] = np.where(idx >= 0, v[c][np.maximum(idx, 0)], -1)
