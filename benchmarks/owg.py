@@ -27,7 +27,7 @@ def main(argv=None):
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--pretext-epochs", type=int, default=8)
+    ap.add_argument("--pretext-epochs", type=int, default=15)
     ap.add_argument("--richness-epochs", type=int, default=40)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/owg"))
     ap.add_argument("--workers", type=int, default=2)
@@ -36,7 +36,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(2)
-    from labelsky.reproduce.owg import OWGConfig, _table, run_owg
+    from labelsky.reproduce.owg import OWGConfig, _reference_line, _table, run_owg
 
     rc = (OWGConfig.quick(workers=a.workers) if a.quick else
           OWGConfig(n_clusters=a.n, npix=a.npix, feature_dim=a.feature_dim, fc_widths=a.fc_widths,
@@ -53,7 +53,9 @@ def main(argv=None):
           f"{pt['chance']:.2f}.\n",
           f"Richness, ln(lambda): {rc.folds}-fold cluster-grouped CV x {rc.repeats} repeats, mean ± std over "
           f"repeats; extractor {'frozen' if rc.freeze_extractor else 'fine-tuned'}, features {rc.feature_dim}, "
-          f"FC {rc.fc_widths}.\n", _table(cv), "",
+          f"FC {rc.fc_widths}; the epoch with the lowest loss on {100 * cv['config']['val_fraction']:g} % "
+          "held-out training clusters kept.\n",
+          _table(cv), "", _reference_line(res["reference"]), "",
           "Ours - Base (negative = pretrained better): MAE " + ", ".join(
               f"{100 * float(q):g} %: {v:+.4f}" for q, v in cl["mae_ours_minus_base"].items()),
           "\nSigma " + ", ".join(f"{100 * float(q):g} %: {v:+.4f}" for q, v in cl["sigma_ours_minus_base"].items()),
@@ -64,6 +66,7 @@ def main(argv=None):
           f"\nTimings (s): {res['timings']}."]
     write_results("owg_quick" if a.quick else "owg", {"pretext": pt, "richness_summary": cv["summary"],
                                                       "per_repeat": cv["per_repeat"], "claims": cl,
+                                                      "reference": res["reference"],
                                                       "config": res["config"], "timings": res["timings"],
                                                       "cpu": mon.as_dict()}, "\n".join(md))
 

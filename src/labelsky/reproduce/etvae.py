@@ -169,6 +169,7 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
         if best.exists():
             poses_figure(load_semisup(best), ds, int(test[0]), out / "figures" / "poses.png")
     results["seconds"] = round(time.time() - t0, 1)
+    results["run_seconds"] = round(sum(r.get("seconds", 0.0) for r in runs), 1)
     lines = ["| regime | " + " | ".join(f"{n} labels" for n in rc.label_counts) + " |",
              "|---|" + "---|" * len(rc.label_counts)]
     for key, cells in summary.items():

@@ -142,7 +142,7 @@ class PretextModule(L.LightningModule):
 
 def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: PretextConfig, progress: bool = True,
                 overwrite: bool = False) -> PretextModule:
-    """Train the pretext classifier into ``run_dir`` (resumable); returns the best model (lowest val loss).
+    """Train the pretext classifier into ``run_dir`` (resumable); returns the best model (highest val accuracy).
 
     The extractor's weights are also written to ``run_dir/extractor.pt`` for
     the richness network (or any band-wise model) to start from, and the
@@ -173,7 +173,9 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
                                         drop_last=len(train_data) > cfg.batch_size)
     val = torch.utils.data.DataLoader(_dataset(ds, val_rows, cfg), batch_size=cfg.batch_size * 2,
                                       num_workers=cfg.num_workers)
-    trainer = build_trainer(run_dir, cfg, monitor="val_loss", mode="min", patience=cfg.patience, progress=progress)
+    # selected on validation accuracy: the pretext's loss can spike on a few confidently wrong images while the
+    # accuracy still climbs (seen on the cluster fields), and accuracy is what the pretext is judged by
+    trainer = build_trainer(run_dir, cfg, monitor="val_acc", mode="max", patience=cfg.patience, progress=progress)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, train, val, ckpt_path=str(last) if last.exists() else None)
     best = load_pretext(trainer.checkpoint_callback.best_model_path or str(last))
