@@ -46,3 +46,23 @@ def test_asinh_mask_channel_and_all_bad_image_never_give_nan():
     for stretch in ("asinh", "khan", "standardize", "none"):
         out = Preprocess([0], noise=[1.0], stretch=stretch)(np.full((1, 4, 4), np.nan, np.float32))
         assert torch.isfinite(out).all() and (out == 0).all()
+
+
+@pytest.mark.parametrize("stretch", ["asinh", "none", "khan", "standardize", "robust_asinh"])
+@pytest.mark.parametrize("bad", [False, True])
+def test_batch_preprocessing_equals_the_per_image_call(stretch, bad):
+    """Bulk inference preprocesses whole shards with ``batch``: it must give exactly what the per-image call does."""
+    rng = np.random.default_rng(1)
+    imgs = rng.normal(0.05, 0.1, size=(5, 3, 12, 12)).astype(np.float32)
+    if bad:
+        imgs[2, 1, 3:5, 3:5] = np.nan
+        imgs[4, 0, 0, 0] = np.inf
+    for kw in (dict(size=None, mask_channel=False), dict(size=16, mask_channel=True)):
+        pre = Preprocess([2, 0], noise=[0.01, 0.02, 0.03], stretch=stretch, **kw)
+        one = torch.stack([pre(im) for im in imgs])
+        batch = pre.batch(imgs)
+        assert batch.shape == one.shape
+        torch.testing.assert_close(batch, one, rtol=1e-6, atol=1e-6)
+    assert pre.batch(imgs[:0]).shape[0] == 0
+    with pytest.raises(ValueError, match="batch"):
+        pre.batch(imgs[0])

@@ -1,7 +1,6 @@
 """Transfer learning, evaluation sets, clustering, pseudo-labels and catalogs (Khan et al. 2019)."""
 
 import types
-import tracemalloc
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -9,7 +8,6 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from labelsky.catalog.writer import CatalogWriteError, write_catalog
 from labelsky.data.io import DatasetWriter
 from labelsky.data.transforms import BatchAugment, Preprocess
 from labelsky.evaluate.embeddings import cluster, cluster_purity, name_clusters, tsne
@@ -220,96 +218,6 @@ def test_class_balance_weights():
     assert class_balance_weights(np.array([0, 0, 0, 1]), 2) == [pytest.approx(4 / 6), 2.0]
 
 
-# ----------------------------------------------------------------------------- catalogs
-@pytest.fixture(scope="module")
-def sharded(tmp_path_factory):
-    def make(n_shards, per_shard=20):
-        path = tmp_path_factory.mktemp("cat") / f"ds{n_shards}"
-        w = DatasetWriter(path, "decals", (3, 8, 8), classes=["a", "b"], n_shards=n_shards)
-        rng = np.random.default_rng(n_shards)
-        for s in range(n_shards):
-            n = per_shard
-            w.write_shard(s, rng.normal(size=(n, 3, 8, 8)), {
-                "id_str": [f"o{s}-{i}" for i in range(n)], "ra": rng.uniform(0, 360, n),
-                "dec": rng.uniform(-30, 30, n), "survey": ["decals"] * n, "split": ["test"] * n,
-                "label": rng.integers(0, 2, n), "label_name": ["a"] * n, "votes_smooth": np.full(n, -1),
-                "votes_featured": np.full(n, -1), "votes_artifact": np.full(n, -1), "richness": np.full(n, np.nan)})
-        return w.finalize()
-    return make
-
-
-def _mean_fn(x):  # deterministic "model": probabilities from the image mean
-    m = x.mean(dim=(1, 2, 3))
-    p = torch.sigmoid(m * 5)
-    return {"probs": torch.stack([1 - p, p], 1).numpy(), "embedding": x.flatten(1)[:, :4].numpy()}
-
-
-def test_catalog_schema_and_fits(sharded, tmp_path):
-    ds = sharded(3)
-    pre = Preprocess([0, 1, 2], stretch="none")
-    out = write_catalog(ds, tmp_path / "c.parquet", _mean_fn, pre, ["a", "b"], batch_size=7, embedding=True,
-                        progress=False)
-    t = pq.read_table(out)
-    assert t.column_names == ["id_str", "ra", "dec", "survey", "p_a", "p_b", "pred_label", "pred_class",
-                              "confidence", "entropy", "embedding"]
-    assert t.column("id_str").to_pylist() == ds.column("id_str").tolist()
-    p = np.stack([t.column("p_a").to_numpy(), t.column("p_b").to_numpy()], 1)
-    assert np.allclose(p.sum(1), 1, atol=1e-6)
-    assert np.allclose(t.column("confidence").to_numpy(), p.max(1))
-    assert np.allclose(t.column("entropy").to_numpy(), -(p * np.log(p)).sum(1), atol=1e-5)
-    assert not (tmp_path / "c.parquet.parts").exists()
-    with pytest.raises(CatalogWriteError, match="exists"):
-        write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False)
-    from astropy.table import Table
-
-    f = write_catalog(ds, tmp_path / "c.fits", _mean_fn, pre, ["a", "b"], embedding=True, progress=False)
-    tab = Table.read(f)
-    assert len(tab) == len(ds) and tab["embedding"].shape == (len(ds), 4) and str(tab["ra"].unit) == "deg"
-
-
-def test_catalog_resumes_after_kill_without_duplicates(sharded, tmp_path):
-    ds = sharded(5)
-    pre = Preprocess([0, 1, 2], stretch="none")
-    calls = {"n": 0}
-
-    def dying(x):
-        calls["n"] += 1
-        if calls["n"] > 6:
-            raise KeyboardInterrupt  # killed mid-way
-        return _mean_fn(x)
-
-    with pytest.raises(KeyboardInterrupt):
-        write_catalog(ds, tmp_path / "r.parquet", dying, pre, ["a", "b"], batch_size=8, progress=False)
-    parts = sorted((tmp_path / "r.parquet.parts").glob("part-*.parquet"))
-    assert 0 < len(parts) < 5
-    mtimes = {p.name: p.stat().st_mtime_ns for p in parts}
-    # another model may not continue these parts
-    with pytest.raises(CatalogWriteError, match="another model"):
-        write_catalog(ds, tmp_path / "r.parquet", _mean_fn, pre, ["a", "b"], job={"run": "other"}, progress=False)
-    calls["n"] = -1000
-    out = write_catalog(ds, tmp_path / "r.parquet", dying, pre, ["a", "b"], batch_size=8, progress=False)
-    clean = write_catalog(ds, tmp_path / "clean.parquet", _mean_fn, pre, ["a", "b"], batch_size=8, progress=False)
-    a, b = pq.read_table(out), pq.read_table(clean)
-    ids = a.column("id_str").to_pylist()
-    assert len(ids) == len(set(ids)) == len(ds)
-    assert a.equals(b)
-    assert all(mtimes[p.name] for p in parts)  # earlier parts were reused, not recomputed
-    assert calls["n"] - (-1000) < 20 - len(parts) * 3 + 3
-
-
-def test_catalog_memory_is_flat(sharded, tmp_path):
-    pre = Preprocess([0, 1, 2], stretch="none")
-    peaks = []
-    for n_shards in (2, 12):
-        ds = sharded(n_shards, per_shard=40)
-        tracemalloc.start()
-        write_catalog(ds, tmp_path / f"m{n_shards}.parquet", _mean_fn, pre, ["a", "b"], batch_size=16,
-                      progress=False)
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    assert peaks[1] < 1.5 * peaks[0] + 200_000, peaks  # 6x the rows, about the same peak
-
-
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def easy_sim(tmp_path_factory):
@@ -377,22 +285,6 @@ def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
     logs = sorted((tmp_path / "r" / "logs").glob("version_*/metrics.csv"))  # one log folder per (re)start
     epochs = [{r["epoch"] for r in csv.DictReader(open(f)) if r.get("val_loss")} for f in logs]
     assert epochs == [{"0"}, {"1"}]  # the second start continued with epoch 1
-
-
-def test_catalog_with_an_empty_shard(tmp_path):
-    w = DatasetWriter(tmp_path / "ds", "decals", (3, 8, 8), classes=["a", "b"], n_shards=3)
-    rng = np.random.default_rng(0)
-    for s, n in enumerate([0, 5, 0]):
-        w.write_shard(s, rng.normal(size=(n, 3, 8, 8)), {
-            "id_str": [f"o{s}-{i}" for i in range(n)], "ra": np.full(n, 1.0), "dec": np.zeros(n),
-            "survey": ["decals"] * n, "split": ["test"] * n, "label": np.zeros(n, int), "label_name": ["a"] * n,
-            "votes_smooth": np.full(n, -1), "votes_featured": np.full(n, -1), "votes_artifact": np.full(n, -1),
-            "richness": np.full(n, np.nan)})
-    ds = w.finalize()
-    out = write_catalog(ds, tmp_path / "c.parquet", _mean_fn, Preprocess([0, 1, 2], stretch="none"), ["a", "b"],
-                        embedding=True, progress=False)
-    t = pq.read_table(out)
-    assert t.num_rows == 5 and t.column("id_str").to_pylist() == [f"o1-{i}" for i in range(5)]
 
 
 def test_bands_are_matched_by_name_and_settings_checked_on_resume(easy_sim, tmp_path):

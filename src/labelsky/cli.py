@@ -386,22 +386,10 @@ def cmd_train(a) -> int:
 
 
 def _load_run(run: Path):
-    """The best model of a run folder (transfer-learning or domain-adaptation run)."""
-    from labelsky.data.io import DatasetError
-    from labelsky.methods.transfer import load_classifier
-    from labelsky.methods.uda.module import load_uda
+    """The best model of a run folder (any method)."""
+    from labelsky.runs import load_run
 
-    ckpt = run / "checkpoints" / "best.ckpt"
-    if not ckpt.exists():
-        ckpt = run / "checkpoints" / "last.ckpt"
-    if not ckpt.exists():
-        raise DatasetError(f"{run}: no checkpoint found in {run / 'checkpoints'}; train first")
-    method = json.loads((run / "config.json").read_text()).get("method") if (run / "config.json").exists() else None
-    if method == "semisup":
-        from labelsky.methods.semisup.module import load_semisup
-
-        return load_semisup(ckpt)
-    return load_uda(ckpt) if method == "uda" else load_classifier(ckpt)
+    return load_run(run)
 
 
 def _add_evaluate(sub):
@@ -446,9 +434,9 @@ def cmd_evaluate(a) -> int:
 
 def _job_identity(run: Path, pre) -> dict:
     """What makes a catalog: the exact checkpoint file and the preprocessing (parts of two never mix)."""
-    ckpt = run / "checkpoints" / "best.ckpt"
-    if not ckpt.exists():
-        ckpt = run / "checkpoints" / "last.ckpt"
+    from labelsky.runs import run_checkpoint
+
+    ckpt = run_checkpoint(run)
     st = ckpt.stat()
     return {"run": str(run.resolve()), "checkpoint": str(ckpt.resolve()), "size": st.st_size,
             "mtime_ns": st.st_mtime_ns, "preprocess": pre.describe()}
@@ -458,11 +446,20 @@ def _add_catalog(sub):
     p = sub.add_parser("catalog", help="run a trained model over a dataset into a catalog")
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", "-o", required=True, type=Path, help="catalog file (.parquet, or .fits)")
+    p.add_argument("--out", "-o", required=True, type=Path,
+                   help="catalog: FILE.parquet (one file), FILE.fits, or a folder (Parquet part per shard + "
+                        "_metadata, for very large catalogs)")
+    p.add_argument("--format", choices=["parquet", "fits", "partitioned"], default=None,
+                   help="default: from --out (.parquet, .fits, else partitioned)")
     p.add_argument("--embedding", action="store_true", help="add the penultimate-layer vector")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=0, help="data-loader processes")
+    p.add_argument("--device", default="auto", help="local engine: auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: one process, I/O overlapped with compute; ray: Ray Data actor pool")
+    p.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray)")
+    p.add_argument("--ray-workers", type=int, default=None, help="ray: actors (default: fill the cluster)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor (e.g. 1, or 0.5)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs (and torch threads) per actor")
     p.add_argument("--domain", choices=["source", "target"], default="target",
                    help="adapted models: whose batch-norm statistics to use (default: target)")
     p.add_argument("--overwrite", action="store_true")
@@ -470,29 +467,18 @@ def _add_catalog(sub):
 
 
 def cmd_catalog(a) -> int:
-    from labelsky.catalog.writer import model_predict_fn, write_catalog
+    from labelsky.catalog.predictor import RunPredictor
+    from labelsky.catalog.writer import write_catalog
     from labelsky.data.io import open_dataset
 
-    from labelsky.evaluate.metrics import entropy
-
-    model = _load_run(a.run)
     ds = open_dataset(a.data)
-    cfg = model.cfg
-    pre = cfg.preprocess(ds)
-    extra = None
-    names = list(getattr(model.hparams, "class_names", None) or [])
-    predict_fn = model_predict_fn(model, None if a.device == "auto" else a.device)
-    if model.__class__.__name__ == "SemiSupModule":  # vote fractions of smooth / featured / artifact
-        names = ["smooth", "featured", "artifact"]
-        votes_fn = predict_fn
-        predict_fn = lambda x: (lambda r: {"probs": r["fractions"], "embedding": r["mu"]})(votes_fn(x))  # noqa: E731
-    if hasattr(model, "tuner"):  # domain adaptation: flag unknowns (entropy above the boundary rho)
-        model.predict_domain = 0 if a.domain == "source" else 1
-        rho = model.rho
-        extra = lambda p, emb: {"unknown": entropy(p) > rho}  # noqa: E731
-    out = write_catalog(ds, a.out, predict_fn, pre, names, batch_size=a.batch_size, embedding=a.embedding,
-                        extra=extra, job=_job_identity(a.run, pre), num_workers=a.workers,
-                        overwrite=a.overwrite)
+    device = a.device if a.engine == "local" else ("cuda" if a.gpus_per_worker else "cpu")
+    predictor = RunPredictor(a.run, device=device, domain=a.domain)
+    pre = predictor.preprocess(ds)
+    out = write_catalog(ds, a.out, predictor, pre, batch_size=a.batch_size, embedding=a.embedding, fmt=a.format,
+                        job=_job_identity(a.run, pre), engine=a.engine, ray_address=a.address,
+                        ray_workers=a.ray_workers, gpus_per_worker=a.gpus_per_worker,
+                        cpus_per_worker=a.cpus_per_worker, overwrite=a.overwrite)
     print(f"{len(ds)} rows -> {out}")
     return 0
 

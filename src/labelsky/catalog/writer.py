@@ -1,16 +1,38 @@
 """Bulk inference to catalogs: a model over a dataset, shard by shard, into Parquet (or FITS).
 
-Memory stays flat whatever the dataset's size: one input shard is read,
-predicted in batches and written as one Parquet part at a time. Parts are
-written atomically next to the output (``OUT.parts/part-00000.parquet``);
-rerunning after an interruption skips the parts already written, so no row
-is lost or duplicated. When every part exists they are streamed into the
-final file (one row group per part) and the parts are removed.
+The unit of work is one image shard of the dataset: it is read in one go,
+preprocessed as a batch, predicted in mini-batches and written as one Parquet
+*part* (``part-00042.parquet`` for shard 42). A part is written to a
+temporary name and renamed into place, so it either exists complete or not at
+all, and the set of parts present *is* the record of finished shards: a
+rerun after an interruption (even ``kill -9``) checks each part's row count,
+removes stray temporary files and redoes only the missing shards, so no
+``id_str`` is lost or duplicated. ``_job.json`` identifies the model and
+settings; parts of another job are never mixed in.
+
+Engines (:func:`write_catalog` ``engine=``):
+
+``local``  one process; reading + preprocessing of the next shards and writing
+           of finished parts run in background threads while the model
+           computes (:mod:`labelsky.catalog.local`).
+``ray``    Ray Data: shards are read in parallel tasks and predicted by a pool
+           of actors (CPU or GPU each) that write the parts
+           (:mod:`labelsky.catalog.ray_engine`); a local Ray instance by
+           default, a cluster with ``ray_address``.
+
+Both produce the same rows (the same code turns a shard into a part).
+
+Layouts: ``OUT.parquet`` (one file, one row group per shard; parts kept in
+``OUT.parquet.parts/`` until the end), ``OUT.fits``, or a directory ``OUT/``
+(``fmt="partitioned"``, or a path without suffix): the parts themselves, plus
+``_metadata`` / ``_common_metadata`` written last, so that pyarrow, pandas,
+Dask or Spark open the catalog as one dataset without listing files — the
+layout for catalogs of 10^8 rows.
 
 Columns: ``id_str``, ``ra``, ``dec``, ``survey``, ``p_<class>`` for every
 class, ``pred_label`` (class index), ``pred_class`` (name), ``confidence``
-(maximum probability), ``entropy`` (nats) and, on request, ``embedding``
-(the penultimate-layer vector). Callers may add columns with ``extra``.
+(maximum probability), ``entropy`` (nats), the predictor's extra columns
+(``unknown`` for domain-adaptation runs) and, on request, ``embedding``.
 """
 
 from __future__ import annotations
@@ -25,115 +47,199 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import DataLoader
 
-from labelsky.data.datasets import ImageDataset
 from labelsky.data.io import LabelskyDataset
 from labelsky.evaluate.metrics import entropy
 from labelsky.utils import atomic_path, atomic_write_json, default_device
 
-__all__ = ["write_catalog", "CatalogWriteError"]
+__all__ = ["write_catalog", "CatalogWriteError", "ENGINES", "FORMATS", "predict_shard", "model_predict_fn"]
+
+ENGINES = ("local", "ray")
+FORMATS = ("parquet", "fits", "partitioned")
 
 
 class CatalogWriteError(RuntimeError):
     """The output exists and belongs to another job, or cannot be written."""
 
 
-def _shard_rows(ds: LabelskyDataset, shard: int) -> np.ndarray:
-    return np.arange(ds._offsets[shard], ds._offsets[shard + 1], dtype=np.int64)
+def part_path(parts_dir: Path, shard: int) -> Path:
+    return Path(parts_dir) / f"part-{shard:05d}.parquet"
 
 
-def write_catalog(ds: LabelskyDataset, out: str | Path, predict_fn: Callable, transform: Callable,
-                  class_names, batch_size: int = 256, embedding: bool = False, fmt: str | None = None,
-                  extra: Callable | None = None, job: dict | None = None, num_workers: int = 0,
-                  progress: bool = True, overwrite: bool = False) -> Path:
-    """Run ``predict_fn`` over every image of ``ds`` and write the catalog to ``out``.
+def catalog_table(ds: LabelskyDataset, rows: np.ndarray, probs: np.ndarray, class_names, embedding=None,
+                  extra: dict | None = None) -> pa.Table:
+    """The catalog rows of dataset rows ``rows`` from their class probabilities (and embeddings)."""
+    ids = ds.column("id_str")[rows]
+    if not np.isfinite(probs).all():
+        bad = int(np.flatnonzero(~np.isfinite(probs).all(axis=1))[0])
+        raise CatalogWriteError(f"{ds.path}: non-finite probabilities for id_str={ids[bad]!r}")
+    cols = {"id_str": pa.array(ids.astype(str), pa.string()),
+            "ra": pa.array(ds.column("ra")[rows], pa.float64()),
+            "dec": pa.array(ds.column("dec")[rows], pa.float64()),
+            "survey": pa.array([ds.survey.name] * len(rows), pa.string())}
+    names = list(class_names)
+    for k, n in enumerate(names):
+        cols[f"p_{n}"] = pa.array(probs[:, k], pa.float32())
+    pred = probs.argmax(axis=1)
+    cols["pred_label"] = pa.array(pred.astype(np.int16), pa.int16())
+    cols["pred_class"] = pa.array([names[k] for k in pred], pa.string())
+    cols["confidence"] = pa.array(probs.max(axis=1), pa.float32())
+    cols["entropy"] = pa.array(entropy(probs).astype(np.float32), pa.float32())
+    for k, v in (extra or {}).items():
+        cols[k] = pa.array(np.asarray(v))
+    if embedding is not None:
+        cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(embedding.reshape(-1), pa.float32()),
+                                                              embedding.shape[1])
+    return pa.table(cols)
 
-    ``predict_fn(x)`` takes a preprocessed batch tensor and returns a dict
-    with ``probs`` [N, K] (and ``embedding`` [N, D] when requested).
-    ``transform`` preprocesses one image. ``extra(probs, embedding)`` may
-    return a dict of additional per-row columns. ``job`` identifies the
-    model and settings; a rerun with another ``job`` is refused (unless
-    ``overwrite``) so parts of two models never mix.
+
+def predict_batches(x: torch.Tensor, predictor, batch_size: int, embedding: bool):
+    """Probabilities [n, K] (and embeddings [n, D]) of preprocessed images ``x``, ``batch_size`` at a time."""
+    probs, embs = [], []
+    for i in range(0, len(x), batch_size):
+        res = predictor(x[i:i + batch_size])
+        probs.append(np.asarray(res["probs"], dtype=np.float32))
+        if embedding:
+            embs.append(np.asarray(res["embedding"], dtype=np.float32))
+    return np.concatenate(probs), (np.concatenate(embs) if embedding else None)
+
+
+def shard_table(ds: LabelskyDataset, shard: int, probs: np.ndarray, emb, predictor) -> pa.Table:
+    return catalog_table(ds, ds.shard_rows(shard), probs, predictor.class_names, emb, predictor.extra(probs, emb))
+
+
+def predict_shard(ds: LabelskyDataset, shard: int, x: torch.Tensor, predictor, batch_size: int,
+                  embedding: bool) -> pa.Table:
+    """The catalog part of one shard from its preprocessed images ``x`` [n, C, H, W]."""
+    return shard_table(ds, shard, *predict_batches(x, predictor, batch_size, embedding), predictor)
+
+
+def load_shard(ds: LabelskyDataset, shard: int, transform) -> torch.Tensor:
+    """Read and preprocess every image of a shard in one go."""
+    return transform.batch(ds.shard_images(shard))
+
+
+def write_part(parts_dir: Path, shard: int, table: pa.Table) -> None:
+    with atomic_path(part_path(parts_dir, shard)) as tmp:
+        pq.write_table(table, tmp)
+
+
+def _done(parts_dir: Path, ds: LabelskyDataset, shard: int) -> bool:
+    """A part counts as done when it exists, is readable and has the shard's row count."""
+    p = part_path(parts_dir, shard)
+    if not p.exists():
+        return False
+    try:
+        ok = pq.ParquetFile(p).metadata.num_rows == len(ds.shard_rows(shard))
+    except Exception:  # noqa: BLE001  (unreadable: written by something else; redo it)
+        ok = False
+    if not ok:
+        p.unlink()
+    return ok
+
+
+def _wrap(predictor, class_names, extra):
+    if hasattr(predictor, "class_names") and hasattr(predictor, "extra"):
+        return predictor
+    from labelsky.catalog.predictor import FunctionPredictor
+
+    if class_names is None:
+        raise ValueError("class_names are needed with a plain predict function")
+    return FunctionPredictor(predictor, class_names, extra)
+
+
+def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=None, class_names=None,
+                  batch_size: int = 256, embedding: bool = False, fmt: str | None = None,
+                  extra: Callable | None = None, job: dict | None = None, engine: str = "local",
+                  ray_address: str | None = None, ray_workers: int | None = None, gpus_per_worker: float = 0.0,
+                  cpus_per_worker: float = 1.0, progress: bool = True, overwrite: bool = False) -> Path:
+    """Run a model over every image of ``ds`` and write the catalog to ``out``.
+
+    ``predictor``: a :class:`~labelsky.catalog.predictor.RunPredictor` (any
+    engine), or a function ``predict_fn(x) -> {"probs", "embedding"}`` with
+    ``class_names`` and optional ``extra(probs, embedding) -> columns``
+    (local engine). ``transform`` preprocesses a batch of images
+    (:class:`~labelsky.data.transforms.Preprocess`; default: the run's own).
+    ``job`` identifies the model and settings; a rerun with another ``job`` is
+    refused (unless ``overwrite``) so parts of two models never mix.
     """
     from tqdm.auto import tqdm
 
+    if engine not in ENGINES:
+        raise CatalogWriteError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     out = Path(out)
-    fmt = fmt or ("fits" if out.suffix.lower() in (".fits", ".fit") else "parquet")
-    if fmt not in ("parquet", "fits"):
-        raise CatalogWriteError(f"unknown catalog format {fmt!r}; expected parquet or fits")
-    parts_dir = out.with_name(out.name + ".parts")
-    job = json.loads(json.dumps({"dataset": str(ds.path), "n": len(ds), "embedding": embedding, **(job or {})},
-                                default=str))
+    suffix = out.suffix.lower()
+    fmt = fmt or ("fits" if suffix in (".fits", ".fit") else "parquet" if suffix == ".parquet" else "partitioned")
+    if fmt not in FORMATS:
+        raise CatalogWriteError(f"unknown catalog format {fmt!r}; expected one of {FORMATS}")
+    predictor = _wrap(predictor, class_names, extra)
+    if engine == "ray" and not hasattr(predictor, "run"):
+        raise CatalogWriteError("the ray engine needs a RunPredictor (a run folder), not a plain function")
+    transform = transform if transform is not None else predictor.preprocess(ds)
+    parts_dir = out if fmt == "partitioned" else out.with_name(out.name + ".parts")
+    done_marker = out / "_metadata" if fmt == "partitioned" else out
+    job = json.loads(json.dumps({"dataset": str(ds.path), "n": len(ds), "n_shards": ds.n_shards,
+                                 "embedding": embedding, "classes": list(predictor.class_names),
+                                 "transform": transform.describe(), **(job or {})}, default=str))
+    if fmt == "partitioned" and out.is_dir() and not (out / "_job.json").exists() and any(out.iterdir()):
+        raise CatalogWriteError(f"{out} is a non-empty folder that is not a labelsky catalog; choose another")
+    if fmt == "partitioned" and out.is_file():
+        raise CatalogWriteError(f"{out} is a file; a partitioned catalog is a folder")
     if overwrite:
         shutil.rmtree(parts_dir, ignore_errors=True)
-        out.unlink(missing_ok=True)
-    if out.exists():
+        if out.is_file():
+            out.unlink()
+    if done_marker.exists():
         raise CatalogWriteError(f"{out} exists; pass overwrite to replace it")
-    job_file = parts_dir / "job.json"
+    job_file = parts_dir / "_job.json"
     if job_file.exists():
         if json.loads(job_file.read_text()) != job:
             raise CatalogWriteError(f"{parts_dir} holds an unfinished catalog of another model or dataset; "
                                     f"pass overwrite to start again")
     else:
         atomic_write_json(job_file, job)
+    for stray in parts_dir.glob(".part-*.tmp"):  # a part being written when the last run was killed
+        stray.unlink(missing_ok=True)
 
-    names = list(class_names)
-    todo = [s for s in range(ds.n_shards) if not (parts_dir / f"part-{s:05d}.parquet").exists()]
-    bar = tqdm(total=len(ds), initial=len(ds) - sum(len(_shard_rows(ds, s)) for s in todo), unit="obj",
-               desc="catalog", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    ids, ra, dec = ds.column("id_str"), ds.column("ra"), ds.column("dec")
-    survey = ds.survey.name
-    for s in todo:
-        rows = _shard_rows(ds, s)
-        loader = DataLoader(ImageDataset(ds, indices=rows, transform=transform), batch_size=batch_size,
-                            shuffle=False, num_workers=num_workers)
-        probs, embs = [], []
-        with torch.inference_mode():
-            for x, _ in loader:
-                res = predict_fn(x)
-                probs.append(np.asarray(res["probs"], dtype=np.float32))
-                if embedding:
-                    embs.append(np.asarray(res["embedding"], dtype=np.float32))
-                bar.update(len(x))
-        p = np.concatenate(probs) if probs else np.zeros((0, len(names)), np.float32)
-        if not np.isfinite(p).all():
-            bad = int(np.flatnonzero(~np.isfinite(p).all(axis=1))[0])
-            raise CatalogWriteError(f"{ds.path}: non-finite probabilities for id_str={ids[rows[bad]]!r}")
-        if not len(rows):  # an empty shard (a survey that saw none of its objects): an empty marker part
-            with atomic_path(parts_dir / f"part-{s:05d}.parquet") as tmp:
-                pq.write_table(pa.table({"id_str": pa.array([], pa.string())}), tmp)
-            continue
-        cols = {"id_str": pa.array(ids[rows].astype(str), pa.string()), "ra": pa.array(ra[rows], pa.float64()),
-                "dec": pa.array(dec[rows], pa.float64()), "survey": pa.array([survey] * len(rows), pa.string())}
-        for k, n in enumerate(names):
-            cols[f"p_{n}"] = pa.array(p[:, k], pa.float32())
-        pred = p.argmax(axis=1)
-        cols["pred_label"] = pa.array(pred.astype(np.int16), pa.int16())
-        cols["pred_class"] = pa.array([names[k] for k in pred], pa.string())
-        cols["confidence"] = pa.array(p.max(axis=1), pa.float32())
-        cols["entropy"] = pa.array(entropy(p).astype(np.float32), pa.float32())
-        emb = np.concatenate(embs) if embs else None
-        if extra is not None:
-            for k, v in extra(p, emb).items():
-                cols[k] = pa.array(np.asarray(v))
-        if embedding:
-            cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()),
-                                                                  emb.shape[1])
-        with atomic_path(parts_dir / f"part-{s:05d}.parquet") as tmp:
-            pq.write_table(pa.table(cols), tmp)
+    todo = [s for s in range(ds.n_shards) if len(ds.shard_rows(s)) and not _done(parts_dir, ds, s)]
+    n_todo = sum(len(ds.shard_rows(s)) for s in todo)
+    bar = tqdm(total=len(ds), initial=len(ds) - n_todo, unit="obj", desc=f"catalog ({engine})",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    if engine == "local":
+        from labelsky.catalog.local import run_local
+
+        run_local(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update)
+    else:
+        from labelsky.catalog.ray_engine import run_ray
+
+        run_ray(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update, address=ray_address,
+                workers=ray_workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
     bar.close()
-    _assemble(parts_dir, ds.n_shards, out, fmt)
-    shutil.rmtree(parts_dir, ignore_errors=True)
+    missing = [s for s in range(ds.n_shards) if len(ds.shard_rows(s)) and not part_path(parts_dir, s).exists()]
+    if missing:
+        raise CatalogWriteError(f"{parts_dir}: shards {missing[:10]} were not written; rerun to finish")
+    _assemble(ds, parts_dir, out, fmt)
+    if fmt != "partitioned":
+        shutil.rmtree(parts_dir, ignore_errors=True)
     return out
 
 
-def _assemble(parts_dir: Path, n_parts: int, out: Path, fmt: str) -> None:
-    parts = [p for p in (parts_dir / f"part-{s:05d}.parquet" for s in range(n_parts))
-             if pq.ParquetFile(p).metadata.num_rows > 0]  # empty shards leave empty marker parts
+def _assemble(ds: LabelskyDataset, parts_dir: Path, out: Path, fmt: str) -> None:
+    parts = [part_path(parts_dir, s) for s in range(ds.n_shards) if len(ds.shard_rows(s))]
     if not parts:
         raise CatalogWriteError(f"{out}: the dataset has no objects")
     schema = pq.read_schema(parts[0])
+    if fmt == "partitioned":
+        collected = []
+        for p in parts:
+            md = pq.ParquetFile(p).metadata
+            md.set_file_path(p.name)
+            collected.append(md)
+        with atomic_path(out / "_common_metadata") as tmp:
+            pq.write_metadata(schema, tmp)
+        with atomic_path(out / "_metadata") as tmp:  # written last: its presence marks a finished catalog
+            pq.write_metadata(schema, tmp, metadata_collector=collected)
+        return
     if fmt == "parquet":
         with atomic_path(out) as tmp:
             with pq.ParquetWriter(tmp, schema) as w:
@@ -169,7 +275,8 @@ def model_predict_fn(model, device: str | None = None) -> Callable:
     model = model.to(dev).eval()
 
     def fn(x):
-        out = model.predict_step(x.to(dev), 0)
+        with torch.inference_mode():
+            out = model.predict_step(x.to(dev), 0)
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
     return fn

@@ -449,6 +449,19 @@ class LabelskyDataset:
             out[order[sel]] = block[inv]
         return out
 
+    def shard_rows(self, shard: int) -> np.ndarray:
+        """Global indices of the rows of image shard ``shard``."""
+        if not 0 <= shard < self.n_shards:
+            raise IndexError(f"shard {shard} out of range for dataset of {self.n_shards} shards")
+        return np.arange(self._offsets[shard], self._offsets[shard + 1], dtype=np.int64)
+
+    def shard_images(self, shard: int) -> np.ndarray:
+        """Every image of shard ``shard`` as [n, bands, H, W], in one read."""
+        rows = self.shard_rows(shard)
+        if not len(rows):
+            return np.empty((0, *self.image_shape), dtype=np.float32)
+        return np.asarray(self._file(shard)["images"][:], dtype=np.float32)
+
     def close(self) -> None:
         for f in self._handles.files.values():
             try:

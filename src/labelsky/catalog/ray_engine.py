@@ -1,0 +1,113 @@
+"""The Ray catalog engine: Ray Data reads shards in parallel tasks and a pool of actors predicts and writes.
+
+Pipeline (streaming; Ray Data's back-pressure keeps memory flat)::
+
+    from_items(shards to do)
+      -> map_batches(read + preprocess one shard)        tasks, any node
+      -> map_batches(_ShardPredictor, concurrency=N)     actors: model loaded once each, CPU or GPU,
+                                                         write part-NNNNN.parquet atomically
+      -> driver: progress, then assembly as the local engine
+
+Each actor loads the run's model itself (the :class:`RunPredictor` travels
+without weights) on its own device. Parts are written by the actors straight
+into the output folder, which therefore has to be visible to every node of a
+cluster (a shared file system); on one machine that is automatic. The
+prediction of a shard is the same code as the local engine's
+(:func:`labelsky.catalog.writer.predict_shard`), so both engines give the same
+rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_ray"]
+
+
+class _ShardPredictor:
+    def __init__(self, ds, parts_dir: str, predictor, batch_size: int, embedding: bool, threads: int):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.ds, self.parts_dir, self.predictor = ds, Path(parts_dir), predictor
+        self.batch_size, self.embedding = batch_size, embedding
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        from labelsky.catalog.writer import predict_shard, write_part
+
+        shards, rows = [], []
+        for s, x in zip(batch["shard"], batch["x"]):
+            s = int(s)
+            table = predict_shard(self.ds, s, torch.from_numpy(np.ascontiguousarray(x)), self.predictor,
+                                  self.batch_size, self.embedding)
+            write_part(self.parts_dir, s, table)
+            shards.append(s)
+            rows.append(table.num_rows)
+        return {"shard": np.array(shards, np.int64), "rows": np.array(rows, np.int64)}
+
+
+def _reader(ds, transform):
+    def read(batch: dict) -> dict:
+        from labelsky.catalog.writer import load_shard
+
+        shards = [int(s) for s in batch["shard"]]
+        return {"shard": np.array(shards, np.int64),
+                "x": np.stack([load_shard(ds, s, transform).numpy() for s in shards])}
+
+    return read
+
+
+def run_ray(ds, parts_dir: Path, todo, predictor, transform, batch_size: int, embedding: bool, progress,
+            address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0,
+            cpus_per_worker: float = 1.0) -> None:
+    """Predict shards ``todo`` of ``ds`` into ``parts_dir`` with Ray Data.
+
+    ``address``: a running Ray cluster (``ray://...`` or ``host:port``;
+    ``auto`` for the one of ``ray start``); default a local instance, started
+    here and shut down at the end. ``workers``: actors in the pool (default:
+    one per GPU with ``gpus_per_worker``, else one per ``cpus_per_worker``
+    CPUs of the cluster).
+    """
+    import ray
+
+    if not todo:
+        return
+    started = False
+    if not ray.is_initialized():
+        kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            # one logical CPU beyond the cores: the reading tasks (I/O, numpy) overlap with the actors' compute
+            ray.init(num_cpus=(os.cpu_count() or 1) + 1, **kw)
+        started = True
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        if hasattr(ctx, "print_on_execution_start"):
+            ctx.print_on_execution_start = False
+        total = ray.cluster_resources()
+        if workers is None:
+            if gpus_per_worker:
+                workers = max(1, int(total.get("GPU", 0) // gpus_per_worker))
+            else:
+                workers = max(1, int((total.get("CPU", 1) - 1) // max(cpus_per_worker, 1e-9)))
+        workers = max(1, min(int(workers), len(todo)))
+        items = ray.data.from_items([{"shard": int(s)} for s in todo], override_num_blocks=len(todo))
+        images = items.map_batches(_reader(ds, transform), batch_size=1, num_cpus=0.5)
+        results = images.map_batches(
+            _ShardPredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+            num_gpus=gpus_per_worker or None,
+            fn_constructor_kwargs=dict(ds=ds, parts_dir=str(parts_dir), predictor=predictor, batch_size=batch_size,
+                                       embedding=embedding, threads=int(max(1, cpus_per_worker))))
+        for row in results.iter_rows():
+            progress(int(row["rows"]))
+    finally:
+        if started:
+            ray.shutdown()
