@@ -325,6 +325,34 @@ def cmd_surveys(a) -> int:
     return 0
 
 
+def _add_distributed(p) -> None:
+    """Lightning's devices / nodes / strategy for a training command."""
+    g = p.add_argument_group("several devices or nodes (Lightning)")
+    g.add_argument("--devices", default=None, help="devices per node: a count (CPU processes or GPUs), or 'auto' "
+                                                   "(default: one)")
+    g.add_argument("--num-nodes", type=int, default=1, help="nodes (launch one process per node, e.g. with "
+                                                            "torchrun or SLURM's srun)")
+    g.add_argument("--strategy", default="auto", help="e.g. ddp (data-parallel: each process sees 1/N of the data, "
+                                                      "gradients averaged; gloo on CPU, NCCL on GPU)")
+
+
+def _rank_zero() -> bool:
+    """After a distributed fit, only rank 0 evaluates and writes; the other processes stop here."""
+    from labelsky.training import is_global_zero
+
+    return is_global_zero()
+
+
+def _dist(a) -> dict:
+    devices = a.devices
+    if devices is not None and devices != "auto":
+        try:
+            devices = int(devices)
+        except ValueError:
+            raise SystemExit(f"labelsky: --devices must be a count or 'auto', got {devices!r}") from None
+    return {"devices": devices, "num_nodes": a.num_nodes, "strategy": a.strategy}
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="train a transfer-learning classifier into a run folder")
     p.add_argument("--data", nargs="+", required=True, type=Path, help="dataset folder(s); rows of split "
@@ -348,6 +376,7 @@ def _add_train(sub):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes")
     p.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
+    _add_distributed(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -378,8 +407,10 @@ def cmd_train(a) -> int:
                          mask_channel=a.mask_channel, image_size=a.image_size, max_epochs=a.epochs,
                          head_epochs=a.head_epochs,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
-                         seed=a.seed, device=a.device, num_workers=a.workers)
+                         seed=a.seed, device=a.device, num_workers=a.workers, **_dist(a))
     model = train_classifier(a.out, parts["train"], parts["val"], classes, cfg, overwrite=a.overwrite)
+    if not _rank_zero():
+        return 0
     print(f"trained {cfg.backbone} ({model.weights_info.get('weights') or 'random init'}) -> "
           f"{a.out / 'checkpoints' / 'best.ckpt'}")
     return 0
@@ -508,6 +539,7 @@ def _add_adapt(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
+    _add_distributed(p)
     p.set_defaults(func=cmd_adapt)
 
 
@@ -521,8 +553,10 @@ def cmd_adapt(a) -> int:
     cfg = UDAConfig(method=a.method, backbone=a.backbone, weights=a.weights, bands=a.bands, max_epochs=a.epochs,
                     stretch=a.stretch, noise_survey=a.noise_survey, mask_channel=a.mask_channel,
                     batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, seed=a.seed, device=a.device,
-                    num_workers=a.workers)
+                    num_workers=a.workers, **_dist(a))
     _, reports = adapt(a.out, src, tgt, known, cfg, overwrite=a.overwrite)
+    if not _rank_zero():
+        return 0
     for name in ("source_test", "target_test"):
         if name in reports:
             r = reports[name]
@@ -553,6 +587,7 @@ def _add_semisup(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
+    _add_distributed(p)
     p.set_defaults(func=cmd_semisup)
 
 
@@ -577,8 +612,11 @@ def cmd_semisup(a) -> int:
     cfg = SemiSupConfig(regime=a.regime, latent_dim=a.latent_dim, et_groups=["translation", "rotation_scale"]
                         if a.et else [], likelihood=a.likelihood, head_on=a.head_on, bands=a.bands,
                         image_size=a.image_size, max_epochs=a.epochs, pretrain_epochs=a.pretrain_epochs,
-                        batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device, num_workers=a.workers)
+                        batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device, num_workers=a.workers,
+                        **_dist(a))
     model = fit_semisup(a.out, ds, labelled, pool, val, cfg, overwrite=a.overwrite)
+    if not _rank_zero():
+        return 0
     report = {"n_labelled": int(len(labelled)), "n_unlabelled": int(len(pool)), "n_test": int(len(test))}
     if len(test):
         pred = predict_votes(model, ds, test)
@@ -607,6 +645,7 @@ def _add_pretrain(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
+    _add_distributed(p)
     p.set_defaults(func=cmd_pretrain)
 
 
@@ -626,8 +665,10 @@ def cmd_pretrain(a) -> int:
     cfg = PretextConfig(task=task, backbone=a.backbone, weights=a.weights, feature_dim=a.feature_dim,
                         bands=a.bands if task == "bands" else None, rgb_bands=a.bands if task != "bands" else None,
                         image_size=a.image_size, max_epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-                        device=a.device, num_workers=a.workers)
+                        device=a.device, num_workers=a.workers, **_dist(a))
     fit_pretext(a.out, ds, tr, va, cfg, overwrite=a.overwrite)
+    if not _rank_zero():
+        return 0
     report = {"n_train": int(len(tr)), "n_val": int(len(va))}
     if a.baseline and task == "bands":
         from labelsky.data.transforms import Preprocess

@@ -29,7 +29,8 @@ from labelsky.data.io import LabelskyDataset
 from labelsky.data.transforms import Preprocess, select_bands
 from labelsky.utils import default_device
 
-__all__ = ["InputSettings", "make_preprocess", "make_loader", "build_trainer", "fit", "predict", "accelerator_for"]
+__all__ = ["InputSettings", "make_preprocess", "make_loader", "build_trainer", "fit", "predict", "accelerator_for",
+           "is_global_zero", "RankReport"]
 
 
 @dataclass
@@ -47,6 +48,11 @@ class InputSettings:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
+    # training across devices and nodes (Lightning): devices per node (None: one; an int, or "auto" for all
+    # GPUs), nodes, and strategy ("ddp" for data-parallel; CPU processes talk over gloo, GPUs over NCCL)
+    devices: int | str | None = None
+    num_nodes: int = 1
+    strategy: str = "auto"
 
     def preprocess(self, ds: LabelskyDataset) -> Preprocess:
         """The preprocessing of ``ds`` images under these settings."""
@@ -114,10 +120,73 @@ def devices_for(device: str | None):
     return 1
 
 
+def is_global_zero() -> bool:
+    """Whether this process is rank 0 of a (possibly) distributed run: the one that writes run outputs."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+class RankReport(L.Callback):
+    """With several processes, each writes ``run/ranks/rank-N.json`` at the end of fit: a checksum of its
+    weights and its synchronised metrics, so that agreement between the processes can be checked."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def on_fit_end(self, trainer, pl_module):
+        if trainer.world_size <= 1:
+            return
+        import hashlib
+
+        from labelsky.utils import atomic_write_json
+
+        def digest(named) -> str:
+            h = hashlib.sha256()
+            for name, t in sorted(named):
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            return h.hexdigest()
+
+        # parameters stay identical under DDP (same start, averaged gradients); buffers such as batch-norm
+        # running statistics are updated by each process's own last batches, so they are reported apart
+        atomic_write_json(self.run_dir / "ranks" / f"rank-{trainer.global_rank}.json", {
+            "global_rank": trainer.global_rank, "world_size": trainer.world_size,
+            "parameters_sha256": digest(pl_module.named_parameters()),
+            "buffers_sha256": digest(pl_module.named_buffers()),
+            "global_step": trainer.global_step,
+            "metrics": {k: float(v) for k, v in sorted(trainer.callback_metrics.items())}})
+
+
+def _ddp_strategy():
+    """Lightning's DDP, registering every parameter (also those frozen when training starts) and tolerating
+    parameters unused in a step: progressive unfreezing turns frozen blocks on later (their gradients must be
+    averaged too), and the semi-supervised and adaptation steps use different parts of the network."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    class _DDP(DDPStrategy):
+        def configure_ddp(self) -> None:
+            frozen = [p for p in self.model.parameters() if not p.requires_grad]
+            for p in frozen:
+                p.requires_grad_(True)
+            try:
+                super().configure_ddp()
+            finally:
+                for p in frozen:
+                    p.requires_grad_(False)
+
+    return _DDP(find_unused_parameters=True)
+
+
 def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", mode: str = "min",
                   patience: int | None = None, max_epochs: int | None = None, progress: bool = True,
-                  devices=None, num_nodes: int = 1, strategy="auto") -> L.Trainer:
-    """A Lightning trainer writing checkpoints and CSV logs into ``run_dir``."""
+                  devices=None, num_nodes: int | None = None, strategy=None) -> L.Trainer:
+    """A Lightning trainer writing checkpoints and CSV logs into ``run_dir``.
+
+    ``devices`` / ``num_nodes`` / ``strategy`` default to the config's (see
+    :class:`InputSettings`); with several processes, metrics logged with
+    ``sync_dist`` are averaged over them and each writes a :class:`RankReport`.
+    """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -128,7 +197,13 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
 
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                            save_last=True, save_top_k=1)
-    cbs = [ckpt, *callbacks]
+    cbs = [ckpt, RankReport(run_dir), *callbacks]
+    if devices is None:
+        devices = getattr(cfg, "devices", None)
+    num_nodes = num_nodes or int(getattr(cfg, "num_nodes", 1) or 1)
+    strategy = strategy or getattr(cfg, "strategy", None) or "auto"
+    if strategy == "ddp":
+        strategy = _ddp_strategy()
     if patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     return L.Trainer(

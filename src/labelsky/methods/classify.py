@@ -21,7 +21,7 @@ __all__ = ["train_classifier"]
 
 
 #: settings that may change when a run is resumed (everything else must match)
-_RESUMABLE = {"max_epochs", "device", "num_workers", "patience"}
+_RESUMABLE = {"max_epochs", "device", "num_workers", "patience", "devices", "num_nodes", "strategy"}
 
 
 def _check_resume(run_dir: Path, cfg: TransferConfig, class_names) -> None:

@@ -140,16 +140,16 @@ class TransferClassifier(L.LightningModule):
         logits = self(x)
         loss = self._loss(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.log("val_loss", self._loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("val_loss", self._loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log("val_acc", (logits.argmax(1) == y).float().mean(), on_epoch=True, prog_bar=True,
-                 batch_size=len(y))
+                 batch_size=len(y), sync_dist=True)
 
     def predict_step(self, batch, batch_idx):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -195,7 +195,7 @@ class ProgressiveUnfreezing(L.Callback):
             if self.verbose:
                 print(f"epoch {epoch}: training head + last {k}/{n} backbone groups")
         if pl_module._trainer is not None:
-            pl_module.log("unfrozen_groups", float(k), on_epoch=True)
+            pl_module.log("unfrozen_groups", float(k), on_epoch=True, sync_dist=True)
         pl_module._freeze_bn_of_frozen()
 
 

@@ -122,8 +122,9 @@ class PretextModule(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.log(f"{name}_loss", loss, prog_bar=name == "val", batch_size=len(y))
-        self.log(f"{name}_acc", (logits.argmax(1) == y).float().mean(), prog_bar=name == "val", batch_size=len(y))
+        self.log(f"{name}_loss", loss, prog_bar=name == "val", batch_size=len(y), sync_dist=True)
+        self.log(f"{name}_acc", (logits.argmax(1) == y).float().mean(), prog_bar=name == "val", batch_size=len(y),
+                 sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -179,6 +180,8 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, train, val, ckpt_path=str(last) if last.exists() else None)
     best = load_pretext(trainer.checkpoint_callback.best_model_path or str(last))
+    if not trainer.is_global_zero:  # a distributed run: rank 0 writes the weight files
+        return best
     from labelsky.utils import atomic_path
 
     with atomic_path(run_dir / "extractor.pt") as tmp:

@@ -109,7 +109,7 @@ class SemiSupModule(L.LightningModule):
         if self.stage == "supervised":
             loss, _ = self.vote_step(*batch)
             self._step(loss)
-            self.log("train_vote_nll", loss, on_epoch=True, on_step=False, batch_size=len(batch[0]))
+            self.log("train_vote_nll", loss, on_epoch=True, on_step=False, batch_size=len(batch[0]), sync_dist=True)
         elif self.stage == "vae":
             loss, nll, kl = self.elbo_step(batch[0])
             self._step(loss)
@@ -127,11 +127,12 @@ class SemiSupModule(L.LightningModule):
         x, counts = batch
         if self.stage == "vae":
             loss, nll, kl = self.elbo_step(x)
-            self.log("val_loss", loss, batch_size=len(x))
+            self.log("val_loss", loss, batch_size=len(x), sync_dist=True)
         else:
             loss, out = self.vote_step(x, counts)
-            self.log("val_loss", loss, batch_size=len(x), prog_bar=True)
-            self.log("val_rmse", vote_rmse(predicted_fractions(out, self.cfg.likelihood), counts), batch_size=len(x))
+            self.log("val_loss", loss, batch_size=len(x), prog_bar=True, sync_dist=True)
+            self.log("val_rmse", vote_rmse(predicted_fractions(out, self.cfg.likelihood), counts), batch_size=len(x),
+                     sync_dist=True)
         if batch_idx == 0:
             self._fig_batch = x[:8].detach()
 

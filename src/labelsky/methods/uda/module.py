@@ -173,10 +173,10 @@ class UDAModule(L.LightningModule):
             self.bank.update(self.n_source + it, ft, pt)
         self.bank.update(is_, fs, F.softmax(ls, dim=1), ys)
         acc = (ls.argmax(1) == ys).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(ys))
-        self.log("train_source_acc", acc, on_step=False, on_epoch=True, batch_size=len(ys))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(ys), sync_dist=True)
+        self.log("train_source_acc", acc, on_step=False, on_epoch=True, batch_size=len(ys), sync_dist=True)
         for k, v in logs.items():
-            self.log(k, v, on_step=False, on_epoch=True, batch_size=len(ys))
+            self.log(k, v, on_step=False, on_epoch=True, batch_size=len(ys), sync_dist=True)
         return loss
 
     def on_fit_start(self):
@@ -195,7 +195,7 @@ class UDAModule(L.LightningModule):
         if known.any():  # closed-set accuracy on the known classes: the model-selection metric for the source
             acc = (p[known].argmax(1) == y[known]).float().mean()
             self.log(f"val_{name}_acc", acc, on_epoch=True, prog_bar=True, batch_size=int(known.sum()),
-                     add_dataloader_idx=False)
+                     add_dataloader_idx=False, sync_dist=True)
         pred = p.argmax(1)
         pred[entropy(p) > self.tuner.rho] = self.n_classes  # open set: "unknown" above the boundary
         store = self._val.setdefault(name, ([], []))

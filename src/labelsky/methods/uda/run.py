@@ -86,6 +86,10 @@ def adapt(run_dir, source: LabelskyDataset, target: LabelskyDataset, known: Sequ
     val_t = parts["target_val"] if len(parts["target_val"][1]) else None
     model = fit_uda(run_dir, parts["source_train"], parts["target_train"][:2] + (None,), parts["source_val"],
                     known, cfg, target_val_part=val_t, overwrite=overwrite, progress=progress)
+    from labelsky.training import is_global_zero
+
+    if not is_global_zero():  # a distributed run: rank 0 evaluates and writes
+        return model, {}
     reports, arrays = {}, {}
     for name, dom in (("source_test", 0), ("target_test", 1)):
         ds, rows, labels = parts[name]
