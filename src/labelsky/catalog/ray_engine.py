@@ -1,12 +1,15 @@
-"""The Ray catalog engine: Ray Data reads shards in parallel tasks and a pool of actors predicts and writes.
+"""The Ray catalog engine: Ray Data feeds shards to a pool of actors that read, predict and write them.
 
 Pipeline (streaming; Ray Data's back-pressure keeps memory flat)::
 
     from_items(shards to do)
-      -> map_batches(read + preprocess one shard)        tasks, any node
-      -> map_batches(_ShardPredictor, concurrency=N)     actors: model loaded once each, CPU or GPU,
-                                                         write part-NNNNN.parquet atomically
+      -> map_batches(_ShardPredictor, ActorPoolStrategy(size=N))
+             actors on any node: model loaded once each (CPU or GPU); per shard: read + preprocess,
+             predict, write part-NNNNN.parquet atomically
       -> driver: progress, then assembly as the local engine
+
+The shards are read in parallel by the actors (each reads the shard it
+predicts: no image crosses the object store).
 
 Each actor loads the run's model itself (the :class:`RunPredictor` travels
 without weights) on its own device. Parts are written by the actors straight
@@ -29,38 +32,27 @@ __all__ = ["run_ray"]
 
 
 class _ShardPredictor:
-    def __init__(self, ds, parts_dir: str, predictor, batch_size: int, embedding: bool, threads: int):
+    """One actor of the pool: loads the model once, then reads, predicts and writes whole shards."""
+
+    def __init__(self, ds, parts_dir: str, predictor, transform, batch_size: int, embedding: bool, threads: int):
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.ds, self.parts_dir, self.predictor = ds, Path(parts_dir), predictor
+        self.ds, self.parts_dir, self.predictor, self.transform = ds, Path(parts_dir), predictor, transform
         self.batch_size, self.embedding = batch_size, embedding
 
     def __call__(self, batch: dict) -> dict:
-        import torch
-
-        from labelsky.catalog.writer import predict_shard, write_part
+        from labelsky.catalog.writer import load_shard, predict_shard, write_part
 
         shards, rows = [], []
-        for s, x in zip(batch["shard"], batch["x"]):
+        for s in batch["shard"]:
             s = int(s)
-            table = predict_shard(self.ds, s, torch.from_numpy(np.ascontiguousarray(x)), self.predictor,
-                                  self.batch_size, self.embedding)
+            x = load_shard(self.ds, s, self.transform)
+            table = predict_shard(self.ds, s, x, self.predictor, self.batch_size, self.embedding)
             write_part(self.parts_dir, s, table)
             shards.append(s)
             rows.append(table.num_rows)
         return {"shard": np.array(shards, np.int64), "rows": np.array(rows, np.int64)}
-
-
-def _reader(ds, transform):
-    def read(batch: dict) -> dict:
-        from labelsky.catalog.writer import load_shard
-
-        shards = [int(s) for s in batch["shard"]]
-        return {"shard": np.array(shards, np.int64),
-                "x": np.stack([load_shard(ds, s, transform).numpy() for s in shards])}
-
-    return read
 
 
 def run_ray(ds, parts_dir: Path, todo, predictor, transform, batch_size: int, embedding: bool, progress,
@@ -84,8 +76,7 @@ def run_ray(ds, parts_dir: Path, todo, predictor, transform, batch_size: int, em
         if address:
             ray.init(address=address, **kw)
         else:
-            # one logical CPU beyond the cores: the reading tasks (I/O, numpy) overlap with the actors' compute
-            ray.init(num_cpus=(os.cpu_count() or 1) + 1, **kw)
+            ray.init(num_cpus=os.cpu_count() or 1, **kw)
         started = True
     try:
         ctx = ray.data.DataContext.get_current()
@@ -97,15 +88,15 @@ def run_ray(ds, parts_dir: Path, todo, predictor, transform, batch_size: int, em
             if gpus_per_worker:
                 workers = max(1, int(total.get("GPU", 0) // gpus_per_worker))
             else:
-                workers = max(1, int((total.get("CPU", 1) - 1) // max(cpus_per_worker, 1e-9)))
+                workers = max(1, int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9)))
         workers = max(1, min(int(workers), len(todo)))
         items = ray.data.from_items([{"shard": int(s)} for s in todo], override_num_blocks=len(todo))
-        images = items.map_batches(_reader(ds, transform), batch_size=1, num_cpus=0.5)
-        results = images.map_batches(
+        results = items.map_batches(
             _ShardPredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs=dict(ds=ds, parts_dir=str(parts_dir), predictor=predictor, batch_size=batch_size,
-                                       embedding=embedding, threads=int(max(1, cpus_per_worker))))
+            fn_constructor_kwargs=dict(ds=ds, parts_dir=str(parts_dir), predictor=predictor, transform=transform,
+                                       batch_size=batch_size, embedding=embedding,
+                                       threads=int(max(1, cpus_per_worker))))
         for row in results.iter_rows():
             progress(int(row["rows"]))
     finally:
