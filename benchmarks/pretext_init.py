@@ -1,0 +1,74 @@
+"""Benchmark: the band-pretext backbone as the starting point of the transfer-learning classifier.
+
+The generality row of the band-identity pretext (Liang et al.): the ResNet-18 trained by `labelsky pretrain` on
+simulated SDSS cluster fields (``RUN/backbone.safetensors``, one input band, first convolution adapted to the
+classifier's bands) initialises `labelsky train` on simulated SDSS galaxies (elliptical vs spiral, ugriz), against
+the same network from random initialisation, over seeds; test accuracy on the SDSS test split. With pretrained
+weights the transfer method trains the head first, then unfreezes the backbone progressively (its protocol).
+Writes benchmarks/results/pretext_init.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import md_table, write_results  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pretext-run", type=Path, default=Path("/tmp/labelsky_bench/owg2/pretext"),
+                    help="a `labelsky pretrain` run folder (benchmarks/owg.py makes one)")
+    ap.add_argument("--n", type=int, default=800)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/pretext_init"))
+    a = ap.parse_args(argv)
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(2)
+    from labelsky.data.simulate import simulate_galaxies
+    from labelsky.evaluate.metrics import classification_report
+    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import TransferConfig
+    from labelsky.training import predict
+
+    weights = a.pretext_run / "backbone.safetensors"
+    if not weights.exists():
+        raise SystemExit(f"{weights} not found: run benchmarks/owg.py first (or pass --pretext-run)")
+    ds = simulate_galaxies(a.work_dir / "sim", n_objects=a.n, surveys=["sdss"],
+                           classes={"elliptical": 0.5, "spiral": 0.5}, stamp_size=64, workers=2, progress=False,
+                           reuse=True)["sdss"]
+    split, label = ds.column("split"), ds.column("label")
+    tr, va, te = (np.flatnonzero((split == s) & (label >= 0)) for s in ("train", "val", "test"))
+    runs = []
+    for init in ("random", "pretext"):
+        for seed in a.seeds:
+            cfg = TransferConfig(backbone="resnet18", weights=str(weights) if init == "pretext" else None,
+                                 max_epochs=a.epochs, batch_size=32, seed=seed, patience=a.epochs, device="cpu")
+            model = train_classifier(a.work_dir / "runs" / f"{init}_seed{seed}", [(ds, tr, None)], [(ds, va, None)],
+                                     ds.classes, cfg, progress=False)
+            p = predict(model, ds, te, model.cfg, embed=False)["probs"]
+            rep = classification_report(label[te], p.argmax(1), len(ds.classes), ds.classes)
+            runs.append({"init": init, "seed": seed, "accuracy": rep["accuracy"], "f1": rep["f1"]})
+    summary = {}
+    for init in ("random", "pretext"):
+        acc = [r["accuracy"] for r in runs if r["init"] == init]
+        f1 = [r["f1"] for r in runs if r["init"] == init]
+        summary[init] = {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc, ddof=1)),
+                         "f1_mean": float(np.mean(f1)), "f1_std": float(np.std(f1, ddof=1))}
+    rows = [[init, f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}", f"{s['f1_mean']:.3f} ± {s['f1_std']:.3f}"]
+            for init, s in summary.items()]
+    md = (f"### ResNet-18 morphology classifier (elliptical vs spiral, SDSS ugriz 64 px, {len(tr)} training / "
+          f"{len(te)} test galaxies, {a.epochs} epochs, {len(a.seeds)} seeds): random initialisation vs the band-"
+          f"pretext backbone ({weights})\n\n" + md_table(["initialisation", "test accuracy", "F1"], rows))
+    write_results("pretext_init", {"summary": summary, "runs": runs, "n_train": int(len(tr)), "n_test": int(len(te))},
+                  md)
+
+
+if __name__ == "__main__":
+    main()
