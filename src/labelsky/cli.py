@@ -875,16 +875,15 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    from labelsky.data.io import DatasetError
-    from labelsky.data.simulate.runner import SimulationError
-    from labelsky.catalog.writer import CatalogWriteError
-    from labelsky.data.surveys import SurveyError
-    from labelsky.models.backbones import BackboneWeightsError
+    from labelsky.errors import LabelskyError, one_line
 
     try:
         return int(args.func(args) or 0)
-    except (SurveyError, DatasetError, SimulationError, BackboneWeightsError, CatalogWriteError) as err:
-        print(f"labelsky: error: {err}", file=sys.stderr)
+    except LabelskyError as err:
+        print(f"labelsky: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system refused: a path under a file, a read-only or full disk, ...
+        print(f"labelsky: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("labelsky: interrupted; rerun the same command to resume", file=sys.stderr)

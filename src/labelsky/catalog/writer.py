@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from labelsky.errors import OutputError
 from labelsky.data.io import LabelskyDataset
 from labelsky.evaluate.metrics import entropy
 from labelsky.utils import atomic_path, atomic_write_json, default_device
@@ -58,7 +59,7 @@ ENGINES = ("local", "ray")
 FORMATS = ("parquet", "fits", "partitioned")
 
 
-class CatalogWriteError(RuntimeError):
+class CatalogWriteError(OutputError):
     """The output exists and belongs to another job, or cannot be written."""
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from labelsky.errors import InputDataError
 from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import atomic_path, atomic_write_json
 
@@ -78,7 +79,7 @@ CORE_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(InputDataError):
     """A dataset folder is missing, incomplete or inconsistent."""
 
 

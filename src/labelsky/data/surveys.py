@@ -37,6 +37,8 @@ Users define their own surveys in YAML with the same field names as
 
 from __future__ import annotations
 
+from labelsky.errors import SettingsError
+
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -74,7 +76,7 @@ def nmgy_to_mag(flux):
         return np.where(flux > 0, AB_ZEROPOINT_NMGY - 2.5 * np.log10(flux), np.nan)
 
 
-class SurveyError(ValueError):
+class SurveyError(SettingsError):
     """A survey specification is unknown or inconsistent."""
 
 

@@ -15,6 +15,8 @@ number of bands. Pretrained weights come from
 
 from __future__ import annotations
 
+from labelsky.errors import SettingsError
+
 from pathlib import Path
 
 import torch
@@ -24,7 +26,7 @@ __all__ = ["create_backbone", "load_backbone_weights", "read_state_dict", "Backb
            "backbone_blocks"]
 
 
-class BackboneWeightsError(ValueError):
+class BackboneWeightsError(SettingsError):
     """Weights cannot be found, read or matched to the architecture."""
 
 

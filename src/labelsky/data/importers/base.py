@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from labelsky.errors import InputDataError
 from labelsky.data.io import SPLITS, VOTE_COLUMNS, DatasetError, DatasetWriter, LabelskyDataset
 from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import atomic_write_json, stable_hash
@@ -41,7 +42,7 @@ __all__ = ["ImportSettings", "ImportRowError", "read_table", "fill_masked", "cat
            "clean_image", "survey_with_bands", "run_import", "assign_splits"]
 
 
-class ImportRowError(ValueError):
+class ImportRowError(InputDataError):
     """One object cannot be imported (the import goes on without it)."""
 
 

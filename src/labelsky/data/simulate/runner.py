@@ -21,13 +21,14 @@ from typing import Callable
 
 import numpy as np
 
+from labelsky.errors import SettingsError
 from labelsky.data.io import DatasetError, DatasetWriter
 from labelsky.utils import atomic_write_json
 
 __all__ = ["run_shards", "SimulationError"]
 
 
-class SimulationError(ValueError):
+class SimulationError(SettingsError):
     """Bad simulation settings."""
 
 
