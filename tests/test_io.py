@@ -5,6 +5,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import CLASSES, SHAPE, make_columns, make_images, write_dataset
+from labelsky.errors import OutputError
 from labelsky.data.io import CatalogError, DatasetError, DatasetWriter, LabelskyDataset, open_dataset
 from labelsky.utils import atomic_path, atomic_write_text
 
@@ -126,8 +127,9 @@ def test_no_such_dataset(tmp_path):
         open_dataset(tmp_path / "nothing")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("x")
-    with pytest.raises(DatasetError, match="not a labelsky dataset"):
+    with pytest.raises(OutputError, match="not made by labelsky"):
         _writer(tmp_path / "other")
+    assert (tmp_path / "other" / "x.txt").read_text() == "x"  # never deleted
 
 
 def test_complete_dataset_not_reopened_without_overwrite(tmp_path):

@@ -216,6 +216,10 @@ def crossmatch_datasets(ds_a: LabelskyDataset, ds_b: LabelskyDataset, out_dir: s
     inputs = {"a": _describe(ds_a), "b": _describe(ds_b)}
     config = {"crossmatch": {**inputs, "radius_arcsec": m["report"]["radius_arcsec"], "n_matched": n,
                              "shard_size": shard_size}}
+    from labelsky.outputs import prepare_output
+
+    prepare_output(out_dir, overwrite=overwrite, inputs=[ds_a.path, ds_b.path], kind="crossmatch")
+    overwrite = False  # replaced above as a whole when asked; the two datasets inside start new or resume
     writers = {}
     for side, ds in (("a", ds_a), ("b", ds_b)):
         writers[side] = DatasetWriter(out_dir / ds.survey.name, ds.survey, ds.image_shape, classes=ds.classes,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -39,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labelsky.errors import InputDataError
+from labelsky.outputs import check_not_input, prepare_output
 from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import atomic_path, atomic_write_json
 
@@ -203,12 +203,16 @@ class DatasetWriter:
         Anything that defines the content (e.g. the simulation settings).
         Resuming is refused when it differs from the one on disk.
     overwrite
-        Remove an existing dataset at ``path`` first.
+        Replace an existing dataset at ``path`` (only one labelsky made; see
+        :func:`labelsky.outputs.prepare_output`).
+    inputs
+        Paths the dataset is made from: never replaced, never written into.
     """
 
     def __init__(self, path: str | Path, survey: Survey | str, image_shape: Sequence[int],
                  classes: Sequence[str] = (), n_shards: int | None = None, config: dict | None = None,
-                 overwrite: bool = False, producer: str = "labelsky", extra_meta: dict | None = None):
+                 overwrite: bool = False, producer: str = "labelsky", extra_meta: dict | None = None,
+                 inputs: Sequence[str | Path] = ()):
         self.path = Path(path)
         self.survey = get_survey(survey)
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -218,19 +222,16 @@ class DatasetWriter:
         self.n_shards = n_shards
         self.config = json.loads(json.dumps(config or {}, default=str))
         meta_path = self.path / META_FILE
-        if self.path.exists() and any(self.path.iterdir()):
-            if overwrite:
-                shutil.rmtree(self.path)
-            elif not meta_path.exists():
-                raise DatasetError(f"{self.path} exists and is not a labelsky dataset; choose another folder "
-                                   f"or pass overwrite")
-            else:
-                old = _read_meta(self.path)
-                if old.get("complete"):
-                    raise DatasetError(f"{self.path} already holds a complete dataset; pass overwrite to replace it")
-                if old.get("config") != self.config:
-                    raise DatasetError(f"{self.path} holds an unfinished dataset made with other settings; "
-                                       f"pass overwrite to start again")
+        if overwrite or not meta_path.exists():
+            prepare_output(self.path, overwrite=overwrite, inputs=inputs, kind="dataset")
+        else:
+            check_not_input(self.path, inputs)
+            old = _read_meta(self.path)
+            if old.get("complete"):
+                raise DatasetError(f"{self.path} already holds a complete dataset; pass overwrite to replace it")
+            if old.get("config") != self.config:
+                raise DatasetError(f"{self.path} holds an unfinished dataset made with other settings; "
+                                   f"pass overwrite to start again")
         (self.path / "images").mkdir(parents=True, exist_ok=True)
         (self.path / "catalog").mkdir(parents=True, exist_ok=True)
         self.meta = {

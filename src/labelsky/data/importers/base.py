@@ -200,7 +200,8 @@ def assign_splits(ids: Sequence[str], labelled: np.ndarray, fractions: dict, see
 
 def run_import(out: str | Path, settings: ImportSettings, records: list[dict], load: Callable[[dict], tuple],
                image_shape: Sequence[int], config: dict, overwrite: bool = False, progress: bool = True,
-               producer: str = "labelsky import", source: str = "") -> tuple[LabelskyDataset, dict]:
+               producer: str = "labelsky import", source: str = "",
+               inputs: Sequence[str | Path] = ()) -> tuple[LabelskyDataset, dict]:
     """Stream ``records`` into a dataset at ``out``; returns (dataset, report).
 
     ``records`` are catalog rows (dicts) that already carry the core fields
@@ -209,7 +210,8 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
     read). ``load(record)`` returns ``(image [bands, H, W], mask or None)`` or
     raises :class:`ImportRowError` (or ``OSError`` / ``ValueError``) for a
     bad object. ``config`` defines the content: resuming is refused when it
-    differs.
+    differs. ``inputs`` (the catalog, image files and folders read) are never
+    replaced or written into; ``source`` defaults to one.
     """
     from tqdm.auto import tqdm
 
@@ -222,7 +224,7 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
     n_shards = max(1, -(-len(records) // settings.shard_size))
     classes = list(settings.classes or [])
     writer = DatasetWriter(out, survey, shape, classes=classes, n_shards=n_shards, config=config,
-                           overwrite=overwrite, producer=producer,
+                           overwrite=overwrite, producer=producer, inputs=[*inputs, *([source] if source else [])],
                            extra_meta={"flux_unit": settings.flux_unit, "import_source": source})
     prob_dir = out / "import"
     prob_dir.mkdir(exist_ok=True)

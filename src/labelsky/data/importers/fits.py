@@ -188,7 +188,8 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
               "survey": survey.name, "pixel_scale": pixel_scale, "flux_scale": flux_scale,
               "settings": {k: v for k, v in vars(settings).items()}}
     return run_import(out, settings, records, load, (len(bands), size, size), config, overwrite=overwrite,
-                      progress=progress, source=str(catalog))
+                      progress=progress, source=str(catalog),
+                      inputs=[base_dir, votes if isinstance(votes, (str, Path)) else None])
 
 
 def import_fits_images(images: dict, catalog: str | Path, out: str | Path, settings: ImportSettings | None = None,
@@ -260,7 +261,7 @@ def import_fits_images(images: dict, catalog: str | Path, out: str | Path, setti
               "settings": {k: v for k, v in vars(settings).items()}}
     try:
         return run_import(out, settings, records, load, (len(bands), size, size), config, overwrite=overwrite,
-                          progress=progress, source=str(catalog))
+                          progress=progress, source=str(catalog), inputs=list(images.values()))
     finally:
         for hdul, *_ in opened.values():
             hdul.close()

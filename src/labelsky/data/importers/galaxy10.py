@@ -192,7 +192,7 @@ def import_galaxy10(h5_path: str | Path, out: str | Path, settings: ImportSettin
         load = _ShardReader(f["images"], settings.shard_size, hw)
         ds, report = run_import(out, settings, records, load, (len(GALAXY10_BANDS), *shape_hw), config,
                                 overwrite=overwrite, progress=progress, producer="labelsky import galaxy10",
-                                source=str(path))
+                                source=str(path), inputs=[votes] if isinstance(votes, (str, Path)) else [])
     if votes is not None:
         report["n_votes_matched"] = n_votes
         atomic_write_json(Path(out) / "import_report.json", report)

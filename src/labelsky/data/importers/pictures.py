@@ -152,4 +152,5 @@ def import_pictures(catalog, out: str | Path, settings: ImportSettings | None = 
               "base_dir": str(base_dir) if base_dir is not None else None, "size": list(shape_hw),
               "resample": hw is not None, "settings": dataclasses.asdict(settings)}
     return run_import(out, settings, records, load, (n_bands, *shape_hw), config, overwrite=overwrite,
-                      progress=progress, producer="labelsky import pictures", source=source)
+                      progress=progress, producer="labelsky import pictures", source=source,
+                      inputs=[base_dir])

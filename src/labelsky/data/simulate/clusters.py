@@ -924,7 +924,8 @@ def simulate_clusters(out, config: ClusterSimConfig | None = None, workers: int 
         from labelsky.data.simulate.stamps import open_simulation
 
         return open_simulation(out)
-    prepare_output(out, config_dict, overwrite)
+    prepare_output(out, config_dict, overwrite,
+                   inputs=[s for s in cfg.surveys if isinstance(s, (str, Path)) and Path(s).is_file()])
     surveys = [get_survey(s) for s in cfg.surveys]
     n_objects = int(cfg.n_clusters) * int(cfg.views_per_cluster)
     n_shards = (n_objects + cfg.shard_size - 1) // cfg.shard_size

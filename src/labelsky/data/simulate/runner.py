@@ -131,26 +131,21 @@ def run_shards(out: str | Path, producer: Callable, config: dict, n_objects: int
         bar.close()
 
 
-def prepare_output(out: Path, config: dict, overwrite: bool) -> None:
-    """Check/record the run's settings in ``out/simulation.json``."""
+def prepare_output(out: Path, config: dict, overwrite: bool, inputs=()) -> None:
+    """Check/record the run's settings in ``out/simulation.json`` (``inputs``: survey YAML files used)."""
     import json
-    import shutil
+
+    from labelsky.outputs import prepare_output as prepare_folder
 
     cfg_path = out / "simulation.json"
-    if out.exists() and any(out.iterdir()):
-        if overwrite:
-            shutil.rmtree(out)
-        elif not cfg_path.exists():
-            raise DatasetError(f"{out} exists and holds something other than a labelsky simulation; "
-                               f"choose another folder or pass --overwrite")
-        else:
-            old = json.loads(cfg_path.read_text())
-            if old.get("complete"):
-                raise DatasetError(f"{out} already holds a finished simulation; pass --overwrite to replace it")
-            if old.get("config") != json.loads(json.dumps(config, default=str)):
-                raise DatasetError(f"{out} holds an unfinished simulation with other settings; "
-                                   f"pass --overwrite to start again")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and any(out.iterdir()) and not overwrite and cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if old.get("complete"):
+            raise DatasetError(f"{out} already holds a finished simulation; pass --overwrite to replace it")
+        if old.get("config") != json.loads(json.dumps(config, default=str)):
+            raise DatasetError(f"{out} holds an unfinished simulation with other settings; "
+                               f"pass --overwrite to start again")
+    prepare_folder(out, overwrite=overwrite, inputs=inputs, kind="simulation")
     if not cfg_path.exists():
         atomic_write_json(cfg_path, {"config": config, "complete": False})
 

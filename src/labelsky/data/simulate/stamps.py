@@ -231,7 +231,8 @@ def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, wo
     config_dict = cfg.to_dict()
     if reuse and not overwrite and is_finished(out, config_dict):
         return open_simulation(out)
-    prepare_output(out, config_dict, overwrite)
+    prepare_output(out, config_dict, overwrite,
+                   inputs=[s for s in cfg.surveys if isinstance(s, (str, Path)) and Path(s).is_file()])
     surveys = [get_survey(s) for s in cfg.surveys]
     n_shards = (cfg.n_objects + cfg.shard_size - 1) // cfg.shard_size
     classes = list(cfg.classes)
