@@ -12,7 +12,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from labelsky.catalog.writer import load_shard, predict_batches, shard_table, write_part
+from labelsky.catalog.shards import load_shard, predict_batches, shard_table, write_part
 from labelsky.data.io import LabelskyDataset
 
 __all__ = ["run_local"]

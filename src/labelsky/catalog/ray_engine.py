@@ -16,7 +16,7 @@ without weights) on its own device. Parts are written by the actors straight
 into the output folder, which therefore has to be visible to every node of a
 cluster (a shared file system); on one machine that is automatic. The
 prediction of a shard is the same code as the local engine's
-(:func:`labelsky.catalog.writer.predict_shard`), so both engines give the same
+(:func:`labelsky.catalog.shards.predict_shard`), so both engines give the same
 rows.
 """
 
@@ -42,7 +42,7 @@ class _ShardPredictor:
         self.batch_size, self.embedding = batch_size, embedding
 
     def __call__(self, batch: dict) -> dict:
-        from labelsky.catalog.writer import load_shard, predict_shard, write_part
+        from labelsky.catalog.shards import load_shard, predict_shard, write_part
 
         shards, rows = [], []
         for s in batch["shard"]:

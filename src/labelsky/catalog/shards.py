@@ -1,0 +1,92 @@
+"""Shard-level catalog code shared by :mod:`~labelsky.catalog.writer` and both engines.
+
+One image shard of a dataset is loaded and preprocessed (:func:`load_shard`),
+predicted in mini-batches (:func:`predict_batches`), turned into catalog rows
+(:func:`shard_table`, :func:`catalog_table`; :func:`predict_shard` does both)
+and written atomically as one Parquet part (:func:`write_part`, at
+:func:`part_path`). The local and Ray engines run this same code, so they
+give the same rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from labelsky.errors import OutputError
+from labelsky.data.io import LabelskyDataset
+from labelsky.evaluate.metrics import entropy
+from labelsky.utils import atomic_path
+
+__all__ = ["CatalogWriteError", "part_path", "catalog_table", "predict_batches", "shard_table", "predict_shard",
+           "load_shard", "write_part"]
+
+
+class CatalogWriteError(OutputError):
+    """The output exists and belongs to another job, or cannot be written."""
+
+
+def part_path(parts_dir: Path, shard: int) -> Path:
+    return Path(parts_dir) / f"part-{shard:05d}.parquet"
+
+
+def catalog_table(ds: LabelskyDataset, rows: np.ndarray, probs: np.ndarray, class_names, embedding=None,
+                  extra: dict | None = None) -> pa.Table:
+    """The catalog rows of dataset rows ``rows`` from their class probabilities (and embeddings)."""
+    ids = ds.column("id_str")[rows]
+    if not np.isfinite(probs).all():
+        bad = int(np.flatnonzero(~np.isfinite(probs).all(axis=1))[0])
+        raise CatalogWriteError(f"{ds.path}: non-finite probabilities for id_str={ids[bad]!r}")
+    cols = {"id_str": pa.array(ids.astype(str), pa.string()),
+            "ra": pa.array(ds.column("ra")[rows], pa.float64()),
+            "dec": pa.array(ds.column("dec")[rows], pa.float64()),
+            "survey": pa.array([ds.survey.name] * len(rows), pa.string())}
+    names = list(class_names)
+    for k, n in enumerate(names):
+        cols[f"p_{n}"] = pa.array(probs[:, k], pa.float32())
+    pred = probs.argmax(axis=1)
+    cols["pred_label"] = pa.array(pred.astype(np.int16), pa.int16())
+    cols["pred_class"] = pa.array([names[k] for k in pred], pa.string())
+    cols["confidence"] = pa.array(probs.max(axis=1), pa.float32())
+    cols["entropy"] = pa.array(entropy(probs).astype(np.float32), pa.float32())
+    for k, v in (extra or {}).items():
+        cols[k] = pa.array(np.asarray(v))
+    if embedding is not None:
+        cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(embedding.reshape(-1), pa.float32()),
+                                                              embedding.shape[1])
+    return pa.table(cols)
+
+
+def predict_batches(x: torch.Tensor, predictor, batch_size: int, embedding: bool):
+    """Probabilities [n, K] (and embeddings [n, D]) of preprocessed images ``x``, ``batch_size`` at a time."""
+    probs, embs = [], []
+    for i in range(0, len(x), batch_size):
+        res = predictor(x[i:i + batch_size])
+        probs.append(np.asarray(res["probs"], dtype=np.float32))
+        if embedding:
+            embs.append(np.asarray(res["embedding"], dtype=np.float32))
+    return np.concatenate(probs), (np.concatenate(embs) if embedding else None)
+
+
+def shard_table(ds: LabelskyDataset, shard: int, probs: np.ndarray, emb, predictor) -> pa.Table:
+    return catalog_table(ds, ds.shard_rows(shard), probs, predictor.class_names, emb, predictor.extra(probs, emb))
+
+
+def predict_shard(ds: LabelskyDataset, shard: int, x: torch.Tensor, predictor, batch_size: int,
+                  embedding: bool) -> pa.Table:
+    """The catalog part of one shard from its preprocessed images ``x`` [n, C, H, W]."""
+    return shard_table(ds, shard, *predict_batches(x, predictor, batch_size, embedding), predictor)
+
+
+def load_shard(ds: LabelskyDataset, shard: int, transform) -> torch.Tensor:
+    """Read and preprocess every image of a shard in one go."""
+    return transform.batch(ds.shard_images(shard))
+
+
+def write_part(parts_dir: Path, shard: int, table: pa.Table) -> None:
+    with atomic_path(part_path(parts_dir, shard)) as tmp:
+        pq.write_table(table, tmp)
