@@ -59,7 +59,7 @@ def make_dataset(path: Path, n: int, size: int, shard: int, seed: int = 0):
 
 
 def train_run(run: Path, ds, backbone: str):
-    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import train_classifier
     from labelsky.methods.transfer import TransferConfig
 
     if (run / "checkpoints" / "best.ckpt").exists():

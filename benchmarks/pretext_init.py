@@ -33,7 +33,7 @@ def main(argv=None):
     torch.set_num_threads(2)
     from labelsky.data.simulate import simulate_galaxies
     from labelsky.evaluate.metrics import classification_report
-    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import train_classifier
     from labelsky.methods.transfer import TransferConfig
     from labelsky.training import predict
 

@@ -103,7 +103,7 @@ def test_scanner_finds_imports(imports):
     # lazy (function-level) imports are found too
     assert ("labelsky.catalog.writer", "labelsky.catalog.local", False) in pairs
     assert ("labelsky.catalog.ray_engine", "labelsky.catalog.shards", False) in pairs
-    assert ("labelsky.cli", "labelsky.catalog.writer", False) in pairs
+    assert ("labelsky.cli.reproduce", "labelsky.catalog.writer", False) in pairs
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -172,7 +172,7 @@ def test_a_truncated_part_or_stray_temporary_file_is_redone(sharded, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny transfer-learning run and a 12-shard dataset to catalogue."""
-    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import train_classifier
     from labelsky.methods.transfer import TransferConfig
 
     root = tmp_path_factory.mktemp("engines")

@@ -12,7 +12,7 @@ from labelsky.data.io import DatasetWriter
 from labelsky.data.transforms import BatchAugment, Preprocess
 from labelsky.evaluate.embeddings import cluster, cluster_purity, name_clusters, tsne
 from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve, hp_fo_sets
-from labelsky.methods.pseudolabel import select_pseudo_labels
+from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
 from labelsky.methods.transfer import (ProgressiveUnfreezing, TransferClassifier, TransferConfig,
                                        class_balance_weights, unfrozen_groups)
 from labelsky.models.backbones import BackboneWeightsError, create_backbone, load_backbone_weights
@@ -254,7 +254,7 @@ def test_training_learns_and_cli_evaluates_and_catalogs(easy_sim, tmp_path):
 
 
 def test_same_seed_same_model(easy_sim, tmp_path):
-    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import train_classifier
 
     ds = easy_sim
     sp = ds.column("split")
@@ -267,7 +267,7 @@ def test_same_seed_same_model(easy_sim, tmp_path):
 
 
 def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
-    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import train_classifier
 
     ds = easy_sim
     sp = ds.column("split")
@@ -288,7 +288,7 @@ def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
 
 
 def test_bands_are_matched_by_name_and_settings_checked_on_resume(easy_sim, tmp_path):
-    from labelsky.methods.classify import train_classifier
+    from labelsky.methods.transfer import train_classifier
 
     ds = easy_sim
     sp = ds.column("split")

@@ -1,46 +1,37 @@
 """Run folders: open the trained model of any method's run.
 
-A *run* is a folder with ``config.json`` (whose ``method`` names the method:
-``transfer`` when absent, ``uda``, ``semisup``) and ``checkpoints/``
-(``best.ckpt``, else ``last.ckpt``).
+A *run* is a folder with ``config.json`` (whose ``method`` names a method of
+the registry, :mod:`labelsky.methods.registry`; ``transfer`` for runs older
+than that field) and ``checkpoints/`` (``best.ckpt``, else ``last.ckpt``). See
+:mod:`labelsky.methods.run` for the lifecycle every method shares.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-__all__ = ["run_checkpoint", "run_method", "load_run"]
+from labelsky.methods.registry import MethodSpec, get_method
+from labelsky.methods.run import Run
+
+__all__ = ["run_checkpoint", "run_method", "run_spec", "load_run"]
 
 
 def run_checkpoint(run: str | Path) -> Path:
     """The checkpoint a run's predictions come from: ``best.ckpt``, else ``last.ckpt``."""
-    from labelsky.data.io import DatasetError
-
-    run = Path(run)
-    for name in ("best.ckpt", "last.ckpt"):
-        if (run / "checkpoints" / name).exists():
-            return run / "checkpoints" / name
-    raise DatasetError(f"{run}: no checkpoint found in {run / 'checkpoints'}; train first")
+    return Run(run).best_checkpoint()
 
 
 def run_method(run: str | Path) -> str:
-    cfg = Path(run) / "config.json"
-    return (json.loads(cfg.read_text()).get("method") if cfg.exists() else None) or "transfer"
+    """The registered method name of a run folder."""
+    return Run(run).read_config().get("method") or "transfer"
+
+
+def run_spec(run: str | Path) -> MethodSpec:
+    """The :class:`~labelsky.methods.registry.MethodSpec` of a run folder's method."""
+    return get_method(run_method(run))
 
 
 def load_run(run: str | Path):
-    """The best model of a run folder (transfer-learning, domain-adaptation or semi-supervised), in eval mode."""
+    """The best model of a run folder (any registered method), in eval mode."""
     ckpt = run_checkpoint(run)
-    method = run_method(run)
-    if method == "semisup":
-        from labelsky.methods.semisup.module import load_semisup
-
-        return load_semisup(ckpt)
-    if method == "uda":
-        from labelsky.methods.uda.module import load_uda
-
-        return load_uda(ckpt)
-    from labelsky.methods.transfer import load_classifier
-
-    return load_classifier(ckpt)
+    return run_spec(run).load(ckpt)

@@ -6,10 +6,9 @@ several surveys, make one training set; each keeps its own preprocessing
 (the asinh stretch uses that survey's noise), so SDSS images and pseudo-labelled
 DES images can be trained on together.
 
-A *run* is a folder: ``config.json``, ``checkpoints/`` (``last.ckpt`` and the
-best by the monitored metric), ``logs/`` (CSV metrics per epoch),
-``metrics.json``, ``figures/``. Rerunning with the same run folder resumes
-from ``last.ckpt``.
+A *run* is a folder (see :mod:`labelsky.methods.run`, the one run lifecycle):
+``config.json``, ``checkpoints/`` (``last.ckpt`` and the best by the monitored
+metric), ``logs/`` (CSV metrics per epoch), ``figures/``.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ from labelsky.data.io import LabelskyDataset
 from labelsky.data.transforms import Preprocess, select_bands
 from labelsky.utils import default_device
 
-__all__ = ["InputSettings", "make_preprocess", "make_loader", "build_trainer", "fit", "predict", "accelerator_for",
-           "is_global_zero", "RankReport"]
+__all__ = ["InputSettings", "make_preprocess", "make_loader", "build_trainer", "predict", "accelerator_for",
+           "is_global_zero", "RankReport", "class_balance_weights"]
 
 
 @dataclass
@@ -216,12 +215,17 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
     )
 
 
-def fit(module: L.LightningModule, trainer: L.Trainer, train_loader, val_loader, run_dir: Path) -> Path:
-    """Train, resuming from ``run_dir/checkpoints/last.ckpt`` when present; returns the best checkpoint."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
-    best = trainer.checkpoint_callback.best_model_path
-    return Path(best) if best else last
+def class_balance_weights(labels, n_classes: int) -> list[float]:
+    """``w_k = N / (K n_k)`` over the labelled (``>= 0``) examples; 0 for a class without examples.
+
+    (A class without examples never is a target, so its weight never enters a
+    weighted cross-entropy; 0 says so.)
+    """
+    labels = np.asarray(labels)
+    labels = labels[labels >= 0]
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return [float(x) for x in w]
 
 
 @torch.inference_mode()

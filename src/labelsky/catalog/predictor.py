@@ -7,7 +7,9 @@ it (the local engine's process or each Ray actor), on that process's device
 ``torch.inference_mode`` in channels-last memory format.
 
 Every predictor answers ``(x) -> {"probs": [N, K], "embedding": [N, D]}``
-(numpy) and has ``class_names`` and ``extra(probs, embedding) -> columns``.
+(numpy; ``probs`` holds the method's output: probabilities, vote fractions
+or regression values) and has ``class_names`` and
+``extra(probs, embedding) -> columns``.
 """
 
 from __future__ import annotations
@@ -36,28 +38,30 @@ class FunctionPredictor:
 
 
 class RunPredictor:
-    """Predictions of a run folder's best model (transfer, domain-adaptation or semi-supervised run).
+    """Predictions of a run folder's best model, for any registered method.
 
-    ``domain``: adapted models use the target's batch-norm statistics by
-    default (``source`` for the source's). Domain-adaptation runs add an
-    ``unknown`` column (entropy above the model's boundary rho);
-    semi-supervised runs give vote fractions of smooth / featured / artifact
-    as the class probabilities and the latent mean as the embedding.
+    The method's :class:`~labelsky.methods.registry.MethodSpec` says which
+    output of ``predict_step`` the catalog's columns come from (class
+    probabilities, vote fractions or regression values), their names, any
+    further columns (``unknown`` for domain adaptation) and how the model is
+    prepared (``domain``: adapted models use the target's batch-norm
+    statistics by default, ``source`` for the source's).
     """
 
     def __init__(self, run: str | Path, device: str = "auto", domain: str = "target", channels_last: bool = True):
+        from labelsky.errors import SettingsError
+        from labelsky.runs import run_spec
+
         if domain not in ("source", "target"):
-            raise ValueError(f"domain must be 'source' or 'target', got {domain!r}")
+            raise SettingsError(f"domain must be 'source' or 'target', got {domain!r}")
         self.run, self.device, self.domain, self.channels_last = Path(run), device, domain, channels_last
+        self.spec = run_spec(self.run)
         self._model = None
         self._dev = None
-        model = self.model  # read the class names and preprocessing here (cheap), before any pickling
-        self.kind = model.__class__.__name__
-        if self.kind == "SemiSupModule":
-            self.class_names = ["smooth", "featured", "artifact"]
-        else:
-            self.class_names = list(getattr(model.hparams, "class_names", None) or [])
-        self.rho = float(model.rho) if hasattr(model, "tuner") else None
+        model = self.model  # read the output names here (cheap), before any pickling
+        self.kind = self.spec.name
+        self.output = self.spec.output
+        self.class_names = list(self.spec.output_names(model))
 
     @property
     def model(self):
@@ -69,14 +73,14 @@ class RunPredictor:
             model = model.to(self._dev).eval()
             if self.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            if hasattr(model, "tuner"):
-                model.predict_domain = 0 if self.domain == "source" else 1
+            if self.spec.prepare is not None:
+                self.spec.prepare(model, self.domain)
             self._model = model
         return self._model
 
     def preprocess(self, ds):
         """The preprocessing the model was trained with, for the images of ``ds``."""
-        return self.model.cfg.preprocess(ds)
+        return self.spec.preprocess(self.model, ds)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -90,13 +94,12 @@ class RunPredictor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = model.predict_step(x, 0)
-        if self.kind == "SemiSupModule":
-            out = {"probs": out["fractions"], "embedding": out["mu"]}
-        return {k: v.float().cpu().numpy() for k, v in out.items() if k in ("probs", "embedding")}
+        res = {"probs": out[self.output].float().cpu().numpy()}
+        if "embedding" in out:
+            res["embedding"] = out["embedding"].float().cpu().numpy()
+        return res
 
     def extra(self, probs: np.ndarray, embedding) -> dict:
-        if self.rho is None:
+        if self.spec.extra_columns is None:
             return {}
-        from labelsky.evaluate.metrics import entropy
-
-        return {"unknown": entropy(probs) > self.rho}
+        return self.spec.extra_columns(self.model, probs)

@@ -35,17 +35,26 @@ def part_path(parts_dir: Path, shard: int) -> Path:
 
 
 def catalog_table(ds: LabelskyDataset, rows: np.ndarray, probs: np.ndarray, class_names, embedding=None,
-                  extra: dict | None = None) -> pa.Table:
-    """The catalog rows of dataset rows ``rows`` from their class probabilities (and embeddings)."""
+                  extra: dict | None = None, output: str = "probs") -> pa.Table:
+    """The catalog rows of dataset rows ``rows`` from their predictions (and embeddings).
+
+    ``output`` is what ``probs`` holds: class probabilities or vote fractions
+    (columns ``p_<name>``, then ``pred_label``, ``pred_class``, ``confidence``,
+    ``entropy``), or regression ``values`` (one column per name, as named).
+    """
     ids = ds.column("id_str")[rows]
     if not np.isfinite(probs).all():
         bad = int(np.flatnonzero(~np.isfinite(probs).all(axis=1))[0])
-        raise CatalogWriteError(f"{ds.path}: non-finite probabilities for id_str={ids[bad]!r}")
+        raise CatalogWriteError(f"{ds.path}: non-finite predictions for id_str={ids[bad]!r}")
     cols = {"id_str": pa.array(ids.astype(str), pa.string()),
             "ra": pa.array(ds.column("ra")[rows], pa.float64()),
             "dec": pa.array(ds.column("dec")[rows], pa.float64()),
             "survey": pa.array([ds.survey.name] * len(rows), pa.string())}
     names = list(class_names)
+    if output == "values":
+        for k, n in enumerate(names):
+            cols[n] = pa.array(probs[:, k], pa.float32())
+        return _finish(cols, extra, embedding)
     for k, n in enumerate(names):
         cols[f"p_{n}"] = pa.array(probs[:, k], pa.float32())
     pred = probs.argmax(axis=1)
@@ -53,6 +62,10 @@ def catalog_table(ds: LabelskyDataset, rows: np.ndarray, probs: np.ndarray, clas
     cols["pred_class"] = pa.array([names[k] for k in pred], pa.string())
     cols["confidence"] = pa.array(probs.max(axis=1), pa.float32())
     cols["entropy"] = pa.array(entropy(probs).astype(np.float32), pa.float32())
+    return _finish(cols, extra, embedding)
+
+
+def _finish(cols: dict, extra: dict | None, embedding) -> pa.Table:
     for k, v in (extra or {}).items():
         cols[k] = pa.array(np.asarray(v))
     if embedding is not None:
@@ -73,7 +86,8 @@ def predict_batches(x: torch.Tensor, predictor, batch_size: int, embedding: bool
 
 
 def shard_table(ds: LabelskyDataset, shard: int, probs: np.ndarray, emb, predictor) -> pa.Table:
-    return catalog_table(ds, ds.shard_rows(shard), probs, predictor.class_names, emb, predictor.extra(probs, emb))
+    return catalog_table(ds, ds.shard_rows(shard), probs, predictor.class_names, emb, predictor.extra(probs, emb),
+                         output=getattr(predictor, "output", "probs"))
 
 
 def predict_shard(ds: LabelskyDataset, shard: int, x: torch.Tensor, predictor, batch_size: int,

@@ -38,8 +38,8 @@ import numpy as np
 from labelsky.data.simulate import simulate_galaxies
 from labelsky.evaluate.embeddings import cluster, cluster_purity, name_clusters, tsne
 from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve, hp_fo_sets
-from labelsky.methods.classify import train_classifier
-from labelsky.methods.pseudolabel import select_pseudo_labels
+from labelsky.methods.transfer import train_classifier
+from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
 from labelsky.methods.transfer import TransferConfig
 from labelsky.training import predict
 from labelsky.utils import atomic_path, atomic_write_json, atomic_write_text

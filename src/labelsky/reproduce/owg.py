@@ -122,8 +122,8 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
     from labelsky.data.transforms import Preprocess
     from labelsky.evaluate.occlusion import occlusion_figure, occlusion_map
     from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext, statistics_baseline
-    from labelsky.methods.selfsup.richness import (RichnessConfig, cross_validate, grouped_folds,
-                                                   reference_predictions)
+    from labelsky.methods.selfsup.pretext import select_rows as pretext_rows
+    from labelsky.methods.selfsup.richness import RichnessConfig, cross_validate, reference_predictions
 
     rc = rc or OWGConfig()
     out = Path(out)
@@ -133,8 +133,8 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
                            lambda_range=tuple(rc.lambda_range), workers=rc.workers, progress=progress,
                            reuse=True)[rc.survey]
     timings = {"simulate_s": round(time.time() - t0, 1)}
-    fold = grouped_folds(ds.column("cluster_id"), 5, seed=rc.seed)  # pretext split 4:1, whole clusters
-    tr, te = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
+    split = pretext_rows([ds], seed=rc.seed)  # pretext split 4:1, whole clusters
+    tr, te = split["train"][1], split["val"][1]
     t1 = time.time()
     pcfg = PretextConfig(task="bands", backbone=rc.backbone, feature_dim=rc.feature_dim,
                          max_epochs=rc.pretext_epochs, seed=rc.seed)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +27,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labelsky.data.io import LabelskyDataset
+from labelsky.data.io import DatasetError, LabelskyDataset
+from labelsky.errors import SettingsError
 from labelsky.data.transforms import Preprocess
 from labelsky.models.bandnet import PretextClassifier
 from labelsky.training import InputSettings, build_trainer
-from labelsky.utils import atomic_write_json
 
 __all__ = ["PretextConfig", "PretextModule", "BandPretextDataset", "ChannelOrderDataset", "PERMUTATIONS",
-           "summary_statistics", "statistics_baseline", "fit_pretext", "load_pretext", "TASKS"]
+           "summary_statistics", "statistics_baseline", "fit_pretext", "fit_pretext_run", "select_rows", "load_pretext",
+           "TASKS"]
 
 TASKS = ("bands", "channel_order")
 PERMUTATIONS = list(itertools.permutations(range(3)))
@@ -56,7 +56,7 @@ class PretextConfig(InputSettings):
 
     def __post_init__(self):
         if self.task not in TASKS:
-            raise ValueError(f"unknown pretext task {self.task!r}; expected one of {TASKS}")
+            raise SettingsError(f"unknown pretext task {self.task!r}; expected one of {TASKS}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -102,7 +102,7 @@ def _dataset(ds, rows, cfg: PretextConfig):
         return BandPretextDataset(ds, rows, pre, cfg.bands)
     rgb = cfg.rgb_bands or ds.bands[max(0, len(ds.bands) // 2 - 1):][:3]
     if len(rgb) != 3:
-        raise ValueError(f"channel_order needs three bands, got {rgb}")
+        raise SettingsError(f"channel_order needs three bands, got {rgb}")
     pre = Preprocess([0, 1, 2], stretch=cfg.stretch, softening=cfg.softening, size=cfg.image_size,
                      noise=[1.0] * 3)
     return ChannelOrderDataset(ds, rows, pre, list(rgb))
@@ -135,10 +135,34 @@ class PretextModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx=0, dataloader_idx=0):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return {"probs": F.softmax(self(x), dim=1)}
+        f = self.net.extractor(x)
+        return {"probs": F.softmax(self.net.head(F.relu(f)), dim=1), "embedding": f}
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
+
+
+def select_rows(datasets, cfg: "PretextConfig | None" = None, *, seed: int = 0) -> dict:
+    """Pretext training and validation rows of the one dataset in ``datasets``: a 4:1 split of whole groups.
+
+    Groups are galaxy clusters (``cluster_id``) when the catalog has them,
+    else single objects (``id_str``), so no cluster is in both parts. Labels
+    are never read: the pretext makes its own. Parts are ``(dataset, rows, None)``.
+    """
+    from labelsky.methods.selfsup.richness import grouped_folds
+
+    (ds,) = datasets
+    groups = ds.column("cluster_id") if "cluster_id" in ds.catalog.column_names else ds.column("id_str")
+    fold = grouped_folds(groups, 5, seed)
+    return {"train": (ds, np.flatnonzero(fold != 0), None), "val": (ds, np.flatnonzero(fold == 0), None)}
+
+
+def fit_pretext_run(run_dir, datasets, cfg: PretextConfig, *, overwrite: bool = False,
+                    progress: bool = True) -> "PretextModule":
+    """:func:`select_rows` then :func:`fit_pretext` (the registry's ``fit``)."""
+    parts = select_rows(datasets, cfg, seed=cfg.seed)
+    return fit_pretext(run_dir, datasets[0], parts["train"][1], parts["val"][1], cfg, progress=progress,
+                       overwrite=overwrite)
 
 
 def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: PretextConfig, progress: bool = True,
@@ -152,23 +176,30 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     --backbone resnet18 --weights RUN/backbone.safetensors``: the one-band
     first convolution is adapted to the bands used).
     """
+    from labelsky.methods.run import Run, describe_parts
+
     run_dir = Path(run_dir)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     names = list(cfg.bands or ds.bands) if cfg.task == "bands" else ["".join(map(str, p)) for p in PERMUTATIONS]
+    if cfg.task == "bands":
+        missing = [b for b in names if b not in ds.bands]
+        if missing:
+            raise SettingsError(f"{ds.path}: band(s) {missing} are not in this dataset's {ds.bands}")
     in_chans = 1 if cfg.task == "bands" else 3
+    if len(train_rows) < 1 or len(val_rows) == 0:
+        raise DatasetError(f"{ds.path}: the pretext needs training and validation images "
+                           f"({len(train_rows)} and {len(val_rows)} objects given)")
+    data = {"train": describe_parts([(ds, train_rows, None)]), "val": describe_parts([(ds, val_rows, None)])}
+    run = Run.start(run_dir, method="pretext", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
+                    inputs=[ds.path] + ([cfg.weights] if cfg.weights else []),
+                    extra={"classes": names, "dataset": str(ds.path), "n_train": int(len(train_rows)),
+                           "n_val": int(len(val_rows))})
     module = PretextModule(cfg.to_dict(), len(names), in_chans, names)
-    atomic_write_json(run_dir / "config.json", {"method": "pretext", "config": cfg.to_dict(), "classes": names,
-                                                "dataset": str(ds.path), "n_train": int(len(train_rows)),
-                                                "n_val": int(len(val_rows))})
     g = torch.Generator()
     g.manual_seed(cfg.seed)
     train_data = _dataset(ds, train_rows, cfg)
-    if len(train_data) < 2 or len(val_rows) == 0:
-        raise ValueError(f"{ds.path}: the pretext needs training and validation images "
-                         f"({len(train_rows)} and {len(val_rows)} objects given)")
+    if len(train_data) < 2:
+        raise DatasetError(f"{ds.path}: the pretext needs training and validation images "
+                           f"({len(train_rows)} and {len(val_rows)} objects given)")
     train = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True,
                                         num_workers=cfg.num_workers, generator=g,
                                         drop_last=len(train_data) > cfg.batch_size)
@@ -177,9 +208,7 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     # selected on validation accuracy: the pretext's loss can spike on a few confidently wrong images while the
     # accuracy still climbs (seen on the cluster fields), and accuracy is what the pretext is judged by
     trainer = build_trainer(run_dir, cfg, monitor="val_acc", mode="max", patience=cfg.patience, progress=progress)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, train, val, ckpt_path=str(last) if last.exists() else None)
-    best = load_pretext(trainer.checkpoint_callback.best_model_path or str(last))
+    best = load_pretext(run.fit(trainer, module, train, val))
     if not trainer.is_global_zero:  # a distributed run: rank 0 writes the weight files
         return best
     from labelsky.utils import atomic_path
@@ -194,10 +223,13 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
 
 
 def load_pretext(checkpoint, map_location="cpu") -> PretextModule:
-    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    """A trained :class:`PretextModule` from a checkpoint (weights-only load)."""
+    from labelsky.methods.run import load_checkpoint, load_state
+
+    ckpt = load_checkpoint(checkpoint, map_location)
     hp = ckpt["hyper_parameters"]
-    m = PretextModule(hp["config"], hp["n_classes"], hp["in_chans"], hp.get("class_names"))
-    m.load_state_dict(ckpt["state_dict"])
+    m = PretextModule(dict(hp["config"], weights=None), hp["n_classes"], hp["in_chans"], hp.get("class_names"))
+    load_state(m, ckpt, checkpoint)
     return m.eval()
 
 

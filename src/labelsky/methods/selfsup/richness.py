@@ -25,14 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from labelsky.data.io import LabelskyDataset
+from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.data.transforms import Preprocess
+from labelsky.errors import SettingsError
 from labelsky.models.bandnet import BandExtractor, RichnessNet
 from labelsky.utils import stable_hash
 
-__all__ = ["RichnessConfig", "richness_loss", "richness_metrics", "grouped_folds", "cross_validate",
-           "make_richness_net", "train_richness", "predict_richness", "band_features", "reference_predictions"]
+__all__ = ["RichnessConfig", "RichnessModel", "richness_loss", "richness_metrics", "grouped_folds", "cross_validate",
+           "make_richness_net", "train_richness", "predict_richness", "band_features", "reference_predictions",
+           "select_rows", "fit_richness", "load_richness", "load_extractor_state"]
 
 
 @dataclass
@@ -59,6 +62,99 @@ class RichnessConfig:
     def preprocess(self, n_bands: int) -> Preprocess:
         return Preprocess(list(range(n_bands)), noise=[1.0] * n_bands, stretch=self.stretch,
                           softening=self.softening, size=self.image_size)
+
+
+class RichnessModel(nn.Module):
+    """The model of a ``richness`` run: a :class:`RichnessNet` with its settings.
+
+    ``predict_step(x)`` gives ``{"values": ln(lambda) [N, 1], "embedding":
+    the stacked band features [N, feature_dim * bands]}``.
+    """
+
+    def __init__(self, config: dict, n_bands: int, extractor_state: dict | None = None):
+        super().__init__()
+        self.hparams = {"config": dict(config), "n_bands": int(n_bands)}
+        self.cfg = RichnessConfig(**config)
+        self.net = make_richness_net(self.cfg, n_bands, extractor_state)
+
+    def preprocess(self, ds: LabelskyDataset) -> Preprocess:
+        if len(ds.bands) != self.net.n_bands:
+            raise SettingsError(f"{ds.path}: {len(ds.bands)} bands {ds.bands}; the richness model takes "
+                                f"{self.net.n_bands}")
+        return self.cfg.preprocess(len(ds.bands))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @torch.inference_mode()
+    def predict_step(self, batch, batch_idx: int = 0) -> dict:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        feats = self.net.band_features(x)
+        ln = self.net.head(feats) * self.net.target_std + self.net.target_mean
+        return {"values": ln[:, None], "embedding": feats.flatten(1)}
+
+
+def select_rows(datasets, cfg: RichnessConfig | None = None, *, seed: int = 0) -> dict:
+    """Rows of the one cluster dataset in ``datasets`` with a richness: ``train`` (fit) and ``val`` (the
+    epoch of lowest loss is kept), ``val_fraction`` of the clusters held out whole."""
+    (ds,) = datasets
+    for col in ("richness", "cluster_id"):
+        if col not in ds.catalog.column_names:
+            raise DatasetError(f"{ds.path}: no {col!r} column; richness needs cluster fields (labelsky simulate "
+                               f"--kind clusters, or an imported catalog with these columns)")
+    rows = np.flatnonzero(np.isfinite(ds.column("richness")) & (ds.column("richness") > 0))
+    if len(rows) < 2:
+        raise DatasetError(f"{ds.path}: {len(rows)} row(s) with a richness > 0; at least 2 needed")
+    groups = ds.column("cluster_id")[rows]
+    val_fraction = cfg.val_fraction if cfg is not None else 0.2
+    uniq = sorted(np.unique(groups), key=lambda g: stable_hash(seed, "final", g))
+    n_val = int(round(val_fraction * len(uniq))) if len(uniq) >= 5 else 0
+    val = np.isin(groups, uniq[:n_val])
+    return {"train": (ds, rows[~val], None), "val": (ds, rows[val], None)}
+
+
+def fit_richness(run_dir, datasets, cfg: RichnessConfig, *, extractor: str | Path | None = None,
+                 overwrite: bool = False, progress: bool = True) -> RichnessModel:
+    """Train one richness model on every cluster of ``datasets`` into a run folder (the registry's ``fit``).
+
+    ``extractor``: an ``extractor.pt`` of ``labelsky pretrain`` to start from
+    (Ours), else a random one (Base). The model is written to
+    ``RUN/checkpoints/best.ckpt`` for ``labelsky catalog``. A finished run with
+    the same settings and data is loaded, not retrained.
+    """
+    from labelsky.methods.run import Run, describe_parts
+    from labelsky.utils import atomic_path
+
+    parts = select_rows(datasets, cfg, seed=cfg.seed)
+    ds = datasets[0]
+    data = {"train": describe_parts([parts["train"]]), "val": describe_parts([parts["val"]]),
+            "extractor": str(Path(extractor).resolve()) if extractor else None}
+    run = Run.start(run_dir, method="richness", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
+                    inputs=[ds.path] + ([extractor] if extractor else []))
+    best = run.checkpoint_dir() / "best.ckpt"
+    if best.is_file():
+        return load_richness(best)
+    model = RichnessModel(cfg.to_dict(), len(ds.bands), load_extractor_state(extractor) if extractor else None)
+    tr, va = parts["train"][1], parts["val"][1]
+    x = _images(ds, np.concatenate([tr, va]), cfg)
+    y = torch.tensor(np.log(ds.column("richness")[np.concatenate([tr, va])]), dtype=torch.float32)
+    n = len(tr)
+    train_richness(model.net, x[:n], y[:n], cfg, val=(x[n:], y[n:]) if len(va) else None)
+    best.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(best) as tmp:
+        torch.save({"hyper_parameters": model.hparams, "state_dict": model.state_dict()}, tmp)
+    return model.eval()
+
+
+def load_richness(checkpoint, map_location="cpu") -> RichnessModel:
+    """A trained :class:`RichnessModel` from a checkpoint (weights-only load)."""
+    from labelsky.methods.run import load_checkpoint, load_state
+
+    ckpt = load_checkpoint(checkpoint, map_location)
+    hp = ckpt["hyper_parameters"]
+    model = RichnessModel(hp["config"], hp["n_bands"])
+    load_state(model, ckpt, checkpoint)
+    return model.eval()
 
 
 def richness_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -247,4 +343,15 @@ def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3
 
 
 def load_extractor_state(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The extractor weights written by ``labelsky pretrain`` (``RUN/extractor.pt``), loaded safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"extractor weights {path} do not exist (expected RUN/extractor.pt of labelsky pretrain)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file means the same to the user
+        raise SettingsError(f"extractor weights {path} cannot be read safely: {str(err).splitlines()[0][:200]}") \
+            from None
+    if not isinstance(state, dict):
+        raise SettingsError(f"{path} is not a state dict of extractor weights")
+    return state

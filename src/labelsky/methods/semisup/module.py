@@ -16,7 +16,6 @@ predicted and observed vote fractions (:func:`vote_rmse`).
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +23,15 @@ import lightning as L
 import numpy as np
 import torch
 
-from labelsky.data.io import VOTE_COLUMNS, LabelskyDataset
+from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
+from labelsky.errors import SettingsError
+from labelsky.methods.run import Run, describe_parts, load_checkpoint, load_state
 from labelsky.methods.semisup.losses import LIKELIHOODS, predicted_fractions, vote_loss
 from labelsky.models.etvae import ETVAE
 from labelsky.training import InputSettings, build_trainer
-from labelsky.utils import atomic_write_json
 
-__all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit_semisup", "predict_votes", "vote_rmse",
-           "load_semisup", "REGIMES"]
+__all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit_semisup", "fit_semisup_run", "select_rows",
+           "predict_votes", "vote_rmse", "load_semisup", "REGIMES"]
 
 REGIMES = ("supervised", "semi", "two_step")
 
@@ -53,9 +53,9 @@ class SemiSupConfig(InputSettings):
 
     def __post_init__(self):
         if self.regime not in REGIMES:
-            raise ValueError(f"unknown regime {self.regime!r}; expected one of {REGIMES}")
+            raise SettingsError(f"unknown regime {self.regime!r}; expected one of {REGIMES}")
         if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {self.likelihood!r}; expected one of {LIKELIHOODS}")
+            raise SettingsError(f"unknown likelihood {self.likelihood!r}; expected one of {LIKELIHOODS}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -148,7 +148,8 @@ class SemiSupModule(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         enc = self.model.encode(x)
         out = self.model.classify(enc)
-        return {"fractions": predicted_fractions(out, self.cfg.likelihood), "mu": enc["mu"], "pose": enc["pose"]}
+        return {"fractions": predicted_fractions(out, self.cfg.likelihood), "embedding": enc["mu"], "mu": enc["mu"],
+                "pose": enc["pose"]}
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
@@ -173,14 +174,48 @@ def _loader(ds, rows, cfg, shuffle):
                                        drop_last=shuffle and len(data) > cfg.batch_size, generator=g)
 
 
-def _fit_stage(run_dir: Path, module: SemiSupModule, train, val, cfg: SemiSupConfig, epochs: int, progress: bool):
-    trainer = build_trainer(run_dir, cfg, monitor="val_loss", mode="min", patience=cfg.patience,
+def _fit_stage(run: Run, module: SemiSupModule, train, val, cfg: SemiSupConfig, epochs: int, progress: bool,
+               stage: str = ""):
+    stage_dir = run.path / stage if stage else run.path
+    trainer = build_trainer(stage_dir, cfg, monitor="val_loss", mode="min", patience=cfg.patience,
                             max_epochs=epochs, progress=progress)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    module.figure_dir = run_dir / "figures"
-    trainer.fit(module, train, val, ckpt_path=str(last) if last.exists() else None)
-    best = trainer.checkpoint_callback.best_model_path or str(last)
-    return load_semisup(best)
+    module.figure_dir = stage_dir / "figures"
+    return load_semisup(run.fit(trainer, module, train, val, stage=stage))
+
+
+def select_rows(datasets, cfg: "SemiSupConfig | None" = None, *, labels: int | None = None, seed: int = 0) -> dict:
+    """Rows of the one dataset of ``datasets`` for the semi-supervised regimes.
+
+    ``labelled``: training rows with votes (at most ``labels`` of them, drawn
+    with ``seed``); ``unlabelled``: every row of splits ``train`` and
+    ``unlabelled`` (their votes are never read); ``val`` / ``test``: rows with
+    votes of those splits. Parts are ``(dataset, rows, None)``.
+    """
+    (ds,) = datasets
+    missing = [c for c in VOTE_COLUMNS if c not in ds.catalog.column_names]
+    if missing:
+        raise DatasetError(f"{ds.path}: no vote column(s) {missing}; semisup needs Galaxy Zoo votes")
+    split = ds.column("split").astype(str)
+    voted = sum(ds.column(c) for c in VOTE_COLUMNS) > 0
+    pool = np.flatnonzero(np.isin(split, ["train", "unlabelled"]))
+    labelled = np.flatnonzero((split == "train") & voted)
+    if labels is not None:
+        labelled = np.sort(np.random.default_rng(seed).permutation(labelled)[:labels])
+    val, test = np.flatnonzero((split == "val") & voted), np.flatnonzero((split == "test") & voted)
+    for name, rows in (("labelled training", labelled), ("validation", val)):
+        if not len(rows):
+            raise DatasetError(f"{ds.path}: no {name} galaxies with votes (votes_* > 0 and split train / val)")
+    return {name: (ds, rows, None) for name, rows in
+            (("labelled", labelled), ("unlabelled", pool), ("val", val), ("test", test))}
+
+
+def fit_semisup_run(run_dir, datasets, cfg: SemiSupConfig, *, labels: int | None = None, overwrite: bool = False,
+                    progress: bool = True) -> SemiSupModule:
+    """:func:`select_rows` then :func:`fit_semisup` (the registry's ``fit``)."""
+    parts = select_rows(datasets, cfg, labels=labels, seed=cfg.seed)
+    ds = datasets[0]
+    return fit_semisup(run_dir, ds, parts["labelled"][1], parts["unlabelled"][1], parts["val"][1], cfg,
+                       progress=progress, overwrite=overwrite)
 
 
 def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, val_rows, cfg: SemiSupConfig,
@@ -192,39 +227,37 @@ def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, va
     """
     from lightning.pytorch.utilities import CombinedLoader
 
-    run_dir = Path(run_dir)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     size = cfg.image_size or ds.image_shape[-1]
     in_chans = cfg.in_chans(ds)
-    atomic_write_json(run_dir / "config.json", {
-        "method": "semisup", "config": cfg.to_dict(), "dataset": str(ds.path), "n_labelled": int(len(labelled_rows)),
-        "n_unlabelled": int(len(unlabelled_rows)), "n_val": int(len(val_rows))})
+    data = {"labelled": describe_parts([(ds, labelled_rows, None)]),
+            "unlabelled": describe_parts([(ds, unlabelled_rows, None)]), "val": describe_parts([(ds, val_rows, None)])}
+    run = Run.start(run_dir, method="semisup", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
+                    inputs=[ds.path], extra={"dataset": str(ds.path), "n_labelled": int(len(labelled_rows)),
+                                             "n_unlabelled": int(len(unlabelled_rows)), "n_val": int(len(val_rows))})
     labelled = _loader(ds, labelled_rows, cfg, True)
     val = _loader(ds, val_rows, cfg, False)
     if cfg.regime == "supervised":
-        return _fit_stage(run_dir, SemiSupModule(cfg.to_dict(), in_chans, size, "supervised"), labelled, val, cfg,
+        return _fit_stage(run, SemiSupModule(cfg.to_dict(), in_chans, size, "supervised"), labelled, val, cfg,
                           cfg.max_epochs, progress)
     unlabelled = _loader(ds, unlabelled_rows, cfg, True)
     if cfg.regime == "semi":
         train = CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
-        return _fit_stage(run_dir, SemiSupModule(cfg.to_dict(), in_chans, size, "semi"), train, val, cfg,
+        return _fit_stage(run, SemiSupModule(cfg.to_dict(), in_chans, size, "semi"), train, val, cfg,
                           cfg.max_epochs, progress)
-    vae = _fit_stage(run_dir / "pretrain", SemiSupModule(cfg.to_dict(), in_chans, size, "vae"), unlabelled,
-                     val, cfg, cfg.pretrain_epochs, progress)
+    vae = _fit_stage(run, SemiSupModule(cfg.to_dict(), in_chans, size, "vae"), unlabelled,
+                     val, cfg, cfg.pretrain_epochs, progress, stage="pretrain")
     fine = SemiSupModule(cfg.to_dict(), in_chans, size, "supervised")
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+    if not (run.checkpoint_dir() / "last.ckpt").exists():
         fine.model.load_state_dict(vae.model.state_dict())
-    return _fit_stage(run_dir, fine, labelled, val, cfg, cfg.max_epochs, progress)
+    return _fit_stage(run, fine, labelled, val, cfg, cfg.max_epochs, progress)
 
 
 def load_semisup(checkpoint, map_location="cpu") -> SemiSupModule:
-    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    """A trained :class:`SemiSupModule` from a checkpoint (weights-only load)."""
+    ckpt = load_checkpoint(checkpoint, map_location)
     hp = ckpt["hyper_parameters"]
     m = SemiSupModule(hp["config"], hp["in_chans"], hp["size"], hp.get("stage", "semi"))
-    m.load_state_dict(ckpt["state_dict"])
+    load_state(m, ckpt, checkpoint)
     return m.eval()
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,12 +38,11 @@ _EPS = 1e-7
 
 
 def class_weights(labels, n_classes: int) -> torch.Tensor:
-    """``w_k = N / (K n_k)`` over the source training labels (0 for classes without samples)."""
-    labels = np.asarray(labels)
-    labels = labels[labels >= 0]
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(w, dtype=torch.float32)
+    """``w_k = N / (K n_k)`` over the source training labels (0 for classes without samples), as a tensor
+    (:func:`labelsky.training.class_balance_weights`)."""
+    from labelsky.training import class_balance_weights
+
+    return torch.tensor(class_balance_weights(labels, n_classes), dtype=torch.float32)
 
 
 def weighted_cross_entropy(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

@@ -37,6 +37,7 @@ from torch import nn
 from labelsky.methods.uda.losses import (MemoryBank, adaptive_clustering_loss, entropy, entropy_separation_loss,
                                          neighbourhood_clustering_loss, weighted_cross_entropy)
 from labelsky.methods.uda.tuner import EntropyTuner
+from labelsky.errors import SettingsError
 from labelsky.models.backbones import create_backbone
 from labelsky.models.dsbn import convert_to_domain_bn, set_domain
 from labelsky.training import InputSettings
@@ -74,11 +75,11 @@ class UDAConfig(InputSettings):
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"unknown adaptation method {self.method!r}; expected one of {METHODS}")
+            raise SettingsError(f"unknown adaptation method {self.method!r}; expected one of {METHODS}")
         if self.dsbn is None:
             self.dsbn = self.method == "deepastrouda"
         if self.dsbn and self.method == "source_only":
-            raise ValueError("source_only never sees the target, so its target batch norms would stay untrained: "
+            raise SettingsError("source_only never sees the target, so its target batch norms would stay untrained: "
                              "use dsbn=False")
 
     def to_dict(self) -> dict:
@@ -298,30 +299,28 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
     never used for training. ``target_val_part`` (known-class index, K or -1 for
     unknown) is only logged, never used to select the model.
     """
-    import shutil
     from pathlib import Path
 
     import numpy as np
 
     from labelsky.data.datasets import ImageDataset
+    from labelsky.methods.run import Run, describe_parts
     from labelsky.methods.uda.losses import class_weights
     from labelsky.training import build_trainer
-    from labelsky.utils import atomic_write_json
 
     run_dir = Path(run_dir)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     ds_s, rows_s, lab_s = source_part
     labels = np.asarray(lab_s) if lab_s is not None else ds_s.column("label")[np.asarray(rows_s)]
     n_bands = cfg.in_chans(ds_s)
+    data = {"classes": list(class_names), "source": describe_parts([source_part]),
+            "target": describe_parts([target_part[:2] + (None,)]), "source_val": describe_parts([source_val_part])}
+    run = Run.start(run_dir, method="uda", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
+                    inputs=[ds_s.path, target_part[0].path] + ([cfg.weights] if cfg.weights else []))
     model = UDAModule(cfg.to_dict(), len(class_names), n_bands, len(rows_s), len(target_part[1]), list(class_names),
                       class_weights=class_weights(labels, len(class_names)).tolist())
-    atomic_write_json(run_dir / "config.json", {
-        "method": "uda", "config": cfg.to_dict(), "classes": list(class_names), "weights_used": model.weights_info,
-        "source": {"dataset": str(ds_s.path), "n": int(len(rows_s))},
-        "target": {"dataset": str(target_part[0].path), "n": int(len(target_part[1]))}})
+    run.record(classes=list(class_names), weights_used=model.weights_info,
+               source={"dataset": str(ds_s.path), "n": int(len(rows_s))},
+               target={"dataset": str(target_part[0].path), "n": int(len(target_part[1]))})
 
     def val_loader(part):
         ds, rows, lab = part
@@ -332,10 +331,7 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
     vals = [val_loader(source_val_part)] + ([val_loader(target_val_part)] if target_val_part is not None else [])
     trainer = build_trainer(run_dir, cfg, [TunerCallback()], monitor="val_source_acc", mode="max",
                             patience=cfg.patience, progress=progress)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(model, uda_loaders(source_part, target_part, cfg), vals,
-                ckpt_path=str(last) if last.exists() else None)
-    best = trainer.checkpoint_callback.best_model_path or str(last)
+    best = run.fit(trainer, model, uda_loaders(source_part, target_part, cfg), vals)
     return load_uda(best)
 
 
@@ -343,11 +339,13 @@ def load_uda(checkpoint, map_location="cpu") -> UDAModule:
     """A trained :class:`UDAModule` from a checkpoint (weights-only load), with its tuner state."""
     import inspect
 
-    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    from labelsky.methods.run import load_checkpoint, load_state
+
+    ckpt = load_checkpoint(checkpoint, map_location)
     known = inspect.signature(UDAModule.__init__).parameters
     hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k in known}
     hp["config"] = dict(hp["config"], weights=None)
     model = UDAModule(**hp)
-    model.load_state_dict(ckpt["state_dict"])
+    load_state(model, ckpt, checkpoint)
     model.on_load_checkpoint(ckpt)
     return model.eval()

@@ -25,7 +25,7 @@ from labelsky.methods.uda.module import UDAConfig, UDAModule, fit_uda
 from labelsky.training import predict
 from labelsky.utils import atomic_write_json
 
-__all__ = ["adapt", "openset_labels", "adaptation_rows"]
+__all__ = ["adapt", "openset_labels", "adaptation_rows", "select_rows", "fit_adapt"]
 
 
 def openset_labels(names, known: Sequence[str]) -> np.ndarray:
@@ -113,3 +113,20 @@ def adapt(run_dir, source: LabelskyDataset, target: LabelskyDataset, known: Sequ
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
     return model, reports
+
+
+def select_rows(datasets: Sequence[LabelskyDataset], cfg: UDAConfig | None = None, *, seed: int = 0) -> dict:
+    """The parts of ``[source, target]`` (see :func:`adaptation_rows`; known classes from ``cfg.classes_known``,
+    default every source class)."""
+    source, target = datasets
+    known = list(getattr(cfg, "classes_known", None) or source.classes)
+    return adaptation_rows(source, target, known)
+
+
+def fit_adapt(run_dir, datasets: Sequence[LabelskyDataset], cfg: UDAConfig, *, overwrite: bool = False,
+              progress: bool = True) -> UDAModule:
+    """:func:`adapt` from ``datasets = [source, target]`` (the registry's ``fit``); returns the best model."""
+    source, target = datasets
+    known = list(cfg.classes_known or source.classes)
+    model, _ = adapt(run_dir, source, target, known, cfg, overwrite=overwrite, progress=progress)
+    return model

@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from labelsky.data.transforms import BatchAugment
+from labelsky.errors import SettingsError
 from labelsky.models.backbones import backbone_blocks, create_backbone
 from labelsky.models.heads import Classifier
 from labelsky.training import InputSettings
 
-__all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups", "load_classifier",
-           "class_balance_weights"]
+__all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups", "load_classifier"]
 
 
 @dataclass
@@ -68,7 +67,7 @@ class TransferConfig(InputSettings):
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown transfer setting(s) {unknown}; known: {sorted(names)}")
+            raise SettingsError(f"unknown transfer setting(s) {unknown}; known: {sorted(names)}")
         return cls(**d)
 
 
@@ -199,23 +198,16 @@ class ProgressiveUnfreezing(L.Callback):
         pl_module._freeze_bn_of_frozen()
 
 
-def class_balance_weights(labels: np.ndarray, n_classes: int) -> list[float]:
-    """w_k = N / (K n_k) for the classes present (1 for absent classes)."""
-    labels = np.asarray(labels)
-    n = len(labels)
-    counts = np.bincount(labels[labels >= 0], minlength=n_classes)
-    return [float(n / (n_classes * c)) if c else 1.0 for c in counts]
-
-
 def load_classifier(checkpoint: str | Path, map_location="cpu") -> TransferClassifier:
     """A trained :class:`TransferClassifier` from a Lightning checkpoint (weights only, safe load)."""
-    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    from labelsky.methods.run import load_checkpoint, load_state
+
+    ckpt = load_checkpoint(checkpoint, map_location)
     hp = ckpt["hyper_parameters"]
     known = inspect.signature(TransferClassifier.__init__).parameters
     hp = {k: v for k, v in hp.items() if k in known}  # checkpoints of older versions may hold more
     hp["config"] = dict(hp["config"], weights=None)  # architecture only; the weights come from the checkpoint
     model = TransferClassifier(**hp)
-    model.load_state_dict(ckpt["state_dict"])
+    load_state(model, ckpt, checkpoint)
     model.eval()
     return model
-

@@ -1,0 +1,305 @@
+"""Data commands: surveys, simulate, show, crossmatch, import, validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from labelsky.cli.options import add_overwrite, add_seed
+
+
+def _classes_arg(text: str) -> dict:
+    """``elliptical=0.5,spiral=0.5`` or ``elliptical,spiral`` (equal shares)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value) if value else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"class proportion {part!r} is not NAME=NUMBER") from None
+    if not out:
+        raise argparse.ArgumentTypeError("no classes given")
+    return out
+
+
+def add_surveys(sub):
+    p = sub.add_parser("surveys", help="list the survey specifications")
+    p.add_argument("name", nargs="?", help="print this survey as YAML (a template for your own)")
+    p.set_defaults(func=cmd_surveys)
+
+
+def cmd_surveys(a) -> int:
+    import yaml
+
+    from labelsky.data.surveys import get_survey, list_surveys
+
+    if a.name:
+        print(yaml.safe_dump(get_survey(a.name).to_dict(), sort_keys=False), end="")
+        return 0
+    print(f"{'name':<14} {'pixel':>6}  {'bands':<7} {'PSF FWHM (arcsec)':<31} {'5-sigma depth (AB)':<31} description")
+    for name in list_surveys():
+        s = get_survey(name)
+        fwhm = " ".join(f"{x:.2f}" for x in s.psf_fwhm)
+        depth = " ".join(f"{x:.1f}" for x in s.depth)
+        print(f"{name:<14} {s.pixel_scale:>6.3f}  {''.join(s.bands):<7} {fwhm:<31} {depth:<31} {s.description}")
+    return 0
+
+
+def add_simulate(sub):
+    p = sub.add_parser("simulate", help="simulate cutouts or cluster fields seen by several surveys",
+                       description="Simulate the same sky observed by several surveys; writes one labelsky "
+                                   "dataset per survey under OUT.")
+    p.add_argument("--out", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--kind", choices=["galaxies", "clusters"], default="galaxies")
+    p.add_argument("--surveys", "-s", nargs="+", default=None,
+                   help="survey names or YAML files (default: sdss des for galaxies, sdss for clusters)")
+    p.add_argument("--n", type=int, default=1000, help="number of galaxies (or clusters)")
+    p.add_argument("--classes", type=_classes_arg, default=None,
+                   help="class proportions, e.g. 'elliptical=0.5,spiral=0.5' (default: every class)")
+    p.add_argument("--stamp-size", type=int, default=None, help="cutout side in pixels (default: survey's)")
+    p.add_argument("--cutout", choices=["fixed", "scaled"], default="fixed",
+                   help="fixed: native pixels; scaled: field of view ~17 half-light radii (Galaxy Zoo style)")
+    p.add_argument("--overlap", type=float, default=1.0, help="fraction of objects seen by every survey")
+    p.add_argument("--mag-range", type=float, nargs=2, default=(15.0, 19.0), metavar=("BRIGHT", "FAINT"))
+    add_seed(p)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="objects per shard (default: n/8 between 16 and 256 galaxies; 64 clusters)")
+    add_overwrite(p)
+    p.add_argument("--npix", type=int, default=128, help="clusters: image side in pixels")
+    p.add_argument("--views", type=int, default=1, help="clusters: images per cluster")
+    p.add_argument("--field-mpc", type=float, default=1.0, help="clusters: image side in physical Mpc")
+    for name, what in (("stars", "foreground stars"), ("field-galaxies", "neighbouring field galaxies"),
+                       ("sky-residuals", "sky-subtraction residuals"), ("source-noise", "source Poisson noise"),
+                       ("saturation", "saturation and bleeding (galaxies only)"), ("noise", "all noise")):
+        p.add_argument(f"--no-{name}", dest=name.replace("-", "_"), action="store_false", help=f"switch off {what}")
+    p.set_defaults(func=cmd_simulate)
+
+
+def cmd_simulate(a) -> int:
+    switches = dict(stars=a.stars, field_galaxies=a.field_galaxies, sky_residuals=a.sky_residuals,
+                    source_noise=a.source_noise, noise=a.noise)
+    if a.kind == "galaxies":
+        from labelsky.data.simulate import simulate_galaxies
+
+        kwargs = dict(n_objects=a.n, surveys=a.surveys or ["sdss", "des"], stamp_size=a.stamp_size,
+                      cutout=a.cutout, overlap=a.overlap, mag_range=tuple(a.mag_range), seed=a.seed,
+                      shard_size=a.shard_size, saturation=a.saturation, **switches)
+        if a.classes:
+            kwargs["classes"] = a.classes
+        result = simulate_galaxies(a.out, workers=a.workers, overwrite=a.overwrite, **kwargs)
+    else:
+        from labelsky.data.simulate.clusters import simulate_clusters
+
+        result = simulate_clusters(a.out, workers=a.workers, overwrite=a.overwrite, n_clusters=a.n,
+                                   surveys=a.surveys or ["sdss"], views_per_cluster=a.views, npix=a.npix,
+                                   field_mpc=a.field_mpc, seed=a.seed, shard_size=a.shard_size or 64, **switches)
+    for name, ds in result.items():
+        print(f"{name}: {len(ds)} objects, bands {''.join(ds.bands)}, images {ds.image_shape} -> {ds.path}")
+    return 0
+
+
+def _datasets_at(path: Path) -> dict:
+    from labelsky.data.io import open_dataset
+    from labelsky.data.simulate.stamps import open_simulation
+
+    if (path / "simulation.json").exists():
+        return open_simulation(path)
+    ds = open_dataset(path)
+    return {ds.survey.name: ds}
+
+
+def add_show(sub):
+    p = sub.add_parser("show", help="colour mosaics of a dataset or simulation, one row per class")
+    p.add_argument("path", type=Path, help="a dataset folder or a simulation folder")
+    p.add_argument("--out", "-o", type=Path, default=None, help="folder for PNGs (default: PATH/figures)")
+    p.add_argument("--per-class", type=int, default=6)
+    p.add_argument("--method", choices=["lupton", "desi", "asinh"], default="lupton")
+    add_seed(p)
+    p.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs")
+    p.set_defaults(func=cmd_show)
+
+
+def cmd_show(a) -> int:
+    from labelsky.data.display import mosaic
+
+    datasets = _datasets_at(a.path)
+    out = a.out or (a.path / "figures")
+    for name, ds in datasets.items():
+        if ds.classes:
+            png = mosaic(ds, out / f"mosaic_{name}.png", per_class=a.per_class, method=a.method, seed=a.seed,
+                         dpi=a.dpi)
+        else:  # clusters: no classes, show a row of fields
+            png = _field_strip(ds, out / f"fields_{name}.png", a.per_class, a.method)
+        print(png)
+    return 0
+
+
+def _field_strip(ds, out: Path, n: int, method: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from labelsky.data.display import to_rgb
+
+    n = min(n, len(ds))
+    rich = ds.column("richness")
+    order = np.argsort(rich)[np.linspace(0, len(ds) - 1, n).astype(int)] if n else []
+    fig, axes = plt.subplots(1, max(n, 1), figsize=(2.0 * max(n, 1), 2.3), squeeze=False)
+    for ax, i in zip(axes[0], order):
+        ps = float(ds.column("pixel_scale")[i]) if "pixel_scale" in ds.catalog.column_names else ds.survey.pixel_scale
+        sig = [ds.survey.noise_sigma(b, ps) for b in range(len(ds.bands))]
+        ax.imshow(to_rgb(ds.image(int(i)), ds.bands, method, ps, noise=sig), origin="lower")
+        ax.set_title(f"lambda={rich[i]:.0f}", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def add_crossmatch(sub):
+    p = sub.add_parser("crossmatch", help="match two datasets by sky position into two aligned datasets",
+                       description="Match dataset A to dataset B by ra / dec; write OUT/<survey of A> and "
+                                   "OUT/<survey of B> holding only the matched objects, row k of both being the "
+                                   "same object, and OUT/crossmatch.json with the report.")
+    p.add_argument("a", metavar="A", type=Path, help="dataset A (its id_str is kept for both outputs)")
+    p.add_argument("b", metavar="B", type=Path, help="dataset B")
+    p.add_argument("--out", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--radius", type=float, default=1.0, help="largest separation of a match, arcsec (default 1)")
+    add_overwrite(p)
+    p.set_defaults(func=cmd_crossmatch)
+
+
+def cmd_crossmatch(a) -> int:
+    from labelsky.data.crossmatch import crossmatch_datasets
+    from labelsky.data.io import DatasetError, open_dataset
+
+    if not a.radius > 0:
+        raise DatasetError(f"--radius {a.radius} must be > 0 arcsec")
+    ds_a, ds_b = open_dataset(a.a), open_dataset(a.b)
+    r = crossmatch_datasets(ds_a, ds_b, a.out, radius_arcsec=a.radius, overwrite=a.overwrite)
+    med = "n/a" if r["sep_median_arcsec"] is None else f"{r['sep_median_arcsec']:.3f} arcsec"
+    print(f"matched {r['n_matched']} objects within {r['radius_arcsec']:g} arcsec: "
+          f"{r['fraction_1_matched']:.1%} of {r['n1']} in {ds_a.survey.name}, "
+          f"{r['fraction_2_matched']:.1%} of {r['n2']} in {ds_b.survey.name}; "
+          f"median separation {med}; {r['n_duplicates']} duplicate(s) dropped")
+    for side, name in (("a", ds_a.survey.name), ("b", ds_b.survey.name)):
+        print(f"{name}: {r['n_matched']} objects -> {r['outputs'][side]}")
+    print(f"report: {a.out / 'crossmatch.json'}")
+    return 0
+
+
+def add_import(sub):
+    p = sub.add_parser("import", help="import real survey data (FITS, Galaxy10, pictures) into a labelsky dataset",
+                       description="Streaming, resumable import: rerun the same command to resume. Every object "
+                                   "left out or flagged is listed in OUT/import_report.json.")
+    p.add_argument("kind", choices=["fits-cutouts", "fits-images", "galaxy10", "pictures"],
+                   help="fits-cutouts: one FITS file per object (catalog column 'file'); fits-images: cutouts "
+                        "from large FITS images with WCS (--image BAND=FILE ...); galaxy10: a Galaxy10 DECaLS "
+                        "HDF5 file; pictures: PNG / JPEG colour cutouts (catalog column 'file')")
+    p.add_argument("source", type=Path, help="catalog (CSV / FITS / Parquet) or, for galaxy10, the HDF5 file")
+    p.add_argument("--out", "-o", required=True, type=Path, help="dataset folder")
+    p.add_argument("--survey", default=None, help="survey name or YAML file of the images (default: decals for "
+                                                  "galaxy10 / pictures, sdss otherwise)")
+    p.add_argument("--bands", nargs="+", default=None, help="band of every image channel, in order")
+    p.add_argument("--image", action="append", default=[], metavar="BAND=FILE", help="fits-images: one per band")
+    p.add_argument("--size", type=int, default=None, help="output cutout side, pixels")
+    p.add_argument("--pixel-scale", type=float, default=None, help="fits-cutouts: input arcsec/pixel when the "
+                                                                   "files give none")
+    p.add_argument("--flux-scale", type=float, default=None, help="multiply FITS data by this to get nanomaggies "
+                                                                  "(default: from a zeropoint keyword, else 1)")
+    p.add_argument("--classes", nargs="+", default=None, help="class names in label order (integer labels)")
+    p.add_argument("--votes", type=Path, default=None, help="a Galaxy Zoo vote table to join on id_str (GZ2 / GZ "
+                                                            "DECaLS / labelsky columns; galaxy10: or by position)")
+    p.add_argument("--base-dir", type=Path, default=None, help="folder of relative 'file' paths (default: the "
+                                                               "catalog's)")
+    p.add_argument("--max-masked", type=float, default=0.2, help="flag cutouts with more bad pixels in a band")
+    p.add_argument("--reject-masked", action="store_true", help="leave such cutouts out instead of flagging them")
+    p.add_argument("--shard-size", type=int, default=256)
+    add_seed(p, help="seed of the train/val/test split (when no 'split' column)")
+    add_overwrite(p)
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(a) -> int:
+    from labelsky.data.importers.base import ImportSettings
+    from labelsky.data.io import DatasetError
+
+    display = a.kind in ("galaxy10", "pictures")
+    settings = ImportSettings(survey=a.survey or ("decals" if display else "sdss"), bands=a.bands,
+                              classes=a.classes, shard_size=a.shard_size, max_masked=a.max_masked,
+                              reject_masked=a.reject_masked, seed=a.seed)
+    if a.votes is not None and a.kind == "fits-images":
+        raise DatasetError("--votes is for fits-cutouts, galaxy10 and pictures; put vote columns in the catalog")
+    if a.kind == "fits-cutouts":
+        from labelsky.data.importers.fits import import_fits_cutouts
+
+        ds, rep = import_fits_cutouts(a.source, a.out, settings, base_dir=a.base_dir, size=a.size,
+                                      pixel_scale=a.pixel_scale, flux_scale=a.flux_scale, votes=a.votes,
+                                      overwrite=a.overwrite)
+    elif a.kind == "fits-images":
+        from labelsky.data.importers.fits import import_fits_images
+
+        images = {}
+        for item in a.image:
+            band, sep, path = item.partition("=")
+            if not sep or not band or not path:
+                raise DatasetError(f"--image {item!r}: expected BAND=FILE")
+            images[band] = Path(path)
+        if not images:
+            raise DatasetError("fits-images needs --image BAND=FILE for every band")
+        settings.bands = a.bands or list(images)
+        ds, rep = import_fits_images(images, a.source, a.out, settings, size=a.size, flux_scale=a.flux_scale,
+                                     overwrite=a.overwrite)
+    elif a.kind == "galaxy10":
+        from labelsky.data.importers.galaxy10 import import_galaxy10
+
+        ds, rep = import_galaxy10(a.source, a.out, settings, votes=a.votes, size=a.size, overwrite=a.overwrite)
+    else:
+        from labelsky.data.importers.base import read_table
+        from labelsky.data.importers.pictures import import_pictures
+        from labelsky.data.importers.votes import join_votes
+
+        source = a.source
+        if a.votes is not None:
+            source = join_votes(read_table(a.source), a.votes)
+        ds, rep = import_pictures(source, a.out, settings, base_dir=a.base_dir or a.source.parent, size=a.size,
+                                  overwrite=a.overwrite)
+    print(f"{ds.path}: {len(ds)} objects written of {rep['n_input']}; {rep['n_rejected']} left out, "
+          f"{rep['n_flagged']} flagged (see {ds.path / 'import_report.json'})")
+    for p in rep["problems"][:10]:
+        print(f"  {p['action']}: row {p['row']} id_str={p['id_str']!r} {p['file']}: {p['reason']}")
+    if len(rep["problems"]) > 10:
+        print(f"  ... {len(rep['problems']) - 10} more in the report")
+    return 0
+
+
+def add_validate(sub):
+    p = sub.add_parser("validate", help="list every problem of a dataset (catalog fields, images, bad pixels)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--max-masked", type=float, default=0.2, help="warn above this fraction of bad pixels in a band")
+    p.add_argument("--no-pixels", dest="pixels", action="store_false", help="skip reading the images")
+    p.add_argument("--json", action="store_true", help="print the problems as JSON")
+    p.set_defaults(func=cmd_validate)
+
+
+def cmd_validate(a) -> int:
+    from labelsky.data.validate import validate_dataset
+
+    problems = validate_dataset(a.dataset, max_masked=a.max_masked, check_pixels=a.pixels)
+    if a.json:
+        print(json.dumps(problems, indent=2))
+    else:
+        for p in problems:
+            where = "".join([f" row {p['row']}" if p["row"] is not None else "",
+                             f" (id_str={p['id_str']!r})" if p["id_str"] else ""])
+            print(f"{p['level']}: {p['file']}{where}: {p['message']}")
+    n_err = sum(p["level"] == "error" for p in problems)
+    print(f"{a.dataset}: {n_err} error(s), {len(problems) - n_err} warning(s)", file=sys.stderr)
+    return 1 if n_err else 0

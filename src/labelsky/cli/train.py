@@ -1,0 +1,260 @@
+"""Training commands, one per registered method: train, adapt, semisup, pretrain, richness."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labelsky.cli.options import add_device, add_distributed, add_overwrite, add_seed, dist, rank_zero
+from labelsky.errors import SettingsError
+from labelsky.methods.registry import get_method
+
+
+def add_train(sub):
+    p = sub.add_parser("train", help="train a transfer-learning classifier into a run folder")
+    p.add_argument("--data", nargs="+", required=True, type=Path, help="dataset folder(s); rows of split "
+                   "'train' with a label >= 0 train, split 'val' validates")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
+    p.add_argument("--backbone", default="xception41", help="any timm model name (default: the paper's Xception; "
+                   "resnet18 is ~8x faster on a CPU)")
+    p.add_argument("--weights", default=None, help="local weight file, or 'timm' to download (needs internet)")
+    p.add_argument("--bands", nargs="+", default=None, help="band names to use (default: all)")
+    p.add_argument("--stretch", choices=["asinh", "khan", "standardize", "none"], default="asinh",
+                   help="asinh (survey noise), khan ([-1, 1] per image), standardize (per band), none")
+    p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
+    p.add_argument("--image-size", type=int, default=None, help="resize to this side (e.g. 224)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--head-epochs", type=int, default=2, help="epochs of head-only training first")
+    p.add_argument("--unfreeze-every", type=int, default=2, help="epochs between unfreezing steps")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=5, help="early stopping on validation loss")
+    add_seed(p)
+    add_device(p)
+    add_overwrite(p)
+    add_distributed(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a) -> int:
+    from labelsky.data.io import open_dataset
+    from labelsky.methods.transfer import TransferConfig, select_rows, train_classifier
+
+    datasets = [open_dataset(p) for p in a.data]
+    parts = select_rows(datasets, seed=a.seed)
+    if not parts["val"]:
+        print("labelsky: no 'val' split: checkpoints and early stopping follow the training loss", file=sys.stderr)
+    cfg = TransferConfig(backbone=a.backbone, weights=a.weights, bands=a.bands, stretch=a.stretch,
+                         mask_channel=a.mask_channel, image_size=a.image_size, max_epochs=a.epochs,
+                         head_epochs=a.head_epochs,
+                         unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
+                         seed=a.seed, device=a.device, num_workers=a.workers, **dist(a))
+    model = train_classifier(a.out, parts["train"], parts["val"], datasets[0].classes, cfg, overwrite=a.overwrite)
+    if not rank_zero():
+        return 0
+    print(f"trained {cfg.backbone} ({model.weights_info.get('weights') or 'random init'}) -> "
+          f"{a.out / 'checkpoints' / 'best.ckpt'}")
+    return 0
+
+
+def add_adapt(sub):
+    p = sub.add_parser("adapt", help="universal domain adaptation from a labelled source to an unlabelled target")
+    p.add_argument("--source", required=True, type=Path, help="labelled source dataset (splits train / val)")
+    p.add_argument("--target", required=True, type=Path, help="target dataset (labels, if any, only for evaluation)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
+    p.add_argument("--method", default="deepastrouda",
+                   help="a variant of the registered method 'uda': deepastrouda (default), dance, source_only")
+    p.add_argument("--known", nargs="+", default=None, help="known (source) classes; default: all source classes")
+    p.add_argument("--backbone", default="resnet50", help="any timm name (paper: ResNet-50 from scratch)")
+    p.add_argument("--weights", default=None, help="local weight file for the backbone")
+    p.add_argument("--bands", nargs="+", default=None)
+    p.add_argument("--stretch", choices=["asinh", "khan", "standardize", "none"], default="asinh")
+    p.add_argument("--noise-survey", default=None, help="asinh softening from this survey's noise for both domains "
+                                                       "(default: each dataset's own survey)")
+    p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--no-tuner", dest="tuner", action="store_false", help="hold rho and m fixed")
+    p.add_argument("--dsbn", action=argparse.BooleanOptionalAction, default=None,
+                   help="domain-specific batch norm (default: on for deepastrouda, off for dance / source_only; "
+                        "off = one shared batch norm, separate forward passes)")
+    add_seed(p)
+    add_device(p)
+    add_overwrite(p)
+    add_distributed(p)
+    p.set_defaults(func=cmd_adapt)
+
+
+def cmd_adapt(a) -> int:
+    from labelsky.data.io import open_dataset
+    from labelsky.methods.uda.module import UDAConfig
+    from labelsky.methods.uda.run import adapt
+
+    variants = get_method("uda").variants
+    if a.method not in variants:
+        raise SettingsError(f"--method {a.method!r}: expected one of {', '.join(variants)}")
+    src, tgt = open_dataset(a.source), open_dataset(a.target)
+    known = a.known or list(src.classes)
+    cfg = UDAConfig(method=a.method, backbone=a.backbone, weights=a.weights, bands=a.bands, max_epochs=a.epochs,
+                    stretch=a.stretch, noise_survey=a.noise_survey, mask_channel=a.mask_channel,
+                    batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, seed=a.seed, device=a.device,
+                    num_workers=a.workers, **dist(a))
+    _, reports = adapt(a.out, src, tgt, known, cfg, overwrite=a.overwrite)
+    if not rank_zero():
+        return 0
+    for name in ("source_test", "target_test"):
+        if name in reports:
+            r = reports[name]
+            print(f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} F1={r['f1']:.4f} unknown accuracy="
+                  f"{r['unknown_accuracy']:.4f} AUROC={r['auroc']:.4f}")
+    print(f"run: {a.out}; metrics: {a.out / 'eval.json'}")
+    return 0
+
+
+def add_semisup(sub):
+    p = sub.add_parser("semisup", help="semi-supervised vote fractions with the Equivariant-Transformer VAE")
+    p.add_argument("--data", required=True, type=Path, help="dataset with Galaxy Zoo votes (votes_* columns)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
+    p.add_argument("--regime", choices=["supervised", "semi", "two_step"], default="semi")
+    p.add_argument("--labels", type=int, default=None, help="use only this many labelled (voted) training "
+                                                           "galaxies; the rest of the training split is unlabelled")
+    p.add_argument("--no-et", dest="et", action="store_false", help="without the Equivariant Transformer layers")
+    p.add_argument("--likelihood", choices=["multinomial", "dirichlet_multinomial"], default="multinomial")
+    p.add_argument("--latent-dim", type=int, default=100)
+    p.add_argument("--head-on", choices=["latent", "features"], default="latent")
+    p.add_argument("--bands", nargs="+", default=None)
+    p.add_argument("--image-size", type=int, default=None, help="resize to this side (a multiple of 8)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--pretrain-epochs", type=int, default=10, help="two_step: VAE epochs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    add_seed(p)
+    add_device(p)
+    add_overwrite(p)
+    add_distributed(p)
+    p.set_defaults(func=cmd_semisup)
+
+
+def cmd_semisup(a) -> int:
+    from labelsky.data.io import open_dataset
+    from labelsky.methods.semisup import SemiSupConfig, fit_semisup, predict_votes, select_rows, vote_rmse
+    from labelsky.utils import atomic_write_json
+
+    ds = open_dataset(a.data)
+    parts = select_rows([ds], labels=a.labels, seed=a.seed)
+    labelled, pool, val, test = (parts[k][1] for k in ("labelled", "unlabelled", "val", "test"))
+    cfg = SemiSupConfig(regime=a.regime, latent_dim=a.latent_dim, et_groups=["translation", "rotation_scale"]
+                        if a.et else [], likelihood=a.likelihood, head_on=a.head_on, bands=a.bands,
+                        image_size=a.image_size, max_epochs=a.epochs, pretrain_epochs=a.pretrain_epochs,
+                        batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device, num_workers=a.workers,
+                        **dist(a))
+    model = fit_semisup(a.out, ds, labelled, pool, val, cfg, overwrite=a.overwrite)
+    if not rank_zero():
+        return 0
+    report = {"n_labelled": int(len(labelled)), "n_unlabelled": int(len(pool)), "n_test": int(len(test))}
+    if len(test):
+        pred = predict_votes(model, ds, test)
+        report["test_rmse"] = vote_rmse(pred["fractions"], pred["counts"])
+        print(f"test: {len(test)} galaxies, RMSE of vote fractions {report['test_rmse']:.4f}")
+    atomic_write_json(a.out / "eval.json", report)
+    print(f"run: {a.out}; figures: {a.out / 'figures'}")
+    return 0
+
+
+def add_pretrain(sub):
+    p = sub.add_parser("pretrain", help="self-supervised pretext training: which band / which colour order")
+    p.add_argument("--data", required=True, type=Path, help="multi-band dataset (no labels needed)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder (extractor.pt for later use)")
+    p.add_argument("--task", choices=["bands", "channel-order"], default="bands")
+    p.add_argument("--bands", nargs="+", default=None, help="bands: the bands to use; channel-order: three bands")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--weights", default=None, help="local weight file for the backbone")
+    p.add_argument("--feature-dim", type=int, default=512)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--baseline", action="store_true", help="also score a summary-statistics classifier")
+    add_seed(p)
+    add_device(p)
+    add_overwrite(p)
+    add_distributed(p)
+    p.set_defaults(func=cmd_pretrain)
+
+
+def cmd_pretrain(a) -> int:
+    from labelsky.data.io import open_dataset
+    from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext, select_rows, statistics_baseline
+    from labelsky.utils import atomic_write_json
+
+    ds = open_dataset(a.data)
+    parts = select_rows([ds], seed=a.seed)
+    tr, va = parts["train"][1], parts["val"][1]
+    task = "bands" if a.task == "bands" else "channel_order"
+    cfg = PretextConfig(task=task, backbone=a.backbone, weights=a.weights, feature_dim=a.feature_dim,
+                        bands=a.bands if task == "bands" else None, rgb_bands=a.bands if task != "bands" else None,
+                        image_size=a.image_size, max_epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                        device=a.device, num_workers=a.workers, **dist(a))
+    fit_pretext(a.out, ds, tr, va, cfg, overwrite=a.overwrite)
+    if not rank_zero():
+        return 0
+    report = {"n_train": int(len(tr)), "n_val": int(len(va))}
+    if a.baseline and task == "bands":
+        from labelsky.data.transforms import Preprocess
+
+        report["stats_raw_accuracy"] = statistics_baseline(ds, tr, va, seed=a.seed)
+        report["stats_normalised_accuracy"] = statistics_baseline(
+            ds, tr, va, Preprocess([0], noise=[1.0], stretch=cfg.stretch, softening=cfg.softening), seed=a.seed)
+        print(f"summary-statistics classifier: raw {report['stats_raw_accuracy']:.3f}, "
+              f"normalised {report['stats_normalised_accuracy']:.3f}")
+    atomic_write_json(a.out / "eval.json", report)
+    print(f"run: {a.out}; extractor weights: {a.out / 'extractor.pt'}")
+    return 0
+
+
+def add_richness(sub):
+    p = sub.add_parser("richness", help="cluster richness from band images: cross-validated Base vs pretrained")
+    p.add_argument("--data", required=True, type=Path, help="cluster dataset (richness and cluster_id columns)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="run folder: the model of every cluster, and "
+                                                                 "results.json of the cross-validation")
+    p.add_argument("--extractor", type=Path, default=None, help="extractor.pt of `labelsky pretrain` (Ours)")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--feature-dim", type=int, default=512)
+    p.add_argument("--fc-widths", type=int, nargs="+", default=[1024, 512])
+    p.add_argument("--freeze", action="store_true", help="keep the extractor fixed (only the head trains)")
+    p.add_argument("--alpha", type=float, default=1.0, help="weight of std(|y - y_hat|) in the loss")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0])
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-3)
+    add_seed(p)
+    add_overwrite(p)
+    p.set_defaults(func=cmd_richness)
+
+
+def cmd_richness(a) -> int:
+    from labelsky.data.io import open_dataset
+    from labelsky.methods.selfsup.richness import (RichnessConfig, cross_validate, fit_richness,
+                                                   load_extractor_state, select_rows)
+    from labelsky.utils import atomic_write_json
+
+    ds = open_dataset(a.data)
+    select_rows([ds])  # the dataset's columns are checked before any work
+    state = load_extractor_state(a.extractor) if a.extractor else None
+    cfg = RichnessConfig(backbone=a.backbone, feature_dim=a.feature_dim, fc_widths=a.fc_widths, alpha=a.alpha,
+                         freeze_extractor=a.freeze, epochs=a.epochs, lr=a.lr, seed=a.seed)
+    # the run: one model on every cluster (for labelsky catalog); then the cross-validated Base vs Ours
+    fit_richness(a.out, [ds], cfg, extractor=a.extractor, overwrite=a.overwrite)
+    res = cross_validate(ds, cfg, fractions=tuple(a.fractions), folds=a.folds, repeats=a.repeats, pretrained=state)
+    res["extractor"] = str(a.extractor) if a.extractor else None
+    atomic_write_json(a.out / "results.json", res)
+    for model in ("base", "ours") if state is not None else ("base",):
+        for q in a.fractions:
+            c = res["summary"][model][str(q)]
+            print(f"{model} {100 * q:g} %: MAE {c['mae']['mean']:.4f} ± {c['mae']['std']:.4f}, "
+                  f"Sigma {c['sigma']['mean']:.4f} ± {c['sigma']['std']:.4f}")
+    print(f"results: {a.out / 'results.json'}; model: {a.out / 'checkpoints' / 'best.ckpt'}")
+    return 0

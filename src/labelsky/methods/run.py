@@ -1,0 +1,205 @@
+"""One run lifecycle shared by every method.
+
+A *run* is a folder:
+
+    RUN/.labelsky              marker: labelsky made this folder (see labelsky.outputs)
+    RUN/config.json            method, labelsky version, settings, the data it was trained on
+    RUN/checkpoints/best.ckpt  the model predictions come from (best by the method's monitored metric)
+    RUN/checkpoints/last.ckpt  where an interrupted run resumes
+    RUN/logs/, figures/, eval.json, ...
+
+:meth:`Run.start` is the one way a method opens its run folder. It
+
+- creates the folder, or with ``overwrite`` replaces it when labelsky made it
+  and it is not an input (:func:`labelsky.outputs.prepare_output`);
+- refuses to resume a run whose checkpoints were made with other settings,
+  another method or other data, naming what differs (settings in
+  :data:`RESUMABLE` may change: more epochs, another device);
+- seeds every random generator;
+- writes ``config.json``.
+
+Every checkpoint labelsky opens goes through :func:`load_checkpoint`
+(``weights_only=True``, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says),
+including the checkpoint Lightning resumes from (:meth:`Run.fit` checks it
+first and passes ``weights_only=True`` to Lightning). A truncated, corrupt or
+foreign checkpoint is a :class:`~labelsky.errors.RunFolderError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from labelsky.errors import RunFolderError
+from labelsky.outputs import prepare_output
+from labelsky.utils import atomic_write_json
+
+__all__ = ["Run", "RESUMABLE", "load_checkpoint", "load_state", "describe_parts", "config_differences", "CONFIG_FILE"]
+
+CONFIG_FILE = "config.json"
+
+#: settings that may change when a run resumes: how long, where and how fast it trains, not what it learns
+RESUMABLE = frozenset({"max_epochs", "device", "num_workers", "patience", "devices", "num_nodes", "strategy"})
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint's contents, loaded safely (tensors and plain containers only, never code).
+
+    Raises :class:`RunFolderError` when the file is missing, truncated,
+    corrupt, holds anything but tensors and plain data, or is not a
+    labelsky / Lightning checkpoint (no ``state_dict`` and ``hyper_parameters``).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files; all mean the same here
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise RunFolderError(f"checkpoint {path} cannot be read safely (truncated, corrupt, or holding more than "
+                             f"weights): {first[:200]}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise RunFolderError(f"{path} is not a labelsky checkpoint (no state_dict / hyper_parameters)")
+    return ckpt
+
+
+def load_state(model, ckpt: dict, path: str | Path = "checkpoint") -> None:
+    """``model.load_state_dict(ckpt["state_dict"])``, a :class:`RunFolderError` when they do not fit."""
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise RunFolderError(f"{path} does not fit its model (a foreign or damaged checkpoint): {first[:200]}") \
+            from None
+
+
+def _digest(values) -> str:
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(values, dtype=np.int64)).tobytes()).hexdigest()[:16]
+
+
+def describe_parts(parts: Iterable[tuple]) -> list[dict]:
+    """What a list of ``(dataset, rows, labels or None)`` parts is: dataset, survey, count and digests of the
+    rows and labels (two runs on other rows or labels of the same dataset differ here)."""
+    out = []
+    for ds, rows, labels in parts:
+        rows = np.asarray(rows)
+        out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
+                    "rows_sha1": _digest(rows),
+                    "labels": "catalog" if labels is None else _digest(labels)})
+    return out
+
+
+def _jsonable(x: Any):
+    return json.loads(json.dumps(x, default=str))
+
+
+def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE) -> list[str]:
+    """``key: old -> new`` for every key (outside ``ignore``) whose value differs."""
+    diffs = []
+    for k in sorted(set(old) | set(new)):
+        if k in ignore:
+            continue
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if a != b:
+            diffs.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return diffs
+
+
+class Run:
+    """A run folder of one method (see the module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    def checkpoint_dir(self, stage: str = "") -> Path:
+        return (self.path / stage if stage else self.path) / "checkpoints"
+
+    def has_checkpoints(self) -> bool:
+        return self.path.is_dir() and any(self.path.glob("**/checkpoints/*.ckpt"))
+
+    def read_config(self) -> dict:
+        if not self.config_path.is_file():
+            raise RunFolderError(f"{self.path} is not a labelsky run (no {CONFIG_FILE}); train into it first")
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, ValueError) as err:
+            raise RunFolderError(f"{self.config_path} cannot be read: {err}") from None
+
+    def best_checkpoint(self) -> Path:
+        """The checkpoint a run's predictions come from: ``best.ckpt``, else ``last.ckpt``."""
+        for name in ("best.ckpt", "last.ckpt"):
+            if (self.checkpoint_dir() / name).is_file():
+                return self.checkpoint_dir() / name
+        if not self.path.is_dir():
+            raise RunFolderError(f"no such run folder: {self.path}")
+        raise RunFolderError(f"{self.path}: no checkpoint in {self.checkpoint_dir()}; train first")
+
+    # ------------------------------------------------------------------ start
+    @classmethod
+    def start(cls, path: str | Path, *, method: str, config: dict, data: Any, seed: int | None = None,
+              overwrite: bool = False, inputs: Sequence[str | Path] = (), extra: dict | None = None) -> "Run":
+        """Open ``path`` for training ``method`` with ``config`` on ``data`` (see the module docstring).
+
+        ``data`` identifies the training data (e.g. :func:`describe_parts`);
+        ``inputs`` are paths the run reads (never replaced); ``extra`` goes
+        into ``config.json`` as it is.
+        """
+        from labelsky import __version__
+
+        run = cls(path)
+        prepare_output(run.path, overwrite=overwrite, inputs=inputs, kind="run")
+        config, data = _jsonable(config), _jsonable(data)
+        if run.has_checkpoints():
+            if not run.config_path.is_file():
+                raise RunFolderError(f"{run.path} holds checkpoints but no {CONFIG_FILE}: choose another run "
+                                     f"folder or pass --overwrite")
+            old = run.read_config()
+            diffs = []
+            if old.get("method") != method:
+                diffs.append(f"method: {old.get('method')!r} -> {method!r}")
+            diffs += config_differences(old.get("config", {}), config, "")
+            if old.get("data") != data:
+                diffs.append("data (other datasets, rows or labels)")
+            if diffs:
+                raise RunFolderError(f"{run.path} holds a run made with other settings ({'; '.join(diffs)}); "
+                                     f"resuming it would mix them: choose another run folder or pass --overwrite")
+        if seed is not None:
+            import lightning as L
+
+            L.seed_everything(seed, workers=True, verbose=False)
+        atomic_write_json(run.config_path, {"method": method, "labelsky_version": __version__, "config": config,
+                                            "data": data, **_jsonable(extra or {})})
+        return run
+
+    def record(self, **fields) -> None:
+        """Add ``fields`` (e.g. the weights a model was built from) to ``config.json``."""
+        config = self.read_config()
+        config.update(_jsonable(fields))
+        atomic_write_json(self.config_path, config)
+
+    # ------------------------------------------------------------------ fit
+    def resume_checkpoint(self, stage: str = "") -> str | None:
+        """``last.ckpt`` of ``stage`` to resume from (checked to load safely), or ``None``."""
+        last = self.checkpoint_dir(stage) / "last.ckpt"
+        if not last.is_file():
+            return None
+        load_checkpoint(last)
+        return str(last)
+
+    def fit(self, trainer, module, train_loader, val_loader=None, stage: str = "") -> Path:
+        """``trainer.fit``, resuming from ``last.ckpt`` when present (safe load); returns the best checkpoint."""
+        ckpt = self.resume_checkpoint(stage)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+        best = trainer.checkpoint_callback.best_model_path
+        return Path(best) if best else self.checkpoint_dir(stage) / "last.ckpt"

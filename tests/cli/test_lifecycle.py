@@ -1,0 +1,186 @@
+"""The defects of the output and run lifecycles, each reproduced on the command line.
+
+- ``--overwrite`` never deletes an input, the current folder or a folder labelsky did not make;
+- a run folder refuses to resume with other settings or other data, for every training command;
+- a crafted checkpoint does not run code, even with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``;
+- a corrupt or foreign checkpoint is one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from labelsky.cli import main
+from labelsky.outputs import MARKER
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("labelsky: error:"), err
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """A tiny simulated decals dataset (elliptical / spiral) and a trained transfer run on it."""
+    from labelsky.data.simulate import simulate_galaxies
+
+    root = tmp_path_factory.mktemp("life")
+    ds = simulate_galaxies(root / "sim", n_objects=24, surveys=["decals"], stamp_size=16, workers=1, progress=False,
+                           classes={"elliptical": 1, "spiral": 1})["decals"]
+    run = root / "run"
+    assert main(["train", "--data", str(ds.path), "--out", str(run), "--backbone", "resnet10t", "--epochs", "1",
+                 "--batch-size", "8"]) == 0
+    return ds, run
+
+
+def test_import_overwrite_into_its_own_input_folder_is_refused_and_deletes_nothing(tmp_path, capsys, sim):
+    from labelsky.data.importers.fits import export_fits_cutouts
+
+    ds, _ = sim
+    cut = tmp_path / "cut"
+    cat = export_fits_cutouts(ds, cut)
+    before = _files(cut)
+    assert len(before) == len(ds) + 1
+    rc = main(["import", "fits-cutouts", str(cat), "--survey", "decals", "--size", "16", "--out", str(cut),
+               "--overwrite"])
+    assert rc == 2
+    _one_line_error(capsys, "input")
+    assert _files(cut) == before  # every FITS file and the catalog are still there
+
+
+def test_simulate_overwrite_of_the_current_folder_is_refused(tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    assert main(["simulate", "--out", ".", "--n", "4", "--surveys", "decals", "--stamp-size", "16", "--workers", "1",
+                 "--overwrite"]) == 2
+    _one_line_error(capsys, "not made by labelsky")
+    assert (work / "notes.txt").read_text() == "mine"
+    # even when labelsky made the current folder, --overwrite never empties it
+    (work / MARKER).write_text("{}")
+    assert main(["simulate", "--out", ".", "--n", "4", "--surveys", "decals", "--stamp-size", "16", "--workers", "1",
+                 "--overwrite"]) == 2
+    _one_line_error(capsys, "current folder")
+    assert (work / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_of_a_foreign_folder_is_refused_for_every_writing_command(tmp_path, capsys, sim):
+    ds, run = sim
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("x")
+    commands = [
+        ["simulate", "--out", str(foreign), "--n", "4", "--surveys", "decals", "--workers", "1"],
+        ["crossmatch", str(ds.path), str(ds.path), "--out", str(foreign)],
+        ["train", "--data", str(ds.path), "--out", str(foreign), "--backbone", "resnet10t", "--epochs", "1"],
+        ["pretrain", "--data", str(ds.path), "--out", str(foreign), "--backbone", "resnet10t", "--epochs", "1"],
+        ["semisup", "--data", str(ds.path), "--out", str(foreign), "--epochs", "1"],
+        ["adapt", "--source", str(ds.path), "--target", str(ds.path), "--out", str(foreign), "--epochs", "1",
+         "--backbone", "resnet10t"],
+    ]
+    for cmd in commands:
+        for extra in ([], ["--overwrite"]):
+            assert main(cmd + extra) == 2, cmd + extra
+            capsys.readouterr()
+            assert _files(foreign) == ["thesis.tex"], cmd + extra
+
+
+def test_train_refuses_to_resume_with_other_settings_or_other_data(tmp_path, capsys, sim):
+    from labelsky.data.simulate import simulate_galaxies
+
+    ds, run = sim
+    ckpt = (run / "checkpoints" / "last.ckpt").read_bytes()
+    base = ["train", "--data", str(ds.path), "--out", str(run), "--backbone", "resnet10t", "--epochs", "1",
+            "--batch-size", "8"]
+    assert main(base + ["--lr", "0.01"]) == 2
+    _one_line_error(capsys, "lr: 0.001 -> 0.01", "--overwrite")
+    other = simulate_galaxies(tmp_path / "other", n_objects=20, surveys=["decals"], stamp_size=16, workers=1,
+                              progress=False, classes={"elliptical": 1, "spiral": 1}, seed=5)["decals"]
+    base_other = [a if a != str(ds.path) else str(other.path) for a in base]
+    assert main(base_other) == 2
+    _one_line_error(capsys, "data")
+    assert json.loads((run / "config.json").read_text())["data"]["train"][0]["dataset"] == str(ds.path.resolve())
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == ckpt
+
+
+def test_a_crafted_checkpoint_does_not_run_code_even_when_torch_is_told_to_unpickle(tmp_path, capsys, monkeypatch,
+                                                                                   sim):
+    import shutil
+
+    ds, run = sim
+    victim = tmp_path / "run"
+    shutil.copytree(run, victim)
+    flag = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {flag}",))
+
+    with open(victim / "checkpoints" / "last.ckpt", "wb") as fh:
+        pickle.dump({"state_dict": {}, "hyper_parameters": {}, "x": Evil()}, fh)
+    shutil.copy(victim / "checkpoints" / "last.ckpt", victim / "checkpoints" / "best.ckpt")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    # resuming (Lightning's checkpoint), evaluating and cataloguing all open it safely
+    assert main(["train", "--data", str(ds.path), "--out", str(victim), "--backbone", "resnet10t", "--epochs", "1",
+                 "--batch-size", "8"]) == 2
+    _one_line_error(capsys, "last.ckpt", "cannot be read safely")
+    assert main(["evaluate", "--run", str(victim), "--data", str(ds.path)]) == 2
+    _one_line_error(capsys, "best.ckpt")
+    assert main(["catalog", "--run", str(victim), "--data", str(ds.path), "--out", str(tmp_path / "c.parquet")]) == 2
+    _one_line_error(capsys, "best.ckpt")
+    assert not flag.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", "truncated", "foreign"])
+def test_corrupt_or_foreign_checkpoint_is_one_line_and_exit_2(tmp_path, capsys, sim, content):
+    import shutil
+
+    ds, run = sim
+    bad = tmp_path / "run"
+    shutil.copytree(run, bad)
+    best = bad / "checkpoints" / "best.ckpt"
+    if content == "truncated":
+        data = best.read_bytes()
+        best.write_bytes(data[: len(data) // 2])
+    elif content == "foreign":
+        torch.save({"weights": torch.zeros(3)}, best)
+    else:
+        best.write_bytes(content)
+    assert main(["evaluate", "--run", str(bad), "--data", str(ds.path)]) == 2
+    _one_line_error(capsys, "best.ckpt")
+
+
+def test_every_training_command_refuses_other_settings(tmp_path, capsys, sim):
+    ds, _ = sim
+    cases = {
+        "pretrain": ["pretrain", "--data", str(ds.path), "--backbone", "resnet10t", "--feature-dim", "8",
+                     "--epochs", "1", "--batch-size", "8"],
+        "semisup": ["semisup", "--data", str(ds.path), "--epochs", "1", "--latent-dim", "4", "--batch-size", "8",
+                    "--regime", "supervised"],
+        "adapt": ["adapt", "--source", str(ds.path), "--target", str(ds.path), "--backbone", "resnet10t",
+                  "--epochs", "1", "--batch-size", "8"],
+    }
+    for name, cmd in cases.items():
+        out = tmp_path / name
+        assert main(cmd + ["--out", str(out)]) == 0, name
+        capsys.readouterr()
+        assert main(cmd + ["--out", str(out), "--lr", "0.5"]) == 2, name
+        _one_line_error(capsys, "lr:", "--overwrite")
+        assert json.loads((out / "config.json").read_text())["config"]["lr"] != 0.5
+        assert main(cmd + ["--out", str(out), "--lr", "0.5", "--overwrite"]) == 0, name
+        assert json.loads((out / "config.json").read_text())["config"]["lr"] == 0.5
+        capsys.readouterr()
