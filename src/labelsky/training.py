@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+from labelsky.errors import SettingsError
 from labelsky.data.datasets import ImageDataset
 from labelsky.data.io import LabelskyDataset
 from labelsky.data.transforms import Preprocess, select_bands
@@ -84,7 +85,7 @@ def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=
         ref = get_survey(noise_survey)
         missing = [b for b in ds.bands if b not in ref.bands]
         if missing and stretch == "asinh":
-            raise ValueError(f"noise_survey {ref.name!r} has no band(s) {missing} of {ds.path}")
+            raise SettingsError(f"noise_survey {ref.name!r} has no band(s) {missing} of {ds.path}")
         noise = [ref.noise_sigma(b) if b in ref.bands else 1.0 for b in ds.bands]
     return Preprocess(idx, noise=noise, stretch=stretch, softening=softening, size=size, mask_channel=mask_channel)
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelsky.errors import RunFolderError, SettingsError
 from labelsky.utils import atomic_write_json, atomic_write_text
 
 __all__ = ["EXPERIMENTS", "UDAExperiment", "ReproConfig", "run_deepastrouda", "experiment_names", "read_metrics"]
@@ -118,12 +119,12 @@ class ReproConfig:
 
     def __post_init__(self):
         if self.experiment not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {self.experiment!r}; expected one of {experiment_names()}")
+            raise SettingsError(f"unknown experiment {self.experiment!r}; expected one of {experiment_names()}")
         if self.stretch not in ("fixed", "survey"):
-            raise ValueError(f"stretch must be 'fixed' or 'survey', got {self.stretch!r}")
+            raise SettingsError(f"stretch must be 'fixed' or 'survey', got {self.stretch!r}")
         bad = [m for m in self.methods if m not in METHOD_ORDER]
         if bad:
-            raise ValueError(f"unknown method(s) {bad}; expected some of {list(METHOD_ORDER)}")
+            raise SettingsError(f"unknown method(s) {bad}; expected some of {list(METHOD_ORDER)}")
 
 
 def class_names(ds, exp: UDAExperiment) -> np.ndarray:
@@ -276,7 +277,7 @@ def _check_settings(out: Path, rc: ReproConfig) -> None:
         have = json.loads(record.read_text())
         diff = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
         if diff:
-            raise ValueError(f"{out} holds runs made with other settings {diff} (was, now): "
+            raise RunFolderError(f"{out} holds runs made with other settings {diff} (was, now): "
                              "use another output folder")
     else:
         atomic_write_json(record, wanted)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelsky.errors import SettingsError
 from labelsky.utils import atomic_write_json, atomic_write_text
 
 __all__ = ["ETVAEReproConfig", "run_etvae", "poses_figure"]
@@ -132,7 +133,7 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
     pool = np.flatnonzero((split == "train") & has_votes)
     val, test = (np.flatnonzero((split == s) & has_votes) for s in ("val", "test"))
     if max(rc.label_counts) > len(pool):
-        raise ValueError(f"{max(rc.label_counts)} labelled galaxies asked for, the training pool has {len(pool)}")
+        raise SettingsError(f"{max(rc.label_counts)} labelled galaxies asked for, the training pool has {len(pool)}")
     runs = []
     for seed in rc.seeds:
         order = np.random.default_rng([rc.sim_seed, seed]).permutation(pool)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelsky.errors import RunFolderError
 from labelsky.data.simulate import simulate_galaxies
 from labelsky.evaluate.embeddings import cluster, cluster_purity, name_clusters, tsne
 from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve, hp_fo_sets
@@ -99,7 +100,7 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
             made = {}
         if all(made.get(k) == v for k, v in wanted.items()):
             return weight_file
-        raise ValueError(f"{weight_file} was pretrained with other settings ({made}); remove {out_dir} to redo it")
+        raise RunFolderError(f"{weight_file} was pretrained with other settings ({made}); remove {out_dir} to redo it")
     sims = simulate_galaxies(out_dir / "sim", n_objects=kc.pretrain_objects, surveys=["decals"],
                              seed=kc.seed + 1000, workers=kc.workers, progress=progress, reuse=True,
                              mag_range=tuple(kc.mag_range), shard_size=max(32, kc.pretrain_objects // 8))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from labelsky.errors import SettingsError
+
 __all__ = ["multinomial_nll", "dirichlet_multinomial_nll", "vote_loss", "predicted_fractions", "LIKELIHOODS"]
 
 LIKELIHOODS = ("multinomial", "dirichlet_multinomial")
@@ -60,7 +62,7 @@ def vote_loss(outputs: torch.Tensor, counts: torch.Tensor, likelihood: str = "mu
         return multinomial_nll(outputs, counts)
     if likelihood == "dirichlet_multinomial":
         return dirichlet_multinomial_nll(outputs, counts)
-    raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
+    raise SettingsError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
 
 
 def predicted_fractions(outputs: torch.Tensor, likelihood: str = "multinomial") -> torch.Tensor:
