@@ -19,6 +19,7 @@ import re
 import numpy as np
 import pytest
 
+from labelsky.errors import OutputError
 from labelsky.data import photometry
 from labelsky.data.io import CatalogError, DatasetError, open_dataset
 from labelsky.data.simulate import CLASSES, SimulationError, open_simulation, render_object, simulate_galaxies
@@ -388,13 +389,20 @@ def test_existing_output_is_not_overwritten(tiny_run, tmp_path):
     other = tmp_path / "my_folder"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(DatasetError, match="something other than a labelsky simulation"):
+    with pytest.raises(OutputError, match="not made by labelsky"):
         simulate_galaxies(other, surveys=["des"], n_objects=4, stamp_size=16, workers=1, progress=False)
     assert (other / "notes.txt").read_text() == "keep me" and sorted(p.name for p in other.iterdir()) == ["notes.txt"]
-    # with overwrite the folder is replaced by a simulation
-    res = simulate_galaxies(other, surveys=["des"], n_objects=2, stamp_size=16, workers=1, progress=False,
-                            overwrite=True)
-    assert len(res["des"]) == 2 and not (other / "notes.txt").exists()
+    # --overwrite never deletes a folder labelsky did not make
+    with pytest.raises(OutputError, match="not made by labelsky"):
+        simulate_galaxies(other, surveys=["des"], n_objects=2, stamp_size=16, workers=1, progress=False,
+                          overwrite=True)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    # a simulation labelsky made is replaced
+    res = simulate_galaxies(tmp_path / "sim2", surveys=["des"], n_objects=2, stamp_size=16, workers=1,
+                            progress=False)
+    res = simulate_galaxies(tmp_path / "sim2", surveys=["des"], n_objects=3, stamp_size=16, workers=1,
+                            progress=False, overwrite=True)
+    assert len(res["des"]) == 3
 
 
 def test_corrupt_catalog_names_the_file(tiny_run, tmp_path):

@@ -100,10 +100,26 @@ def object_seed(seed: int, index: int, *stream: Any) -> np.random.Generator:
 
 
 def default_device(requested: str | None = None) -> str:
-    """``"cuda"`` when a GPU is visible, else ``"cpu"``; ``requested`` overrides."""
-    if requested and requested != "auto":
-        return requested
+    """``"cuda"`` when a GPU is visible, else ``"cpu"``; ``requested`` overrides (checked: ``cpu``, ``cuda``,
+    ``cuda:N`` of a visible GPU, ``mps``)."""
+    import re
+
     import torch
+
+    if requested and requested != "auto":
+        from labelsky.errors import SettingsError
+
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", requested):
+            raise SettingsError(f"device {requested!r}: expected auto, cpu, cuda, cuda:N or mps")
+        if requested.startswith("cuda"):
+            n = torch.cuda.device_count()
+            index = int(requested.split(":")[1]) if ":" in requested else 0
+            if index >= n:
+                raise SettingsError(f"device {requested!r}: {n} CUDA GPU(s) visible")
+        if requested == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                       and torch.backends.mps.is_available()):
+            raise SettingsError("device 'mps': not available on this machine")
+        return requested
 
     if torch.cuda.is_available():
         return "cuda"

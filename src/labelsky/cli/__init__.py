@@ -25,6 +25,7 @@ import argparse
 import sys
 
 from labelsky.cli import data, predict, reproduce, train
+from labelsky.cli.options import OneLineParser
 
 __all__ = ["main", "build_parser"]
 
@@ -32,12 +33,12 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     from labelsky import __version__
 
-    parser = argparse.ArgumentParser(prog="labelsky",
+    parser = OneLineParser(prog="labelsky",
                                      description="labelsky: galaxy morphology, anomaly and cluster-richness catalogs "
                                                  "from few labels and many survey images.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"labelsky {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     data.add_surveys(sub)
     data.add_simulate(sub)
     data.add_show(sub)

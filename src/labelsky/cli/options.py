@@ -8,7 +8,14 @@ from pathlib import Path
 from labelsky.errors import SettingsError
 
 __all__ = ["add_out", "add_seed", "add_overwrite", "add_device", "add_distributed", "dist", "rank_zero",
-           "positive_int"]
+           "positive_int", "positive_float", "at_least_2", "fraction", "OneLineParser"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, ``labelsky: error: ...``, and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"labelsky: error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -19,6 +26,33 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
+    return value
+
+
+def at_least_2(text: str) -> int:
+    """An integer >= 2 (argparse type), e.g. cross-validation folds."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 2")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1] (argparse type)."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{value:g} must be in (0, 1]")
     return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labelsky.cli.options import add_device, add_overwrite
+from labelsky.cli.options import add_device, add_overwrite, positive_int
 
 
 def add_evaluate(sub):
@@ -46,7 +46,7 @@ def add_catalog(sub):
     p.add_argument("--format", choices=["parquet", "fits", "partitioned"], default=None,
                    help="default: from --out (.parquet, .fits, else partitioned)")
     p.add_argument("--embedding", action="store_true", help="add the penultimate-layer vector")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="auto", help="local engine: auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: one process, I/O overlapped with compute; ray: Ray Data actor pool")

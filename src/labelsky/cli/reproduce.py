@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from labelsky.cli.options import add_seed
+from labelsky.cli.options import add_seed, positive_float, positive_int
 
 
 def add_reproduce(sub):
@@ -16,10 +16,10 @@ def add_reproduce(sub):
                    help="deepastrouda: lsst-y1-y10 | lsst-y10-y1 | sdss-decals | sdss-stripe82")
     p.add_argument("--out", "-o", type=Path, default=None, help="run folder (default: runs/<paper>[-<experiment>])")
     p.add_argument("--quick", action="store_true", help="a tiny version that runs in a couple of minutes")
-    p.add_argument("--n", type=int, default=None, help="number of simulated galaxies")
+    p.add_argument("--n", type=positive_int, default=None, help="number of simulated galaxies")
     p.add_argument("--backbone", default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="deepastrouda: initial learning rate")
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="deepastrouda: initial learning rate")
     p.add_argument("--methods", nargs="+", default=None, help="deepastrouda: source_only dance deepastrouda")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="deepastrouda, etvae: training seeds")
     p.add_argument("--stretch", choices=["fixed", "survey"], default=None,
@@ -80,7 +80,7 @@ def cmd_reproduce(a) -> int:
 def add_demo(sub):
     p = sub.add_parser("demo", help="run the embedded default end to end on this machine (a few minutes)")
     p.add_argument("--out", "-o", type=Path, default=Path("labelsky-demo"))
-    p.add_argument("--n", type=int, default=1500, help="galaxies to simulate")
+    p.add_argument("--n", type=positive_int, default=1500, help="galaxies to simulate")
     p.add_argument("--workers", type=int, default=None)
     add_seed(p)
     p.set_defaults(func=cmd_demo)

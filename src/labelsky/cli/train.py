@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelsky.cli.options import add_device, add_distributed, add_overwrite, add_seed, dist, rank_zero
+from labelsky.cli.options import add_device, add_distributed, add_overwrite, add_seed, at_least_2, dist, fraction, positive_float, positive_int, rank_zero
 from labelsky.errors import SettingsError
 from labelsky.methods.registry import get_method
 
@@ -24,11 +24,11 @@ def add_train(sub):
                    help="asinh (survey noise), khan ([-1, 1] per image), standardize (per band), none")
     p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
     p.add_argument("--image-size", type=int, default=None, help="resize to this side (e.g. 224)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--head-epochs", type=int, default=2, help="epochs of head-only training first")
     p.add_argument("--unfreeze-every", type=int, default=2, help="epochs between unfreezing steps")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--patience", type=int, default=5, help="early stopping on validation loss")
     add_seed(p)
     add_device(p)
@@ -73,9 +73,9 @@ def add_adapt(sub):
     p.add_argument("--noise-survey", default=None, help="asinh softening from this survey's noise for both domains "
                                                        "(default: each dataset's own survey)")
     p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=40)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--no-tuner", dest="tuner", action="store_false", help="hold rho and m fixed")
     p.add_argument("--dsbn", action=argparse.BooleanOptionalAction, default=None,
                    help="domain-specific batch norm (default: on for deepastrouda, off for dance / source_only; "
@@ -118,7 +118,7 @@ def add_semisup(sub):
     p.add_argument("--data", required=True, type=Path, help="dataset with Galaxy Zoo votes (votes_* columns)")
     p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
     p.add_argument("--regime", choices=["supervised", "semi", "two_step"], default="semi")
-    p.add_argument("--labels", type=int, default=None, help="use only this many labelled (voted) training "
+    p.add_argument("--labels", type=positive_int, default=None, help="use only this many labelled (voted) training "
                                                            "galaxies; the rest of the training split is unlabelled")
     p.add_argument("--no-et", dest="et", action="store_false", help="without the Equivariant Transformer layers")
     p.add_argument("--likelihood", choices=["multinomial", "dirichlet_multinomial"], default="multinomial")
@@ -126,10 +126,10 @@ def add_semisup(sub):
     p.add_argument("--head-on", choices=["latent", "features"], default="latent")
     p.add_argument("--bands", nargs="+", default=None)
     p.add_argument("--image-size", type=int, default=None, help="resize to this side (a multiple of 8)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--pretrain-epochs", type=int, default=10, help="two_step: VAE epochs")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--pretrain-epochs", type=positive_int, default=10, help="two_step: VAE epochs")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     add_seed(p)
     add_device(p)
     add_overwrite(p)
@@ -173,9 +173,9 @@ def add_pretrain(sub):
     p.add_argument("--weights", default=None, help="local weight file for the backbone")
     p.add_argument("--feature-dim", type=int, default=512)
     p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--baseline", action="store_true", help="also score a summary-statistics classifier")
     add_seed(p)
     add_device(p)
@@ -225,11 +225,11 @@ def add_richness(sub):
     p.add_argument("--fc-widths", type=int, nargs="+", default=[1024, 512])
     p.add_argument("--freeze", action="store_true", help="keep the extractor fixed (only the head trains)")
     p.add_argument("--alpha", type=float, default=1.0, help="weight of std(|y - y_hat|) in the loss")
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0])
-    p.add_argument("--folds", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--fractions", type=fraction, nargs="+", default=[0.01, 0.05, 0.1, 0.2, 0.5, 1.0])
+    p.add_argument("--folds", type=at_least_2, default=10)
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     add_seed(p)
     add_overwrite(p)
     p.set_defaults(func=cmd_richness)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from labelsky.errors import InputDataError, SettingsError
+
 __all__ = ["rgb_bands", "to_rgb", "asinh_stretch", "mosaic", "save_mosaics"]
 
 # blue, green, red preferences
@@ -72,19 +74,30 @@ def to_rgb(image: np.ndarray, bands, method: str = "lupton", pixel_scale: float 
         chans = [np.arcsinh(q * np.clip(x / s, 0, None) / 8.0) / q for x, s in ((r, scales[2]), (g, scales[1]),
                                                                               (b, scales[0]))]
         return np.clip(np.stack(chans, axis=-1) / 0.2, 0, 1)
-    raise ValueError(f"unknown colour method {method!r}; expected 'lupton', 'desi' or 'asinh'")
+    raise SettingsError(f"unknown colour method {method!r}; expected 'lupton', 'desi' or 'asinh'")
 
 
 def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton", classes=None,
            title: str | None = None, seed: int = 0, dpi: int = 100) -> Path:
     """A PNG grid: one row per class, ``per_class`` random examples each."""
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise SettingsError(f"per_class (--per-class) = {per_class!r}; expected a number of examples >= 1")
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.number)) or not 0 < dpi < 10_000:
+        raise SettingsError(f"dpi (--dpi) = {dpi!r}; expected a resolution > 0 (e.g. 100)")
+    if method not in ("lupton", "desi", "asinh"):
+        raise SettingsError(f"colour method (--method) = {method!r}; expected 'lupton', 'desi' or 'asinh'")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = dataset.column("label")
+    unknown = [c for c in (classes or []) if c not in dataset.classes]
+    if unknown:
+        raise SettingsError(f"{dataset.path}: class(es) {unknown} not in this dataset's classes {dataset.classes}")
     names = classes or [c for k, c in enumerate(dataset.classes) if (labels == k).any()]
+    if not names:
+        raise InputDataError(f"{dataset.path}: no labelled objects (label >= 0) to show in a class mosaic")
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(len(names), per_class, figsize=(1.2 * per_class, 1.25 * len(names) + 0.4),
                              squeeze=False)

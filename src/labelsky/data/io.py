@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from labelsky.errors import InputDataError
 from labelsky.outputs import check_not_input, prepare_output
-from labelsky.data.surveys import Survey, get_survey
+from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import atomic_path, atomic_write_json
 
 __all__ = [
@@ -326,11 +326,16 @@ def _read_meta(path: Path) -> dict:
         raise DatasetError(f"{path} is not a labelsky dataset: {META_FILE} is missing")
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not text at all
         raise DatasetError(f"{meta_path}: unreadable metadata: {err}") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{meta_path}: metadata is a JSON {type(meta).__name__}, expected an object of fields")
     if meta.get("format") != "labelsky-dataset":
         raise DatasetError(f"{meta_path}: field 'format' = {meta.get('format')!r}, expected 'labelsky-dataset'")
-    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+    version = meta.get("format_version", -1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise DatasetError(f"{meta_path}: field 'format_version' = {version!r}, expected a whole number")
+    if version > FORMAT_VERSION:
         raise DatasetError(f"{meta_path}: format_version {meta.get('format_version')} is newer than this labelsky "
                            f"reads ({FORMAT_VERSION}); upgrade labelsky")
     return meta
@@ -358,7 +363,8 @@ class LabelskyDataset:
         if not self.meta.get("complete"):
             raise DatasetError(f"{self.path}: dataset is incomplete (an interrupted job?); rerun the command "
                                f"that made it to resume")
-        self.survey = get_survey(self.meta["survey"])
+        self._check_meta()
+        self.survey = self._meta_survey()
         self.classes = list(self.meta.get("classes", []))
         self.bands = list(self.meta["bands"])
         self.image_shape = tuple(self.meta["image_shape"])
@@ -386,6 +392,43 @@ class LabelskyDataset:
             validate_catalog(self.catalog, source=str(self.path / "catalog"), n_classes=len(self.classes) or None)
         self._offsets = np.concatenate([[0], np.cumsum([t.num_rows for t in tables])]).astype(np.int64)
         self._handles = _Handles(os.getpid(), {})
+
+    def _check_meta(self) -> None:
+        """The fields of labelsky.json that reading needs, with their types (DatasetError names the field)."""
+        where = self.path / META_FILE
+
+        def names(v):
+            return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+        def count(v):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        checks = {
+            "survey": (lambda v: isinstance(v, (dict, str)), "a survey specification (fields) or name"),
+            "bands": (lambda v: names(v) and len(v) > 0, "a list of band names"),
+            "image_shape": (lambda v: isinstance(v, list) and len(v) == 3 and all(count(x) and x > 0 for x in v),
+                            "[bands, H, W] (three positive whole numbers)"),
+            "n_shards": (count, "a whole number >= 0"),
+            "classes": (names, "a list of class names"),
+        }
+        for name, (ok, expected) in checks.items():
+            if name not in self.meta:
+                if name == "classes":
+                    continue
+                raise DatasetError(f"{where}: field {name!r} is missing; expected {expected}")
+            if not ok(self.meta[name]):
+                raise DatasetError(f"{where}: field {name!r} = {self.meta[name]!r}; expected {expected}")
+        if self.meta["image_shape"][0] != len(self.meta["bands"]):
+            raise DatasetError(f"{where}: field 'image_shape' = {self.meta['image_shape']} does not match the "
+                               f"{len(self.meta['bands'])} bands {self.meta['bands']}")
+
+    def _meta_survey(self) -> Survey:
+        where = f"{self.path / META_FILE}: field 'survey'"
+        spec = self.meta["survey"]
+        try:
+            return Survey.from_dict(spec, source=where) if isinstance(spec, dict) else get_survey(spec)
+        except SurveyError as err:
+            raise DatasetError(str(err) if isinstance(spec, dict) else f"{where}: {err}") from None
 
     # -------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -423,13 +466,33 @@ class LabelskyDataset:
                 f = h5py.File(p, "r")
             except (OSError, FileNotFoundError) as err:
                 raise DatasetError(f"{p}: cannot read image shard: {err}") from None
+            n = int(self._offsets[shard + 1] - self._offsets[shard])
+            images = f.get("images")
+            problem = None
+            if not isinstance(images, h5py.Dataset):
+                problem = "no 'images' array"
+            elif tuple(images.shape) != (n, *self.image_shape):
+                problem = (f"'images' has shape {tuple(images.shape)}, expected {(n, *self.image_shape)} "
+                           f"({n} catalog rows, image_shape {list(self.image_shape)} in {META_FILE})")
+            if problem:
+                f.close()
+                raise DatasetError(f"{p}: image shard does not match the dataset: {problem}")
             self._handles.files[shard] = f
         return f
+
+    def _read(self, shard: int, selection) -> np.ndarray:
+        """``images[selection]`` of image shard ``shard``; DatasetError naming the file when it cannot be read."""
+        ds = self._file(shard)["images"]
+        try:
+            return ds[selection]
+        except (OSError, RuntimeError) as err:  # h5py: truncated or corrupt chunks
+            raise DatasetError(f"{self.path / _shard_name(shard)[0]}: cannot read images (corrupt or truncated "
+                               f"shard): {err}") from None
 
     def image(self, index: int) -> np.ndarray:
         """Image ``index`` as float32 [bands, H, W] in nanomaggies."""
         shard, row = self.locate(index)
-        return self._file(shard)["images"][row]
+        return self._read(shard, row)
 
     def images(self, indices: Iterable[int] | None = None) -> np.ndarray:
         """Several images as [n, bands, H, W]; reads shard by shard in sorted order."""
@@ -445,7 +508,7 @@ class LabelskyDataset:
             rows = sorted_idx[sel] - self._offsets[s]
             ds = self._file(int(s))["images"]
             uniq, inv = np.unique(rows, return_inverse=True)
-            block = ds[uniq.tolist()] if len(uniq) < ds.shape[0] else ds[:]
+            block = self._read(int(s), uniq.tolist() if len(uniq) < ds.shape[0] else slice(None))
             if len(uniq) == ds.shape[0]:
                 block = block[uniq]
             out[order[sel]] = block[inv]
@@ -462,7 +525,7 @@ class LabelskyDataset:
         rows = self.shard_rows(shard)
         if not len(rows):
             return np.empty((0, *self.image_shape), dtype=np.float32)
-        return np.asarray(self._file(shard)["images"][:], dtype=np.float32)
+        return np.asarray(self._read(shard, slice(None)), dtype=np.float32)
 
     def close(self) -> None:
         for f in self._handles.files.values():

@@ -51,10 +51,13 @@ def _sed_table(name: str) -> tuple[np.ndarray, np.ndarray]:
 def _filter(name: str):
     import speclite.filters
 
+    from labelsky.data.surveys import SurveyError
+
     try:
         return speclite.filters.load_filter(name)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"unknown filter {name!r} (speclite filter names such as 'sdss2010-r'): {err}") from None
+    except (ValueError, OSError, RuntimeError, KeyError) as err:
+        raise SurveyError(f"unknown filter {name!r} ({err}); expected a speclite filter name such as 'sdss2010-r', "
+                          f"'decam2014-g', 'lsst2023-i' or an .ecsv filter file") from None
 
 
 def _ab_mag(filt_name: str, wave: np.ndarray, flam: np.ndarray) -> float:

@@ -41,6 +41,7 @@ from labelsky.errors import SettingsError
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "get_survey",
     "list_surveys",
     "register_survey",
+    "check_filters",
     "mag_to_nmgy",
     "nmgy_to_mag",
     "AB_ZEROPOINT_NMGY",
@@ -78,6 +80,25 @@ def nmgy_to_mag(flux):
 
 class SurveyError(SettingsError):
     """A survey specification is unknown or inconsistent."""
+
+
+def _is_number(v) -> bool:
+    """A finite real number (not a bool, not text)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def check_filters(survey: "Survey", source: str | None = None) -> None:
+    """Raise :class:`SurveyError` unless speclite knows every filter of ``survey`` (a name or an .ecsv file)."""
+    import speclite.filters
+
+    for band, name in zip(survey.bands, survey.filters):
+        try:
+            speclite.filters.load_filter(name)
+        except (ValueError, OSError, RuntimeError, KeyError) as err:
+            where = f"{source}: " if source else ""
+            raise SurveyError(f"{where}survey {survey.name!r}: field 'filters': unknown filter {name!r} for band "
+                              f"{band!r} ({err}); expected a speclite filter name such as 'sdss2010-r', "
+                              f"'decam2014-g', 'lsst2023-i' or an .ecsv filter file") from None
 
 
 @dataclass(frozen=True)
@@ -136,11 +157,35 @@ class Survey:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise SurveyError(f"survey field 'name' must be a non-empty text, got {self.name!r}")
         for name in ("bands", "filters", "psf_fwhm", "depth", "sky_mag"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
                 raise SurveyError(f"survey {self.name!r}: field '{name}' must be a list, got {value!r}")
             object.__setattr__(self, name, tuple(value))
+        for name in ("bands", "filters"):
+            for i, v in enumerate(getattr(self, name)):
+                if not isinstance(v, str) or not v:
+                    raise SurveyError(f"survey {self.name!r}: field '{name}' entry {i} = {v!r}; expected a name "
+                                      f"(text)")
+        for name in ("psf_fwhm", "depth", "sky_mag"):
+            for i, v in enumerate(getattr(self, name)):
+                if not _is_number(v):
+                    raise SurveyError(f"survey {self.name!r}: field '{name}' entry {i} = {v!r}; expected a number")
+        for name in ("pixel_scale", "psf_beta", "saturation_mag", "zeropoint"):
+            v = getattr(self, name)
+            if not _is_number(v):
+                raise SurveyError(f"survey {self.name!r}: field '{name}' = {v!r}; expected a number")
+        if not _is_number(self.cutout_size) or int(self.cutout_size) != self.cutout_size:
+            raise SurveyError(f"survey {self.name!r}: field 'cutout_size' = {self.cutout_size!r}; expected a whole "
+                              f"number of pixels")
+        for name in ("psf_profile", "description", "references"):
+            v = getattr(self, name)
+            if not isinstance(v, str):
+                raise SurveyError(f"survey {self.name!r}: field '{name}' = {v!r}; expected text")
+        if not isinstance(self.extra, dict):
+            raise SurveyError(f"survey {self.name!r}: field 'extra' = {self.extra!r}; expected a mapping")
         nb = len(self.bands)
         if nb == 0:
             raise SurveyError(f"survey {self.name!r}: field 'bands' is empty")
@@ -265,9 +310,13 @@ class Survey:
             d = yaml.safe_load(path.read_text())
         except OSError as err:
             raise SurveyError(f"cannot read survey file {path}: {err}") from None
+        except UnicodeDecodeError as err:
+            raise SurveyError(f"{path}: not a text (YAML) survey file: {err}") from None
         except yaml.YAMLError as err:
             raise SurveyError(f"{path}: not valid YAML: {err}") from None
-        return cls.from_dict(d, source=str(path))
+        survey = cls.from_dict(d, source=str(path))
+        check_filters(survey, source=str(path))
+        return survey
 
     def to_yaml(self, path: str | Path) -> None:
         from labelsky.utils import atomic_write_text

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from labelsky.errors import SettingsError
+
 __all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES"]
 
 STRETCHES = ("asinh", "khan", "standardize", "robust_asinh", "none")
@@ -46,7 +48,8 @@ def select_bands(available: Sequence[str], wanted: Sequence[str] | None) -> list
         return list(range(len(available)))
     missing = [b for b in wanted if b not in available]
     if missing:
-        raise ValueError(f"band(s) {missing} not in this dataset's bands {available}")
+        raise SettingsError(f"band(s) {missing} not in this dataset's bands {available} (check --bands, or the "
+                            f"bands the model was trained on)")
     return [available.index(b) for b in wanted]
 
 
@@ -72,7 +75,11 @@ class Preprocess:
     def __init__(self, band_index: Sequence[int], noise: Sequence[float] | None = None, stretch: str = "asinh",
                  softening: float = 3.0, size: int | None = None, mask_channel: bool = False):
         if stretch not in STRETCHES:
-            raise ValueError(f"unknown stretch {stretch!r}; expected one of {STRETCHES}")
+            raise SettingsError(f"unknown stretch (--stretch) {stretch!r}; expected one of {STRETCHES}")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
+            raise SettingsError(f"image size (--image-size) = {size!r}; expected a side in pixels >= 1")
+        if not (isinstance(softening, (int, float, np.number)) and math.isfinite(softening) and softening > 0):
+            raise SettingsError(f"softening = {softening!r}; expected a number > 0 (in units of the noise)")
         self.band_index = list(band_index)
         self.stretch = stretch
         self.size = size

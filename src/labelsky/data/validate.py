@@ -43,12 +43,31 @@ def validate_dataset(path: str | Path, max_masked: float = 0.2, max_per_kind: in
         return [_problem("error", meta_path, None, "not a labelsky dataset: metadata file missing")]
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not text at all
         return [_problem("error", meta_path, None, f"unreadable metadata: {err}")]
+    if not isinstance(meta, dict):
+        return [_problem("error", meta_path, None, f"metadata is a JSON {type(meta).__name__}, expected an object "
+                                                   f"of fields")]
     out: list[dict] = []
     for key in ("format", "bands", "image_shape", "n_shards", "survey"):
         if key not in meta:
             out.append(_problem("error", meta_path, key, f"metadata field {key!r} missing"))
+    if out:
+        return out
+    n_shards, image_shape = meta["n_shards"], meta["image_shape"]
+    if not isinstance(n_shards, int) or isinstance(n_shards, bool) or n_shards < 0:
+        out.append(_problem("error", meta_path, "n_shards", f"metadata field 'n_shards' = {n_shards!r}; expected a "
+                                                            f"whole number >= 0"))
+    if not (isinstance(image_shape, list) and len(image_shape) == 3
+            and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in image_shape)):
+        out.append(_problem("error", meta_path, "image_shape", f"metadata field 'image_shape' = {image_shape!r}; "
+                                                               f"expected [bands, H, W]"))
+    if not isinstance(meta["bands"], list):
+        out.append(_problem("error", meta_path, "bands", f"metadata field 'bands' = {meta['bands']!r}; expected a "
+                                                         f"list of band names"))
+    if not isinstance(meta.get("classes") or [], list):
+        out.append(_problem("error", meta_path, "classes", f"metadata field 'classes' = {meta['classes']!r}; "
+                                                           f"expected a list of class names"))
     if out:
         return out
     if not meta.get("complete"):

@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
+from labelsky.errors import SettingsError
+
 __all__ = ["classification_report", "confident_accuracy_curve", "vote_fractions", "hp_fo_sets", "match_ids",
            "entropy"]
 
@@ -122,8 +124,10 @@ def hp_fo_sets(source, target, rows, class_answers: dict, thresholds: dict, bala
         counts = [int((hp & (winner == k)).sum()) for k in range(len(classes))]
         if min(counts) == 0:
             empty = [classes[k] for k in range(len(classes)) if counts[k] == 0]
-            raise ValueError(f"no high-probability galaxies of class(es) {empty} to balance with (HP counts "
-                             f"{dict(zip(classes, counts))}); lower the thresholds or use more galaxies")
+            where = getattr(source, "path", "source")
+            raise SettingsError(f"{where}: no high-probability galaxies of class(es) {empty} among {len(rows)} rows "
+                                f"to balance with (HP counts {dict(zip(classes, counts))}); lower the thresholds or "
+                                f"use more galaxies (--n)")
         n_min = min(counts)
         keep = np.zeros_like(hp)
         for k in range(len(classes)):

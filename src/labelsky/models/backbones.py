@@ -43,7 +43,8 @@ def read_state_dict(path: str | Path) -> dict:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any read failure is reported with the path
-        raise BackboneWeightsError(f"cannot read weight file {path}: {err}") from None
+        raise BackboneWeightsError(f"cannot read weight file {path} ({type(err).__name__}: {err}); expected a "
+                                   f"PyTorch state dict (.pth / .pt / .bin) or a .safetensors file") from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]

@@ -18,12 +18,14 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labelsky.errors import SettingsError
 from labelsky.models.backbones import create_backbone
 
 __all__ = ["BandExtractor", "PretextClassifier", "RichnessNet"]
@@ -33,6 +35,8 @@ class BandExtractor(nn.Module):
     def __init__(self, backbone: str = "resnet18", in_chans: int = 1, feature_dim: int = 512,
                  weights: str | None = None):
         super().__init__()
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, numbers.Integral) or feature_dim < 1:
+            raise SettingsError(f"feature dimension (--feature-dim) = {feature_dim!r}; expected a width >= 1")
         self.backbone, self.weights_info = create_backbone(backbone, in_chans, weights)
         c = self.backbone.num_features
         self.reduce = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
@@ -68,7 +72,11 @@ class RichnessNet(nn.Module):
                 p.requires_grad_(False)
         d = extractor.feature_dim
         if d < 5:
-            raise ValueError(f"feature_dim {d} too small for two 3x3 convolutions")
+            raise SettingsError(f"feature dimension (--feature-dim) {d} is too small for the two 3x3 convolutions of "
+                                f"the richness head; expected >= 5")
+        bad = [w for w in fc_widths if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1]
+        if bad:
+            raise SettingsError(f"fully connected widths (--fc-widths) {list(fc_widths)}: {bad} must be widths >= 1")
         self.convs = nn.Sequential(
             nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1), nn.ReLU(inplace=True),
             nn.Conv2d(1, 16, 3, padding=(0, 1)), nn.BatchNorm2d(16), nn.ReLU(inplace=True),

@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from labelsky.errors import SettingsError
 from labelsky.models.et import ETSequence, invert, pose_matrix, warp
 
 __all__ = ["ETVAE", "gaussian_nll", "kl_normal"]
@@ -62,10 +63,13 @@ class ETVAE(nn.Module):
                  et_groups: Sequence[str] = ("translation", "rotation_scale"), et_width: int = 16,
                  n_outputs: int = 3, head_hidden: int = 64, head_on: str = "latent"):
         super().__init__()
-        if size % 8:
-            raise ValueError(f"image size must be a multiple of 8, got {size}")
+        if size < 8 or size % 8:
+            raise SettingsError(f"image size (--image-size) must be a multiple of 8 (>= 8) for the ET-VAE, got "
+                                f"{size}")
+        if latent_dim < 1:
+            raise SettingsError(f"latent dimension (--latent-dim) must be >= 1, got {latent_dim}")
         if head_on not in ("latent", "features"):
-            raise ValueError(f"head_on must be 'latent' or 'features', got {head_on!r}")
+            raise SettingsError(f"head_on (--head-on) must be 'latent' or 'features', got {head_on!r}")
         self.size, self.latent_dim, self.head_on = size, latent_dim, head_on
         self.et = ETSequence(list(et_groups), in_chans, size=size, width=et_width) if et_groups else None
         self.encoder = nn.Sequential(_conv_block(in_chans, width), _conv_block(width, 2 * width),

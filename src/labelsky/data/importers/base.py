@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from labelsky.errors import InputDataError
+from labelsky.errors import InputDataError, SettingsError
 from labelsky.data.io import SPLITS, VOTE_COLUMNS, DatasetError, DatasetWriter, LabelskyDataset
 from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import atomic_write_json, stable_hash
@@ -68,6 +68,34 @@ class ImportSettings:
     splits: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
     seed: int = 0
     flux_unit: str = "nanomaggy"  # "display" for 8-bit colour pictures (not flux)
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`~labelsky.errors.SettingsError` naming the first setting that makes no sense."""
+        if isinstance(self.shard_size, bool) or not isinstance(self.shard_size, (int, np.integer)) \
+                or self.shard_size < 1:
+            raise SettingsError(f"shard_size (--shard-size) = {self.shard_size!r}; expected a number of objects "
+                                f"per shard >= 1")
+        if isinstance(self.max_masked, bool) or not isinstance(self.max_masked, (int, float, np.number)) \
+                or not 0.0 <= float(self.max_masked) <= 1.0:
+            raise SettingsError(f"max_masked (--max-masked) = {self.max_masked!r}; expected a fraction of bad "
+                                f"pixels in [0, 1]")
+        for name in ("bands", "classes"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, str) or not all(isinstance(x, str) and x for x in v)):
+                raise SettingsError(f"{name} (--{name}) = {v!r}; expected a list of names")
+        if self.bands is not None and len(set(self.bands)) != len(self.bands):
+            raise SettingsError(f"bands (--bands) = {list(self.bands)} has duplicates")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise SettingsError(f"classes (--classes) = {list(self.classes)} has duplicates")
+        if not isinstance(self.splits, dict) or set(self.splits) - {"train", "val", "test"} \
+                or not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and v >= 0
+                           for v in self.splits.values()) \
+                or not sum(self.splits.values()) > 0:
+            raise SettingsError(f"splits = {self.splits!r}; expected fractions >= 0 for train / val / test, "
+                                f"not all zero")
 
 
 def fill_masked(table):
@@ -216,6 +244,7 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
     from tqdm.auto import tqdm
 
     out = Path(out)
+    settings.check()
     survey = survey_with_bands(settings.survey, settings.bands)
     bands = list(survey.bands)
     shape = tuple(int(s) for s in image_shape)

@@ -29,11 +29,27 @@ import numpy as np
 from labelsky.data.importers.base import (ImportRowError, ImportSettings, catalog_records, read_table, run_import,
                                           survey_with_bands)
 from labelsky.data.io import DatasetError, LabelskyDataset
+from labelsky.errors import SettingsError
 
 __all__ = ["import_fits_cutouts", "import_fits_images", "read_fits_cutout", "resample", "export_fits_cutouts"]
 
 _BAND_KEYS = ("FILTER", "BAND", "EXTNAME")
 _ZP_KEYS = ("MAGZP", "MAGZERO", "ZEROPT", "ZP")
+
+
+def _check_options(size=None, pixel_scale=None, flux_scale=None) -> None:
+    """SettingsError for a cutout size, input pixel scale or flux scale that makes no sense."""
+    import math
+    import numbers
+
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+        raise SettingsError(f"size (--size) = {size!r}; expected a cutout side in pixels >= 1")
+    for name, v in (("pixel_scale", pixel_scale), ("flux_scale", flux_scale)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+                              or not v > 0):
+            option = "--" + name.replace("_", "-")
+            what = "arcsec per pixel" if name == "pixel_scale" else "the factor from data units to nanomaggies"
+            raise SettingsError(f"{name} ({option}) = {v!r}; expected a number > 0 ({what})")
 
 
 def _pixel_scale(header) -> float | None:
@@ -167,6 +183,7 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
     """
     from labelsky.data.importers.votes import join_votes
 
+    _check_options(size, pixel_scale, flux_scale)
     settings = settings or ImportSettings()
     catalog = Path(catalog)
     table = read_table(catalog)
@@ -211,6 +228,7 @@ def import_fits_images(images: dict, catalog: str | Path, out: str | Path, setti
     from astropy.nddata import Cutout2D, NoOverlapError
     from astropy.wcs import WCS, FITSFixedWarning
 
+    _check_options(size, None, flux_scale)
     settings = settings or ImportSettings()
     catalog = Path(catalog)
     survey = survey_with_bands(settings.survey, settings.bands or list(images))

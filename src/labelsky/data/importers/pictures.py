@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsky.data.importers.base import ImportRowError, ImportSettings, catalog_records, read_table, run_import
+from labelsky.data.importers.base import (ImportRowError, ImportSettings, catalog_records, read_table, run_import,
+                                          survey_with_bands)
 from labelsky.data.io import DatasetError, LabelskyDataset
-from labelsky.data.surveys import get_survey
 
 __all__ = ["image_size", "import_pictures", "resize_bands"]
 
@@ -61,9 +61,10 @@ def resize_bands(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
 def _picture_settings(settings: ImportSettings | None) -> ImportSettings:
     if settings is None:
         return ImportSettings(survey="decals", bands=["g", "r", "z"], flux_unit="display")
-    bands = list(settings.bands) if settings.bands else list(get_survey(settings.survey).bands)
+    survey = survey_with_bands(settings.survey, settings.bands)  # the survey and bands, checked before any reading
+    bands = list(survey.bands)
     if len(bands) not in (1, 3):
-        raise DatasetError(f"survey {get_survey(settings.survey).name!r} has bands {bands}; pictures hold 3 (RGB) "
+        raise DatasetError(f"survey {survey.name!r} has bands {bands}; pictures hold 3 (RGB) "
                            f"or 1 (grayscale) channel(s): give settings.bands, e.g. ['g', 'r', 'z']")
     return dataclasses.replace(settings, bands=bands, flux_unit="display")
 

@@ -38,6 +38,14 @@ VOTE_CONVENTIONS = {
 }
 
 
+def _is_count_text(x) -> bool:
+    try:
+        float(x.decode() if isinstance(x, (bytes, np.bytes_)) else x)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def read_votes(table, source: str = "<table>") -> dict:
     """``{votes_smooth, votes_featured, votes_artifact: int arrays}`` from the first convention present.
 
@@ -51,7 +59,13 @@ def read_votes(table, source: str = "<table>") -> dict:
             for dst, src in zip(VOTE_COLUMNS, cols):
                 col = table[src]
                 mask = np.asarray(getattr(col, "mask", np.zeros(n, bool)), dtype=bool)
-                v = np.asarray(col.astype(float).filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
+                try:
+                    v = np.asarray(col.astype(float).filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
+                except (TypeError, ValueError):  # text that is not a number
+                    raw = np.asarray(col)
+                    i = next((k for k, x in enumerate(raw) if not _is_count_text(x)), 0)
+                    raise DatasetError(f"{source}: row {i}: field '{src}' = {str(raw[i])!r}; expected a vote count "
+                                       f">= 0 (a number)") from None
                 missing = mask | ~np.isfinite(v) | (v == -1)  # -1: labelsky's "no votes"
                 bad = ~missing & ((v < 0) | (np.abs(v - np.round(v)) > 1e-6))
                 if bad.any():

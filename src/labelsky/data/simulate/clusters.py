@@ -394,9 +394,7 @@ def sample_members(lambda_target: float, z: float, rng: np.random.Generator, h: 
 @functools.lru_cache(maxsize=None)
 def _anchor_weights(filt: str) -> np.ndarray:
     """Linear-interpolation weights of the anchor wavelengths at the filter's effective wavelength."""
-    import speclite.filters
-
-    wave = float(speclite.filters.load_filter(filt).effective_wavelength.to_value("Angstrom"))
+    wave = float(photometry._filter(filt).effective_wavelength.to_value("Angstrom"))
     return np.array([np.interp(wave, _ANCHOR_WAVE, np.eye(len(_ANCHOR_WAVE))[j]) for j in range(len(_ANCHOR_WAVE))])
 
 

@@ -75,12 +75,15 @@ class SkySettings:
 
 
 def check_surveys(surveys) -> None:
-    """At least one survey, each known (SurveyError names it), no duplicates."""
-    from labelsky.data.surveys import get_survey
+    """At least one survey, each known with filters speclite knows (SurveyError names it), no duplicates."""
+    from labelsky.data.surveys import check_filters, get_survey
 
     if not surveys:
         raise SimulationError("at least one survey is needed")
-    names = [get_survey(s).name for s in surveys]  # raises SurveyError naming an unknown survey
+    specs = [get_survey(s) for s in surveys]  # raises SurveyError naming an unknown survey
+    for spec in specs:  # the simulator computes colours through every filter: fail before any work starts
+        check_filters(spec)
+    names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise SimulationError(f"surveys must be distinct, got {names}")
 
@@ -131,6 +134,24 @@ def run_shards(out: str | Path, producer: Callable, config: dict, n_objects: int
         bar.close()
 
 
+def read_simulation_meta(out: str | Path) -> dict:
+    """``out/simulation.json`` as a dict; DatasetError naming the file when it is missing or unreadable."""
+    import json
+
+    path = Path(out) / "simulation.json"
+    if not path.is_file():
+        raise DatasetError(f"{out} is not a simulation folder: simulation.json is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not text
+        raise DatasetError(f"{path}: unreadable simulation metadata ({err}); rerun the simulation with "
+                           f"--overwrite") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: simulation metadata is a JSON {type(meta).__name__}, expected an object of "
+                           f"fields; rerun the simulation with --overwrite")
+    return meta
+
+
 def prepare_output(out: Path, config: dict, overwrite: bool, inputs=()) -> None:
     """Check/record the run's settings in ``out/simulation.json`` (``inputs``: survey YAML files used)."""
     import json
@@ -139,7 +160,7 @@ def prepare_output(out: Path, config: dict, overwrite: bool, inputs=()) -> None:
 
     cfg_path = out / "simulation.json"
     if out.exists() and any(out.iterdir()) and not overwrite and cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+        old = read_simulation_meta(out)
         if old.get("complete"):
             raise DatasetError(f"{out} already holds a finished simulation; pass --overwrite to replace it")
         if old.get("config") != json.loads(json.dumps(config, default=str)):
@@ -158,7 +179,8 @@ def is_finished(out: Path, config: dict) -> bool:
         meta = json.loads((Path(out) / "simulation.json").read_text())
     except (OSError, ValueError):
         return False
-    return bool(meta.get("complete")) and meta.get("config") == json.loads(json.dumps(config, default=str))
+    return isinstance(meta, dict) and bool(meta.get("complete")) \
+        and meta.get("config") == json.loads(json.dumps(config, default=str))
 
 
 def finish_output(out: Path, config: dict, datasets: dict) -> None:

@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from labelsky.data import photometry
-from labelsky.data.io import DatasetWriter, open_dataset
+from labelsky.data.io import DatasetError, DatasetWriter, open_dataset
 from labelsky.data.simulate import galaxies as gal
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import add_noise, band_flux, draw_band, saturate
 from labelsky.data.simulate.runner import (SimulationError, SkySettings, check_splits, check_surveys, default_workers,
-                                           finish_output, is_finished, prepare_output, reference_band, run_shards)
+                                           finish_output, is_finished, prepare_output, read_simulation_meta,
+                                           reference_band, run_shards)
 from labelsky.data.simulate.votes import feature_visibility, sample_votes
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed
@@ -253,5 +254,12 @@ def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, wo
 def open_simulation(out: str | Path) -> dict:
     """The per-survey datasets of a finished simulation folder."""
     out = Path(out)
-    meta = json.loads((out / "simulation.json").read_text())
-    return {name: open_dataset(out / p) for name, p in meta.get("datasets", {}).items()}  # relative to out
+    meta = read_simulation_meta(out)
+    datasets = meta.get("datasets")
+    if not meta.get("complete") or not datasets:
+        raise DatasetError(f"{out}: the simulation is unfinished (an interrupted job?); rerun the command that "
+                           f"made it to resume")
+    if not isinstance(datasets, dict) or not all(isinstance(p, str) for p in datasets.values()):
+        raise DatasetError(f"{out / 'simulation.json'}: field 'datasets' = {datasets!r}; expected "
+                           f"{{survey: dataset folder}}")
+    return {name: open_dataset(out / p) for name, p in datasets.items()}  # relative to out
