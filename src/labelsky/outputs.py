@@ -61,8 +61,10 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_not_input(path: str | Path, inputs: Iterable[str | Path] = (), what: str = "output") -> None:
-    """Refuse an output ``path`` that is an input of the command or a folder holding one."""
+def check_not_input(path: str | Path, inputs: Iterable[str | Path] = (), what: str = "output",
+                    inside: bool = False) -> None:
+    """Refuse an output ``path`` that is an input of the command or a folder holding one (with ``inside``, also
+    one inside an input folder: a file written there could replace a part of the input)."""
     out = _resolved(path)
     for item in inputs:
         if item is None:
@@ -70,7 +72,9 @@ def check_not_input(path: str | Path, inputs: Iterable[str | Path] = (), what: s
         src = _resolved(item)
         if _is_within(src, out):
             rel = "is" if src == out else "holds"
-            raise OutputError(f"{what} {path} {rel} an input of this command ({item}); choose another folder")
+            raise OutputError(f"{what} {path} {rel} an input of this command ({item}); choose another path")
+        if inside and _is_within(out, src):
+            raise OutputError(f"{what} {path} is inside an input of this command ({item}); choose another path")
 
 
 def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (),

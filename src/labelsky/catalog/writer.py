@@ -117,11 +117,18 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
     job = json.loads(json.dumps({"dataset": str(ds.path), "n": len(ds), "n_shards": ds.n_shards,
                                  "embedding": embedding, "classes": list(predictor.class_names),
                                  "transform": transform.describe(), **(job or {})}, default=str))
+    from labelsky.outputs import check_not_input
+
+    check_not_input(out, [ds.path], what="catalog", inside=True)  # nothing inside the dataset is ever replaced
+    check_not_input(out, [getattr(predictor, "run", None)], what="catalog")  # beside the checkpoints is fine
     if fmt == "partitioned" and out.is_dir() and not (out / "_job.json").exists() and any(out.iterdir()):
         raise CatalogWriteError(f"{out} is a non-empty folder that is not a labelsky catalog; choose another")
     if fmt == "partitioned" and out.is_file():
         raise CatalogWriteError(f"{out} is a file; a partitioned catalog is a folder")
     if overwrite:
+        if out.is_file() and not is_labelsky_catalog(out):
+            raise CatalogWriteError(f"{out} exists and was not written by labelsky catalog; it is never replaced: "
+                                    f"choose another --out")
         shutil.rmtree(parts_dir, ignore_errors=True)
         if out.is_file():
             out.unlink()
@@ -160,11 +167,31 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
     return out
 
 
+#: what marks a catalog file as labelsky's: Parquet schema metadata key, FITS header keyword CREATOR
+CATALOG_MARK = b"labelsky_catalog"
+
+
+def is_labelsky_catalog(path: str | Path) -> bool:
+    """True when ``path`` is a catalog file ``labelsky catalog`` wrote (its mark is in the file)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".fits", ".fit"):
+            from astropy.io import fits
+
+            return fits.getheader(path, 1).get("CREATOR", "") == "labelsky catalog"
+        return CATALOG_MARK in (pq.read_schema(path).metadata or {})
+    except Exception:  # noqa: BLE001 - anything unreadable is not labelsky's
+        return False
+
+
 def _assemble(ds: LabelskyDataset, parts_dir: Path, out: Path, fmt: str) -> None:
+    from labelsky import __version__
+
     parts = [part_path(parts_dir, s) for s in range(ds.n_shards) if len(ds.shard_rows(s))]
     if not parts:
         raise CatalogWriteError(f"{out}: the dataset has no objects")
     schema = pq.read_schema(parts[0])
+    schema = schema.with_metadata({**(schema.metadata or {}), CATALOG_MARK: __version__.encode()})
     if fmt == "partitioned":
         collected = []
         for p in parts:
@@ -180,7 +207,7 @@ def _assemble(ds: LabelskyDataset, parts_dir: Path, out: Path, fmt: str) -> None
         with atomic_path(out) as tmp:
             with pq.ParquetWriter(tmp, schema) as w:
                 for p in parts:  # one part in memory at a time
-                    w.write_table(pq.read_table(p))
+                    w.write_table(pq.read_table(p).replace_schema_metadata(schema.metadata))
         return
     from astropy.table import Table, vstack
 
@@ -201,6 +228,7 @@ def _assemble(ds: LabelskyDataset, parts_dir: Path, out: Path, fmt: str) -> None
     for c in ("ra", "dec"):
         if c in table.colnames:
             table[c].unit = "deg"
+    table.meta["CREATOR"] = "labelsky catalog"
     with atomic_path(out) as tmp:
         table.write(tmp, format="fits", overwrite=True)
 

@@ -235,3 +235,27 @@ def test_kill_9_mid_run_then_rerun_gives_every_row_once(trained, reference, tmp_
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-6, err_msg=name)
         else:
             assert (x == y).all(), name
+
+
+def test_overwrite_replaces_only_labelsky_catalogs_and_nothing_inside_the_dataset(sharded, tmp_path):
+    from labelsky.catalog.writer import is_labelsky_catalog
+    from labelsky.errors import OutputError
+
+    ds = sharded(2)
+    pre = Preprocess([0, 1, 2], stretch="none")
+    for name in ("c.parquet", "c.fits"):
+        out = write_catalog(ds, tmp_path / name, _mean_fn, pre, ["a", "b"], progress=False)
+        assert is_labelsky_catalog(out)
+        write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)  # labelsky's: replaced
+    mine = tmp_path / "mine.parquet"
+    pq.write_table(pq.read_table(tmp_path / "c.parquet").replace_schema_metadata({}), mine)  # e.g. a user's table
+    assert not is_labelsky_catalog(mine)
+    with pytest.raises(CatalogWriteError, match="not written by labelsky"):
+        write_catalog(ds, mine, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)
+    assert mine.exists()
+    part = sorted((ds.path / "catalog").glob("*.parquet"))[0]
+    before = part.read_bytes()
+    for target in (part, ds.path, ds.path / "x.parquet"):
+        with pytest.raises(OutputError, match="input"):
+            write_catalog(ds, target, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)
+    assert part.read_bytes() == before
