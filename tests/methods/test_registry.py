@@ -9,6 +9,7 @@ A method registered without a case here fails ``test_every_method_has_a_case``.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ from labelsky.runs import load_run, run_method
 
 SIZE = 16
 CLASSES = ["round", "long"]
+#: where the tiny runs train: the CPU here; LABELSKY_TEST_DEVICE=cuda runs the same loop on a GPU
+DEVICE = os.environ.get("LABELSKY_TEST_DEVICE", "cpu")
 
 
 def _write(path, n: int = 24, seed: int = 0, clusters: bool = False):
@@ -51,7 +54,7 @@ def _write(path, n: int = 24, seed: int = 0, clusters: bool = False):
 def _case(name: str, root):
     """``(datasets, config)`` of a tiny run of method ``name``."""
     spec = get_method(name)
-    common = dict(seed=0, device="cpu", num_workers=0)
+    common = dict(seed=0, device=DEVICE, num_workers=0)
     if name == "transfer":
         return [_write(root / "d")], spec.config_cls(backbone="resnet10t", hidden=[8], max_epochs=1, batch_size=8,
                                                      augment=False, **common)
@@ -67,7 +70,7 @@ def _case(name: str, root):
     if name == "richness":
         return [_write(root / "d", clusters=True)], spec.config_cls(backbone="resnet10t", feature_dim=8,
                                                                     fc_widths=[8], epochs=1, batch_size=8,
-                                                                    seed=0, device="cpu")
+                                                                    seed=0, device=DEVICE)
     raise KeyError(name)
 
 
@@ -110,8 +113,9 @@ def test_method_builds_trains_loads_predicts_and_refuses_other_settings(tmp_path
         x = torch.stack([pre(ds.image(i)) for i in range(5)])
     if spec.prepare is not None:
         spec.prepare(loaded, "target")
+    loaded, x = loaded.to(DEVICE), x.to(DEVICE)
     with torch.inference_mode():
-        out = loaded.predict_step(x, 0)
+        out = {k: v.cpu() for k, v in loaded.predict_step(x, 0).items()}
     names = spec.output_names(loaded)
     assert out[spec.output].shape == (5, len(names)) and len(names) >= 1
     assert out["embedding"].shape[0] == 5 and out["embedding"].ndim == 2
