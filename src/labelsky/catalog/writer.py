@@ -148,16 +148,19 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
     n_todo = sum(len(ds.shard_rows(s)) for s in todo)
     bar = tqdm(total=len(ds), initial=len(ds) - n_todo, unit="obj", desc=f"catalog ({engine})",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    if engine == "local":
-        from labelsky.catalog.local import run_local
+    try:
+        if engine == "local":
+            from labelsky.catalog.local import run_local
 
-        run_local(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update)
-    else:
-        from labelsky.catalog.ray_engine import run_ray
+            run_local(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update)
+        else:
+            from labelsky.catalog.ray_engine import run_ray
 
-        run_ray(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update, address=ray_address,
-                workers=ray_workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
-    bar.close()
+            run_ray(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update,
+                    address=ray_address, workers=ray_workers, gpus_per_worker=gpus_per_worker,
+                    cpus_per_worker=cpus_per_worker)
+    finally:
+        bar.close()  # an error message then starts on a line of its own
     missing = [s for s in range(ds.n_shards) if len(ds.shard_rows(s)) and not part_path(parts_dir, s).exists()]
     if missing:
         raise CatalogWriteError(f"{parts_dir}: shards {missing[:10]} were not written; rerun to finish")

@@ -216,6 +216,11 @@ def test_tsne_clusters_separate_blobs():
 
 def test_class_balance_weights():
     assert class_balance_weights(np.array([0, 0, 0, 1]), 2) == [pytest.approx(4 / 6), 2.0]
+    # one definition for every method: unlabelled (-1) rows are not counted, an absent class gets 0
+    assert class_balance_weights(np.array([0, 0, 2, -1]), 3) == [pytest.approx(3 / 6), 0.0, pytest.approx(1.0)]
+    from labelsky.methods.uda.losses import class_weights
+
+    assert class_weights(np.array([0, 0, 2, -1]), 3).tolist() == pytest.approx([0.5, 0.0, 1.0])
 
 
 # ----------------------------------------------------------------------------- end to end
