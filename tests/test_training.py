@@ -42,3 +42,11 @@ def test_two_process_ddp_on_cpu_processes_agree(tmp_path):
     assert {"train_loss", "val_loss", "val_acc"} <= set(m0) and m0 == m1
     assert (run / "checkpoints" / "best.ckpt").exists()
     assert "trained resnet10t" in r.stdout and r.stdout.count("trained resnet10t") == 1  # rank 0 only reports
+    # --overwrite with other settings: rank 0 replaces the run once; the second process never deletes it
+    r = subprocess.run(cmd + ["--overwrite", "--lr", "0.002", "--epochs", "1"], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "config.json").read_text())["config"]["lr"] == 0.002
+    reports = [json.loads((run / "ranks" / f"rank-{k}.json").read_text()) for k in (0, 1)]
+    assert reports[0]["global_step"] == reports[1]["global_step"] == 3
+    assert (run / "checkpoints" / "best.ckpt").exists()

@@ -79,6 +79,13 @@ def load_state(model, ckpt: dict, path: str | Path = "checkpoint") -> None:
             from None
 
 
+def _is_rank_zero() -> bool:
+    """False in the processes that Lightning or torchrun start for devices and nodes other than the first."""
+    import os
+
+    return all(os.environ.get(k, "0") in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
 def _digest(values) -> str:
     return hashlib.sha1(np.ascontiguousarray(np.asarray(values, dtype=np.int64)).tobytes()).hexdigest()[:16]
 
@@ -158,6 +165,14 @@ class Run:
         from labelsky import __version__
 
         run = cls(path)
+        if not _is_rank_zero():
+            # another process of a distributed run (Lightning re-launches the command once per device): rank 0
+            # has prepared the folder and written config.json; this one only seeds
+            if seed is not None:
+                import lightning as L
+
+                L.seed_everything(seed, workers=True, verbose=False)
+            return run
         prepare_output(run.path, overwrite=overwrite, inputs=inputs, kind="run")
         config, data = _jsonable(config), _jsonable(data)
         if run.has_checkpoints():
