@@ -36,6 +36,10 @@ __all__ = ["MARKER", "prepare_output", "is_labelsky_output", "mark_output", "che
 #: the file that marks a folder as made by labelsky
 MARKER = ".labelsky"
 
+#: suffixes of files, never of a folder labelsky writes (``--out x.csv`` is a mistake, not a folder name)
+FILE_SUFFIXES = frozenset({".csv", ".parquet", ".fits", ".fit", ".fits.gz", ".h5", ".hdf5", ".json", ".txt", ".png",
+                           ".jpg", ".jpeg", ".npy", ".npz", ".ckpt", ".pt", ".yaml", ".yml", ".ecsv", ".xml"})
+
 
 def is_labelsky_output(path: str | Path) -> bool:
     """True when ``path`` is a folder that labelsky made (it holds the marker file)."""
@@ -101,6 +105,9 @@ def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterabl
     """
     path = Path(path)
     inputs = [p for p in inputs if p is not None]
+    if path.suffix.lower() in FILE_SUFFIXES:
+        raise OutputError(f"output {path} looks like a file name ({path.suffix}), but a labelsky {kind} is a folder; "
+                          f"choose a folder name")
     check_not_input(path, inputs)
     out = _resolved(path)
     if path.exists() and not path.is_dir():

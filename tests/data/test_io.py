@@ -160,7 +160,7 @@ def test_resume_same_config(tmp_path):
 def test_resume_other_config(tmp_path):
     path = tmp_path / "d"
     write_dataset(path, sizes=(2, 2), config={"seed": 5}, finalize=False)
-    with pytest.raises(DatasetError, match="unfinished dataset made with other settings"):
+    with pytest.raises(DatasetError, match="unfinished dataset made from other inputs or settings"):
         DatasetWriter(path, "decals", SHAPE, classes=CLASSES, n_shards=2, config={"seed": 6})
 
 

@@ -97,10 +97,9 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
     (local engine). ``transform`` preprocesses a batch of images
     (:class:`~labelsky.data.transforms.Preprocess`; default: the run's own).
     ``job`` identifies the model and settings; a rerun with another ``job`` is
-    refused (unless ``overwrite``) so parts of two models never mix.
+    refused (unless ``overwrite``) so parts of two models never mix. While it
+    runs, ``OUT.lock`` keeps a second writer of the same output out.
     """
-    from tqdm.auto import tqdm
-
     if engine not in ENGINES:
         raise CatalogWriteError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     out = Path(out)
@@ -125,6 +124,67 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
         raise CatalogWriteError(f"{out} is a non-empty folder that is not a labelsky catalog; choose another")
     if fmt == "partitioned" and out.is_file():
         raise CatalogWriteError(f"{out} is a file; a partitioned catalog is a folder")
+    with _OutputLock(out):
+        return _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker, job,
+                             engine, ray_address, ray_workers, gpus_per_worker, cpus_per_worker, progress, overwrite)
+
+
+class _OutputLock:
+    """An exclusive lock file ``OUT.lock`` beside a catalog while it is written: a second ``labelsky catalog``
+    into the same output stops at once and says who holds it. A lock left by a process that died on this host
+    (``kill -9``) is taken over."""
+
+    def __init__(self, out: Path):
+        self.out, self.path = out, out.parent / f"{out.name}.lock"
+
+    def __enter__(self):
+        import os
+        import socket
+        import time
+
+        host = socket.gethostname()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    held = json.loads(self.path.read_text() or "{}")
+                except (OSError, ValueError):
+                    held = {}
+                if held.get("host") == host and not _alive(held.get("pid")):
+                    self.path.unlink(missing_ok=True)  # its writer is gone: a stale lock
+                    continue
+                raise CatalogWriteError(f"{self.out} is being written by process {held.get('pid')} "
+                                        f"on {held.get('host')} since {held.get('started')}; wait for it to finish "
+                                        f"(or delete {self.path} if that process is gone)") from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"pid": os.getpid(), "host": host,
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, fh)
+            return self
+        raise CatalogWriteError(f"cannot take the lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+        return False
+
+
+def _alive(pid) -> bool:
+    import os
+
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker, job, engine,
+                  ray_address, ray_workers, gpus_per_worker, cpus_per_worker, progress, overwrite) -> Path:
+    from tqdm.auto import tqdm
+
     if overwrite:
         if out.is_file() and not is_labelsky_catalog(out):
             raise CatalogWriteError(f"{out} exists and was not written by labelsky catalog; it is never replaced: "

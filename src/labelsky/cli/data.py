@@ -221,6 +221,13 @@ def add_import(sub):
                                                                "catalog's)")
     p.add_argument("--max-masked", type=float, default=0.2, help="flag cutouts with more bad pixels in a band")
     p.add_argument("--reject-masked", action="store_true", help="leave such cutouts out instead of flagging them")
+    p.add_argument("--max-flux", type=float, default=1e9, help="pixels beyond this |value| (nanomaggies) are not "
+                   "physical and are masked (default 1e9: magnitude 0 in one pixel)")
+    p.add_argument("--max-file-mb", type=float, default=2048, help="largest input file read, MB (default 2048)")
+    p.add_argument("--max-pixels", type=int, default=25_000_000, help="largest picture decoded, pixels (default "
+                   "25 million; a small PNG can decode to gigabytes)")
+    p.add_argument("--allow-outside-base", action="store_true", help="read 'file' paths outside --base-dir "
+                   "(absolute paths, '..'); refused by default")
     p.add_argument("--shard-size", type=int, default=256)
     add_seed(p, help="seed of the train/val/test split (when no 'split' column)")
     add_overwrite(p)
@@ -234,7 +241,9 @@ def cmd_import(a) -> int:
     display = a.kind in ("galaxy10", "pictures")
     settings = ImportSettings(survey=a.survey or ("decals" if display else "sdss"), bands=a.bands,
                               classes=a.classes, shard_size=a.shard_size, max_masked=a.max_masked,
-                              reject_masked=a.reject_masked, seed=a.seed)
+                              reject_masked=a.reject_masked, seed=a.seed, max_abs_flux=a.max_flux,
+                              max_file_bytes=int(a.max_file_mb * 1024 ** 2), max_pixels=a.max_pixels,
+                              allow_outside_base=a.allow_outside_base)
     if a.votes is not None and a.kind == "fits-images":
         raise DatasetError("--votes is for fits-cutouts, galaxy10 and pictures; put vote columns in the catalog")
     if a.kind == "fits-cutouts":
@@ -277,7 +286,27 @@ def cmd_import(a) -> int:
         print(f"  {p['action']}: row {p['row']} id_str={p['id_str']!r} {p['file']}: {p['reason']}")
     if len(rep["problems"]) > 10:
         print(f"  ... {len(rep['problems']) - 10} more in the report")
+    if len(ds) == 0:
+        raise DatasetError(f"nothing usable was imported: all {rep['n_input']} rows were left out (reasons in "
+                           f"{ds.path / 'import_report.json'})")
+    _report_classes(ds, explicit=bool(a.classes))
     return 0
+
+
+def _report_classes(ds, explicit: bool) -> None:
+    """Print the classes found with their counts; warn about a class so rare it may be a typo of another."""
+    import numpy as np
+
+    names = ds.column("label_name").astype(str)
+    names = names[names != ""]
+    if not len(names):
+        return
+    uniq, counts = np.unique(names, return_counts=True)
+    print("classes: " + ", ".join(f"{u} ({c})" for u, c in zip(uniq, counts)))
+    rare = [u for u, c in zip(uniq, counts) if c <= max(1, 0.01 * len(names)) and len(uniq) > 1]
+    if rare and not explicit:
+        print(f"labelsky: warning: class(es) {rare} have very few objects: a typo in the catalog? Pass --classes "
+              f"with the class names to make any other name an error", file=sys.stderr)
 
 
 def add_validate(sub):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from labelsky.cli.options import add_device, add_overwrite, positive_int
@@ -21,8 +22,10 @@ def cmd_evaluate(a) -> int:
     from labelsky.evaluate.runs import evaluate_run
 
     rep = evaluate_run(a.run, open_dataset(a.data), split=a.split, device=a.device)
-    print(f"{rep['survey']} {a.split}: n={rep['n']} accuracy={rep['accuracy']:.4f} F1={rep['f1']:.4f} "
-          f"-> {rep['path']}")
+    print(f"{rep['survey']} {a.split}: n={rep['n']} accuracy={rep['accuracy']:.4f} F1={rep['f1']:.4f}"
+          + (f" -> {rep['path']}" if rep["path"] else ""))
+    if rep.get("write_error"):
+        print(f"labelsky: warning: {rep['write_error']}", file=sys.stderr)
     return 0
 
 

@@ -169,7 +169,14 @@ def _mask_reader(ds: LabelskyDataset):
 
 
 def _describe(ds: LabelskyDataset) -> dict:
-    return {"path": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": len(ds)}
+    """An input's identity: path, survey, size and a hash of its catalog files (an edited input is another)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in sorted((Path(ds.path) / "catalog").glob("*.parquet")):
+        h.update(part.read_bytes())
+    return {"path": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": len(ds),
+            "catalog_sha256": h.hexdigest(), "created": ds.meta.get("created")}
 
 
 def crossmatch_datasets(ds_a: LabelskyDataset, ds_b: LabelskyDataset, out_dir: str | Path,

@@ -97,8 +97,24 @@ class Preprocess:
         any_bad = bool(bad.any())
         if any_bad:
             x[bad] = np.nan
+        raw = x
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = self._stretch(x, bad)
+        if not np.isfinite(x[~bad]).all():  # values near float32's limit overflowed: the same stretch in float64
+            x = self._stretch(raw.astype(np.float64), bad).astype(np.float32)
+        if any_bad:
+            x[bad] = 0.0
+        if self.mask_channel:
+            x = np.concatenate([x, bad.any(axis=0, keepdims=True).astype(np.float32)])
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        if self.size is not None and t.shape[-1] != self.size:
+            t = F.interpolate(t[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
+        return t
+
+    def _stretch(self, x: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        x = np.array(x, copy=True)
         if self.stretch == "asinh":
-            x = np.arcsinh(x / self.scale)
+            x = _asinh_ratio(x, self.scale)
         elif self.stretch == "khan":
             valid = x[~bad]
             if valid.size:
@@ -115,15 +131,8 @@ class Preprocess:
                 if valid.size:
                     med = float(np.median(valid))
                     sigma = 1.4826 * float(np.median(np.abs(valid - med)))
-                    x[b] = np.arcsinh((x[b] - med) / max(self.softening * sigma, 1e-12))
-        if any_bad:
-            x[bad] = 0.0
-        if self.mask_channel:
-            x = np.concatenate([x, bad.any(axis=0, keepdims=True).astype(np.float32)])
-        t = torch.from_numpy(np.ascontiguousarray(x))
-        if self.size is not None and t.shape[-1] != self.size:
-            t = F.interpolate(t[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
-        return t
+                    x[b] = _asinh_ratio(x[b] - med, max(self.softening * sigma, 1e-12))
+        return x
 
     def batch(self, images: np.ndarray) -> torch.Tensor:
         """The same as :meth:`__call__` on every image of a batch [N, bands, H, W] -> [N, C, H', W'].
@@ -140,7 +149,7 @@ class Preprocess:
                 side = images.shape[2:] if self.size is None else (self.size, self.size)
                 return torch.zeros((0, len(self.band_index) + int(self.mask_channel), *side))
             return torch.stack([self(im) for im in images])
-        x = np.arcsinh(x / self.scale[None]) if self.stretch == "asinh" else np.array(x, copy=True)
+        x = _asinh_ratio(x, self.scale[None]) if self.stretch == "asinh" else np.array(x, copy=True)
         if self.mask_channel:
             x = np.concatenate([x, np.zeros((len(x), 1, *x.shape[2:]), np.float32)], axis=1)
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -151,6 +160,14 @@ class Preprocess:
     def describe(self) -> dict:
         return {"stretch": self.stretch, "bands": self.band_index, "size": self.size,
                 "mask_channel": self.mask_channel}
+
+
+def _asinh_ratio(x: np.ndarray, scale) -> np.ndarray:
+    """``asinh(x / scale)``, finite for every finite ``x`` (a ratio beyond float range is clipped at 1e30 first:
+    asinh(1e30) = 69.8; ratios below that are untouched)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = x / scale
+    return np.arcsinh(np.clip(r, -1e30, 1e30, out=r if isinstance(r, np.ndarray) else None))
 
 
 class BatchAugment(torch.nn.Module):

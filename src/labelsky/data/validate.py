@@ -27,11 +27,14 @@ def _problem(level, file, field, message, row=None, id_str=None) -> dict:
 
 
 def validate_dataset(path: str | Path, max_masked: float = 0.2, max_per_kind: int = 20,
-                     check_pixels: bool = True) -> list[dict]:
+                     check_pixels: bool = True, max_abs_flux: float = 1e9) -> list[dict]:
     """All problems of the dataset at ``path`` as dicts (level, file, row, id_str, field, message).
 
     At most ``max_per_kind`` rows are listed per (file, field) problem; one
-    more entry then gives the number left out.
+    more entry then gives the number left out. Pixels beyond ``max_abs_flux``
+    (default 1e9 nanomaggies, magnitude 0 in one pixel: see
+    :class:`~labelsky.data.importers.base.ImportSettings`) are errors: no stretch
+    survives them. Stray temporary files of an interrupted writer are warnings.
     """
     import h5py
     import pyarrow as pa
@@ -73,6 +76,12 @@ def validate_dataset(path: str | Path, max_masked: float = 0.2, max_per_kind: in
     if not meta.get("complete"):
         out.append(_problem("error", meta_path, "complete", "the dataset is incomplete (an interrupted job?); "
                                                              "rerun the command that made it"))
+    if int(meta["n_shards"] or 0) == 0 or meta.get("n_objects") == 0:
+        out.append(_problem("warning", meta_path, "n_objects", "the dataset holds no object: nothing can be "
+                                                               "trained or catalogued from it"))
+    for stray in sorted(list(path.glob("*/.*.tmp")) + list(path.glob("*/*.tmp")) + list(path.glob(".*.tmp"))):
+        out.append(_problem("warning", stray, None, "stray temporary file of an interrupted writer (safe to delete; "
+                                                     "rerunning the command that made the dataset removes it)"))
     shape = tuple(meta["image_shape"])
     n_classes = len(meta.get("classes") or []) or None
     bands = list(meta["bands"])
@@ -167,6 +176,12 @@ def validate_dataset(path: str | Path, max_masked: float = 0.2, max_per_kind: in
                         rid = ids[i] if i < len(ids) else None
                         if np.isinf(img).any():
                             add("error", img_path, "pixels", "inf pixel values (bad pixels must be NaN)", i, rid)
+                        with np.errstate(invalid="ignore"):
+                            huge = np.nanmax(np.abs(np.where(np.isinf(img), 0, img))) if np.isfinite(img).any() \
+                                else 0.0
+                        if huge > max_abs_flux:
+                            add("error", img_path, "pixels", f"pixel value {float(huge):.3g} beyond the physical "
+                                f"limit {max_abs_flux:g} (mask it as NaN: no stretch survives it)", i, rid)
                         frac = (~np.isfinite(img)).reshape(len(img), -1).mean(axis=1)
                         empty = [bands[b] for b in np.flatnonzero(frac >= 1.0)]
                         if empty:

@@ -44,8 +44,12 @@ def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", d
     rep["confidence_curve"] = confident_accuracy_curve(p, label[rows])
     rep.update(dataset=str(ds.path), survey=ds.survey.name, split=split)
     name = f"eval_{ds.survey.name}_{split}"
-    atomic_write_json(run / f"{name}.json", rep)
-    confusion_figure(rep["confusion_matrix"], ds.classes, run / "figures" / f"{name}_confusion.png")
-    curve_figure(rep["confidence_curve"], run / "figures" / f"{name}_confidence.png")
-    rep["path"] = str(run / f"{name}.json")
+    try:
+        atomic_write_json(run / f"{name}.json", rep)
+        confusion_figure(rep["confusion_matrix"], ds.classes, run / "figures" / f"{name}_confusion.png")
+        curve_figure(rep["confidence_curve"], run / "figures" / f"{name}_confidence.png")
+        rep["path"] = str(run / f"{name}.json")
+    except OSError as err:  # a read-only run folder: the metrics are still returned (and printed)
+        rep["path"] = None
+        rep["write_error"] = f"cannot write {run / (name + '.json')} and its figures: {err.strerror or err}"
     return rep

@@ -183,7 +183,7 @@ def test_complete_refused_overwrite_and_resume(tmp_path):
     assert (out / "catalog" / "part-00000.parquet").stat().st_mtime_ns == old
     np.testing.assert_array_equal(ds.images(), first)
     (out / "labelsky.json").write_text(json.dumps({**meta, "complete": False}))
-    with pytest.raises(DatasetError, match="other settings"):
+    with pytest.raises(DatasetError, match="other inputs or settings"):
         import_galaxy10(src, out, settings=settings(seed=5), progress=False)
 
 

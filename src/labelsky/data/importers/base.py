@@ -68,6 +68,15 @@ class ImportSettings:
     splits: dict = field(default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15})
     seed: int = 0
     flux_unit: str = "nanomaggy"  # "display" for 8-bit colour pictures (not flux)
+    # a pixel brighter than this (in the dataset's unit) is not physical and is masked like a NaN: the default
+    # 1e9 nanomaggies is magnitude 0 in one pixel, far above any survey's saturation (magnitude ~14 for SDSS,
+    # ~16 for DECam / LSST); float32 images can hold up to 3e38, which overflows any stretch
+    max_abs_flux: float = 1e9
+    # largest input file read (bytes) and largest picture decoded (pixels): a catalog may point at anything
+    max_file_bytes: int = 2 * 1024 ** 3
+    max_pixels: int = 25_000_000
+    # 'file' paths outside --base-dir (absolute, or with ..) are refused unless allowed
+    allow_outside_base: bool = False
 
     def __post_init__(self):
         self.check()
@@ -82,6 +91,10 @@ class ImportSettings:
                 or not 0.0 <= float(self.max_masked) <= 1.0:
             raise SettingsError(f"max_masked (--max-masked) = {self.max_masked!r}; expected a fraction of bad "
                                 f"pixels in [0, 1]")
+        for name in ("max_abs_flux", "max_file_bytes", "max_pixels"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not v > 0:
+                raise SettingsError(f"{name} (--{name.replace('_', '-')}) = {v!r}; expected a number > 0")
         for name in ("bands", "classes"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, str) or not all(isinstance(x, str) and x for x in v)):
@@ -128,17 +141,26 @@ def read_table(path: str | Path):
     if not path.exists():
         raise DatasetError(f"{path}: catalog file not found")
     suffix = "".join(path.suffixes[-2:]).lower()
+    if not path.is_file():
+        raise DatasetError(f"{path}: the catalog is not a regular file")
     try:
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
-            return fill_masked(Table(pq.read_table(path).to_pydict()))
-        if path.suffix.lower() in (".csv", ".txt") or suffix.endswith(".csv.gz"):
-            return fill_masked(Table.read(path, format="ascii.csv"))
-        return fill_masked(Table.read(path))
+            table = Table(pq.read_table(path).to_pydict())
+        elif path.suffix.lower() in (".csv", ".txt") or suffix.endswith(".csv.gz"):
+            table = Table.read(path, format="ascii.csv", encoding="utf-8-sig")  # a spreadsheet's BOM is no column
+        else:
+            table = Table.read(path)
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear message
         raise DatasetError(f"{path}: cannot read catalog ({type(err).__name__}: {err}); expected CSV, FITS, "
                            f"ECSV, VOTable or Parquet") from None
+    for name in list(table.colnames):
+        if name.startswith("\ufeff"):
+            table.rename_column(name, name.lstrip("\ufeff"))
+    if len(table) == 0:
+        raise DatasetError(f"{path}: the catalog has columns {table.colnames} but no rows")
+    return fill_masked(table)
 
 
 def _text(v) -> str:
@@ -179,25 +201,31 @@ def check_catalog(table, source: str, required: Sequence[str] = ("id_str", "ra",
         except (TypeError, ValueError):
             raise DatasetError(f"{source}: field '{name}' is not numeric (degrees expected)") from None
         out = ~np.isfinite(v) | (v < lo) | (v > hi) | ((v == hi) & (name == "ra"))
+        interval = "[0, 360)" if name == "ra" else "[-90, 90]"
         for i in np.flatnonzero(out):
-            bad.setdefault(int(i), f"field '{name}' = {v[i]!r} outside [{lo:g}, {hi:g}] degrees")
+            bad.setdefault(int(i), f"field '{name}' = {float(v[i])!r} outside {interval} degrees")
     return ids, bad
 
 
-def clean_image(image: np.ndarray, bands: Sequence[str], mask: np.ndarray | None = None):
-    """Bad pixels (NaN, inf, ``mask`` true) set to NaN; returns (image float32, masked fraction per band).
+def clean_image(image: np.ndarray, bands: Sequence[str], mask: np.ndarray | None = None,
+                max_abs: float | None = None):
+    """Bad pixels (NaN, inf, ``|x| > max_abs``, ``mask`` true) set to NaN; returns (image float32, masked fraction
+    per band).
 
     Raises :class:`ImportRowError` when a band has no valid pixel.
     """
-    x = np.array(image, dtype=np.float32, copy=True)
-    bad = ~np.isfinite(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = np.array(image, dtype=np.float32, copy=True)  # float64 beyond 3.4e38 becomes inf here: masked below
+        bad = ~np.isfinite(x)
+        if max_abs is not None:
+            bad |= np.abs(np.where(bad, 0.0, x)) > max_abs
     if mask is not None:
         bad |= np.broadcast_to(np.asarray(mask, dtype=bool), x.shape)
     x[bad] = np.nan
     frac = bad.reshape(len(x), -1).mean(axis=1)
     empty = [b for b, f in zip(bands, frac) if f >= 1.0]
     if empty:
-        raise ImportRowError(f"band(s) {empty} have no valid pixel (all NaN, inf or masked)")
+        raise ImportRowError(f"band(s) {empty} have no valid pixel (all NaN, inf, beyond the flux limit or masked)")
     return x, frac
 
 
@@ -226,6 +254,46 @@ def assign_splits(ids: Sequence[str], labelled: np.ndarray, fractions: dict, see
     return out
 
 
+def _is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` stays inside ``folder`` by its spelling (``..`` and absolute paths leave it; a symbolic
+    link the user put inside the folder is theirs to follow)."""
+    import os
+
+    p, f = Path(os.path.normpath(os.path.abspath(path))), Path(os.path.normpath(os.path.abspath(folder)))
+    return p == f or f in p.parents
+
+
+def check_input_file(path: str | Path, max_bytes: int) -> None:
+    """Refuse what an import must not read: a missing path, anything but a regular file (a device such as
+    /dev/zero, a FIFO, a folder), or a file larger than ``max_bytes``. Raises :class:`ImportRowError`."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImportRowError(f"file not found: {path}") from None
+    except OSError as err:
+        raise ImportRowError(f"cannot read {path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImportRowError(f"{path} is not a regular file (a folder, device or pipe); only files are read")
+    if st.st_size > max_bytes:
+        raise ImportRowError(f"{path} has {st.st_size} bytes, beyond the limit of {max_bytes} "
+                             f"(--max-file-mb raises it)")
+
+
+def _records_digest(records: list[dict]) -> str:
+    """A content hash of the import records (every catalog field, the file each object is read from)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for rec in records:
+        h.update(json.dumps({k: v for k, v in rec.items() if k != "_row"}, sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def run_import(out: str | Path, settings: ImportSettings, records: list[dict], load: Callable[[dict], tuple],
                image_shape: Sequence[int], config: dict, overwrite: bool = False, progress: bool = True,
                producer: str = "labelsky import", source: str = "",
@@ -252,6 +320,9 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
         raise DatasetError(f"image shape {shape} does not match the {len(bands)} bands {bands}")
     n_shards = max(1, -(-len(records) // settings.shard_size))
     classes = list(settings.classes or [])
+    # what the shards are made from: a resumed import with an edited catalog (or other settings) is refused,
+    # never a mix of old and new rows
+    config = {**config, "records_sha256": _records_digest(records)}
     writer = DatasetWriter(out, survey, shape, classes=classes, n_shards=n_shards, config=config,
                            overwrite=overwrite, producer=producer, inputs=[*inputs, *([source] if source else [])],
                            extra_meta={"flux_unit": settings.flux_unit, "import_source": source})
@@ -270,6 +341,8 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
                 problems.append({**where, "action": "rejected", "reason": rec["_error"]})
                 continue
             try:
+                if isinstance(rec.get("_file"), Path):  # a file named by the catalog: checked before it is opened
+                    check_input_file(rec["_file"], settings.max_file_bytes)
                 img, mask = load(rec)
                 img = np.asarray(img)
                 if img.ndim != 3 or img.shape[0] != len(bands):
@@ -277,7 +350,7 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
                 if img.shape != shape:
                     raise ImportRowError(f"image has shape {img.shape}, expected {shape} (resample it or pass "
                                          f"the size to the importer)")
-                img, frac = clean_image(img, bands, mask)
+                img, frac = clean_image(img, bands, mask, settings.max_abs_flux)
             except (ImportRowError, OSError, ValueError, KeyError, IndexError, TypeError) as err:
                 problems.append({**where, "action": "rejected", "reason": f"{type(err).__name__}: {err}"})
                 continue
@@ -412,8 +485,15 @@ def catalog_records(table, source: str, settings: ImportSettings, file_column: s
         for c, vals in extra.items():
             rec[c] = vals[i]
         if file_column:
-            f = Path(_text(_column(table, file_column)[i]))
+            text = _text(_column(table, file_column)[i])
+            f = Path(text)
             rec["_file"] = f if f.is_absolute() or base_dir is None else Path(base_dir) / f
+            if not text:
+                rec.setdefault("_error", f"field '{file_column}' is empty; expected a file path")
+            elif base_dir is not None and not settings.allow_outside_base \
+                    and not _is_within(Path(base_dir) / f, Path(base_dir)):
+                rec.setdefault("_error", f"field '{file_column}' = {text!r} points outside the base folder "
+                                         f"{base_dir} (absolute or '..' path); pass --allow-outside-base to read it")
         if i in bad:
             rec["_error"] = bad[i]
         records.append(rec)

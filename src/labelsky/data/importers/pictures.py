@@ -69,14 +69,23 @@ def _picture_settings(settings: ImportSettings | None) -> ImportSettings:
     return dataclasses.replace(settings, bands=bands, flux_unit="display")
 
 
-def _read_picture(path: Path, n_bands: int) -> np.ndarray:
-    """Picture at ``path`` as float32 [bands, H, W] = value / 255; ImportRowError when unusable."""
+def _read_picture(path: Path, n_bands: int, max_pixels: int = 25_000_000) -> np.ndarray:
+    """Picture at ``path`` as float32 [bands, H, W] = value / 255; ImportRowError when unusable.
+
+    The size is read from the header first: a picture of more than
+    ``max_pixels`` is refused before it is decoded (a small compressed file can
+    decode to gigabytes).
+    """
     from PIL import Image
 
     if not path.is_file():
         raise ImportRowError(f"picture file not found: {path}")
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImportRowError(f"picture of {w} x {h} = {w * h} pixels, beyond the limit of {max_pixels} "
+                                     f"(--max-pixels raises it)")
             im.load()
             mode, nb = im.mode, len(im.getbands())
             colour = nb >= 3 or mode in ("P", "PA")
@@ -141,7 +150,7 @@ def import_pictures(catalog, out: str | Path, settings: ImportSettings | None = 
     n_bands = len(settings.bands)
 
     def load(rec):
-        x = _read_picture(Path(rec["_file"]), n_bands)
+        x = _read_picture(Path(rec["_file"]), n_bands, settings.max_pixels)
         if x.shape[1:] != shape_hw:
             if hw is None:
                 raise ImportRowError(f"picture is {x.shape[1]}x{x.shape[2]} pixels, the others "

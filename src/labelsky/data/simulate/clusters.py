@@ -753,7 +753,10 @@ class ClusterSimConfig(SkySettings):
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["surveys"] = [get_survey(s).to_dict() if not isinstance(s, str) else s for s in self.surveys]
+        # a survey given as a YAML file is recorded by its content: an edited file is other settings (a resumed
+        # simulation refuses it instead of mixing two specs); built-in names stay names
+        d["surveys"] = [s if isinstance(s, str) and not s.lower().endswith((".yaml", ".yml"))
+                        else get_survey(s).to_dict() for s in self.surveys]
         d["z_range"] = list(self.z_range)
         d["lambda_range"] = list(self.lambda_range)
         return d
