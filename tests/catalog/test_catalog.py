@@ -259,3 +259,21 @@ def test_overwrite_replaces_only_labelsky_catalogs_and_nothing_inside_the_datase
         with pytest.raises(OutputError, match="input"):
             write_catalog(ds, target, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)
     assert part.read_bytes() == before
+
+
+def test_a_second_writer_of_the_same_catalog_is_refused_and_a_stale_lock_taken_over(sharded, tmp_path):
+    import json
+    import os
+    import socket
+
+    ds = sharded(2)
+    pre = Preprocess([0, 1, 2], stretch="none")
+    out = tmp_path / "locked.parquet"
+    lock = tmp_path / "locked.parquet.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))  # alive
+    with pytest.raises(CatalogWriteError, match=f"being written by process {os.getpid()}"):
+        write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False)
+    assert not out.exists() and not (tmp_path / "locked.parquet.parts").exists()
+    lock.write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname(), "started": "then"}))  # dead
+    assert write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False) == out
+    assert not lock.exists()  # released

@@ -269,3 +269,32 @@ def test_cli_crossmatch(tmp_path, capsys, sims):
     assert "within 2 arcsec" in capsys.readouterr().out
     assert main(args + ["--overwrite", "--radius", "0"]) == 2
     assert "must be > 0" in capsys.readouterr().err
+
+
+def test_a_resumed_crossmatch_refuses_an_edited_input(tmp_path, pair, monkeypatch):
+    import labelsky.data.crossmatch as cm
+
+    a, b, *_ = pair
+    out = tmp_path / "xm_edit"
+    real = cm.DatasetWriter.write_shard
+    calls = {"n": 0}
+
+    def dying(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(cm.DatasetWriter, "write_shard", dying)
+    with pytest.raises(KeyboardInterrupt):
+        crossmatch_datasets(a, b, out, radius_arcsec=1.0, shard_size=4)
+    monkeypatch.setattr(cm.DatasetWriter, "write_shard", real)
+    # the user edits input B's catalog (e.g. new labels) and reruns: refused, not a mix of old and new rows
+    import pyarrow.parquet as pq
+
+    part = sorted((b.path / "catalog").glob("*.parquet"))[0]
+    t = pq.read_table(part)
+    pq.write_table(t.set_column(t.column_names.index("label_name"), "label_name",
+                                [["edited"] * t.num_rows]), part)
+    with pytest.raises(DatasetError, match="other inputs or settings"):
+        crossmatch_datasets(open_dataset(a.path), open_dataset(b.path), out, radius_arcsec=1.0, shard_size=4)

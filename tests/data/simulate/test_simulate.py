@@ -513,3 +513,29 @@ def test_saturated_star_artifacts_are_flagged():
                 for b in range(survey.n_bands):
                     assert img[b].max() <= survey.saturation_level(b) * (1 + 1e-6)
     assert kinds == {"saturated_star", "satellite_trail"}
+
+
+def test_a_resumed_simulation_refuses_an_edited_survey_yaml(tmp_path, monkeypatch):
+    import yaml
+
+    import labelsky.data.simulate.stamps as stamps
+    from labelsky.data.surveys import get_survey
+
+    spec = get_survey("decals").to_dict()
+    spec["name"] = "mine"
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(spec))
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stamps, "run_shards", killed)
+    with pytest.raises(KeyboardInterrupt):
+        stamps.simulate_galaxies(tmp_path / "sim", surveys=[str(path)], n_objects=4, stamp_size=16, workers=1,
+                                 progress=False)
+    spec["depth"] = [d + 1.0 for d in spec["depth"]]  # the user edits the survey file, same name
+    path.write_text(yaml.safe_dump(spec))
+    monkeypatch.undo()
+    with pytest.raises(DatasetError, match="unfinished simulation with other settings"):
+        stamps.simulate_galaxies(tmp_path / "sim", surveys=[str(path)], n_objects=4, stamp_size=16, workers=1,
+                                 progress=False)
