@@ -204,3 +204,26 @@ def test_reads_one_shard_of_images_at_a_time(tmp_path, monkeypatch):
     write_galaxy10(tmp_path / "g10.h5")
     import_galaxy10(tmp_path / "g10.h5", tmp_path / "ds", settings=settings(), progress=False)
     assert blocks == [8, 8, 4]
+
+
+def test_one_corrupt_chunk_rejects_only_its_row(tmp_path):
+    """A damaged HDF5 chunk (one image) costs that image, not the 8-row block it is read in."""
+    arr = galaxy10_arrays()
+    path = tmp_path / "g10.h5"
+    with h5py.File(path, "w") as f:
+        for name, value in arr.items():
+            if name == "images":
+                f.create_dataset(name, data=value, chunks=(1, *value.shape[1:]), compression="gzip")
+            else:
+                f.create_dataset(name, data=value)
+    with h5py.File(path, "r") as f:
+        info = f["images"].id.get_chunk_info_by_coord((5, 0, 0, 0))  # the chunk of image 5
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset)
+        fh.write(b"\xff" * info.size)  # garbage where the compressed chunk was
+    ds, report = import_galaxy10(path, tmp_path / "ds", settings=settings(), progress=False)
+    rejected = [p for p in report["problems"] if p["action"] == "rejected"]
+    assert len(rejected) == 1 and rejected[0]["id_str"] == "galaxy10-5" and "corrupt chunk" in rejected[0]["reason"]
+    assert len(ds) == N - 1
+    keep = [i for i in range(N) if i != 5]
+    np.testing.assert_array_equal(ds.images(), arr["images"][keep].transpose(0, 3, 1, 2).astype(np.float32) / 255)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsky.data.importers.base import ImportSettings, catalog_records, run_import
+from labelsky.data.importers.base import ImportRowError, ImportSettings, catalog_records, run_import
 from labelsky.data.importers.pictures import image_size, resize_bands
 from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
 from labelsky.data.simulate.galaxy10 import GALAXY10_CLASSES
@@ -137,10 +137,20 @@ class _ShardReader:
         i = int(rec["_row"])
         s = i // self.shard_size
         if s != self.shard:
-            self.block = None
-            self.block = self.images[s * self.shard_size:(s + 1) * self.shard_size]
-            self.shard = s
-        x = self.block[i - s * self.shard_size].transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+            self.block, self.shard = None, s
+            try:
+                self.block = self.images[s * self.shard_size:(s + 1) * self.shard_size]
+            except (OSError, ValueError, RuntimeError):
+                pass  # a corrupt chunk in this block: its rows are read one by one, only the bad ones rejected
+        if self.block is not None:
+            x = self.block[i - s * self.shard_size]
+        else:
+            try:
+                x = self.images[i]
+            except (OSError, ValueError, RuntimeError) as err:
+                raise ImportRowError(f"image {i} of the HDF5 file cannot be read (corrupt chunk): "
+                                     f"{type(err).__name__}: {err}") from None
+        x = x.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
         return (resize_bands(x, self.size) if self.size else x), None
 
 
