@@ -27,6 +27,8 @@ use sentinels: ``label = -1`` (no label), vote counts ``-1`` (no votes),
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labelsky.errors import InputDataError
+from labelsky.errors import InputDataError, OutputError
 from labelsky.outputs import check_not_input, prepare_output
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import atomic_path, atomic_write_json
@@ -226,6 +228,8 @@ class DatasetWriter:
             prepare_output(self.path, overwrite=overwrite, inputs=inputs, kind="dataset")
         else:
             check_not_input(self.path, inputs)
+            for stray in list(self.path.glob("images/.*.tmp")) + list(self.path.glob("catalog/.*.tmp")):
+                stray.unlink(missing_ok=True)  # half-written by an interrupted run: never a finished shard
             old = _read_meta(self.path)
             if old.get("complete"):
                 raise DatasetError(f"{self.path} already holds a complete dataset; pass overwrite to replace it")
@@ -290,16 +294,27 @@ class DatasetWriter:
                 table = table.append_column(name, arr)
         img_rel, cat_rel = _shard_name(index)
         table = validate_catalog(table, source=f"{self.path / cat_rel}", n_classes=len(self.classes) or None)
-        with atomic_path(self.path / img_rel) as tmp:
-            with h5py.File(tmp, "w", track_order=False) as f:
-                f.create_dataset("images", data=images, chunks=(1, *self.image_shape) if n else None,
+        # the HDF5 file is built in memory and written as plain bytes: a full disk is then an ordinary OSError
+        # (HDF5 itself crashes the process when a write fails), and the same bytes as writing it directly
+        buf = io.BytesIO()
+        with h5py.File(buf, "w", track_order=False) as f:
+            f.create_dataset("images", data=images, chunks=(1, *self.image_shape) if n else None,
+                             track_times=False)
+            if masks is not None:
+                f.create_dataset("masks", data=np.asarray(masks, dtype=np.uint8),
+                                 chunks=(1, *self.image_shape) if n else None, compression="lzf",
                                  track_times=False)
-                if masks is not None:
-                    f.create_dataset("masks", data=np.asarray(masks, dtype=np.uint8),
-                                     chunks=(1, *self.image_shape) if n else None, compression="lzf",
-                                     track_times=False)
-        with atomic_path(self.path / cat_rel) as tmp:
-            pq.write_table(table, tmp)
+        try:
+            with atomic_path(self.path / img_rel) as tmp:
+                tmp.write_bytes(buf.getbuffer())
+            with atomic_path(self.path / cat_rel) as tmp:
+                pq.write_table(table, tmp)
+        except OSError as err:
+            if err.errno == errno.ENOSPC or "No space left" in str(err):
+                raise OutputError(f"no space left on the disk of {self.path} while writing shard {index}; the "
+                                  f"shards written before are kept: free space and rerun the same command to "
+                                  f"resume") from None
+            raise
 
     def completed_shards(self) -> list[int]:
         return sorted(int(p.stem.split("-")[1]) for p in (self.path / "catalog").glob("part-*.parquet")

@@ -329,51 +329,55 @@ def run_import(out: str | Path, settings: ImportSettings, records: list[dict], l
     prob_dir = out / "import"
     prob_dir.mkdir(exist_ok=True)
     bar = tqdm(total=len(records), desc=f"import {out.name}", unit="obj", disable=not progress)
-    for s in range(n_shards):
-        chunk = records[s * settings.shard_size:(s + 1) * settings.shard_size]
-        if writer.has_shard(s) and (prob_dir / f"problems-{s:05d}.json").exists():
-            bar.update(len(chunk))
-            continue
-        images, rows, problems = [], [], []
-        for rec in chunk:
-            where = {"row": rec.get("_row"), "id_str": rec["id_str"], "file": str(rec.get("_file", ""))}
-            if rec.get("_error"):
-                problems.append({**where, "action": "rejected", "reason": rec["_error"]})
+    try:
+        for s in range(n_shards):
+            chunk = records[s * settings.shard_size:(s + 1) * settings.shard_size]
+            if writer.has_shard(s) and (prob_dir / f"problems-{s:05d}.json").exists():
+                bar.update(len(chunk))
                 continue
-            try:
-                if isinstance(rec.get("_file"), Path):  # a file named by the catalog: checked before it is opened
-                    check_input_file(rec["_file"], settings.max_file_bytes)
-                img, mask = load(rec)
-                img = np.asarray(img)
-                if img.ndim != 3 or img.shape[0] != len(bands):
-                    raise ImportRowError(f"image has shape {img.shape}, expected ({len(bands)} bands {bands}, H, W)")
-                if img.shape != shape:
-                    raise ImportRowError(f"image has shape {img.shape}, expected {shape} (resample it or pass "
-                                         f"the size to the importer)")
-                img, frac = clean_image(img, bands, mask, settings.max_abs_flux)
-            except (ImportRowError, OSError, ValueError, KeyError, IndexError, TypeError) as err:
-                problems.append({**where, "action": "rejected", "reason": f"{type(err).__name__}: {err}"})
-                continue
-            flagged = bool((frac > settings.max_masked).any())
-            if flagged:
-                worst = bands[int(np.argmax(frac))]
-                reason = f"{100 * frac.max():.1f} % bad pixels in band {worst} (limit {100 * settings.max_masked:g} %)"
-                problems.append({**where, "action": "rejected" if settings.reject_masked else "flagged",
-                                 "reason": reason})
-                if settings.reject_masked:
+            images, rows, problems = [], [], []
+            for rec in chunk:
+                where = {"row": rec.get("_row"), "id_str": rec["id_str"], "file": str(rec.get("_file", ""))}
+                if rec.get("_error"):
+                    problems.append({**where, "action": "rejected", "reason": rec["_error"]})
                     continue
-            row = {k: v for k, v in rec.items() if not k.startswith("_")}
-            row.update({f"masked_frac_{b}": float(f) for b, f in zip(bands, frac)})
-            row["flag_masked"] = flagged
-            row["survey"] = survey.name
-            images.append(img)
-            rows.append(row)
-        cols = _columns(rows, bands)
-        arr = np.stack(images) if images else np.zeros((0, *shape), np.float32)
-        writer.write_shard(s, arr, cols)
-        atomic_write_json(prob_dir / f"problems-{s:05d}.json", problems)
-        bar.update(len(chunk))
-    bar.close()
+                try:
+                    if isinstance(rec.get("_file"), Path):  # a file named by the catalog: checked before it is opened
+                        check_input_file(rec["_file"], settings.max_file_bytes)
+                    img, mask = load(rec)
+                    img = np.asarray(img)
+                    if img.ndim != 3 or img.shape[0] != len(bands):
+                        raise ImportRowError(f"image has shape {img.shape}, expected ({len(bands)} bands {bands}, "
+                                             f"H, W)")
+                    if img.shape != shape:
+                        raise ImportRowError(f"image has shape {img.shape}, expected {shape} (resample it or pass "
+                                             f"the size to the importer)")
+                    img, frac = clean_image(img, bands, mask, settings.max_abs_flux)
+                except (ImportRowError, OSError, ValueError, KeyError, IndexError, TypeError) as err:
+                    problems.append({**where, "action": "rejected", "reason": f"{type(err).__name__}: {err}"})
+                    continue
+                flagged = bool((frac > settings.max_masked).any())
+                if flagged:
+                    worst = bands[int(np.argmax(frac))]
+                    reason = (f"{100 * frac.max():.1f} % bad pixels in band {worst} "
+                              f"(limit {100 * settings.max_masked:g} %)")
+                    problems.append({**where, "action": "rejected" if settings.reject_masked else "flagged",
+                                     "reason": reason})
+                    if settings.reject_masked:
+                        continue
+                row = {k: v for k, v in rec.items() if not k.startswith("_")}
+                row.update({f"masked_frac_{b}": float(f) for b, f in zip(bands, frac)})
+                row["flag_masked"] = flagged
+                row["survey"] = survey.name
+                images.append(img)
+                rows.append(row)
+            cols = _columns(rows, bands)
+            arr = np.stack(images) if images else np.zeros((0, *shape), np.float32)
+            writer.write_shard(s, arr, cols)
+            atomic_write_json(prob_dir / f"problems-{s:05d}.json", problems)
+            bar.update(len(chunk))
+    finally:
+        bar.close()  # an error message then starts on a line of its own
     problems = []
     for s in range(n_shards):
         problems += json.loads((prob_dir / f"problems-{s:05d}.json").read_text())
