@@ -58,3 +58,21 @@ def test_an_output_under_a_file_is_an_output_error(tmp_path):
         prepare_output(tmp_path / "file")
     with pytest.raises(OutputError, match="file"):
         prepare_output(tmp_path / "file" / "sub")
+
+
+def test_overwrite_replaces_only_a_folder_of_the_same_kind(tmp_path):
+    from labelsky.outputs import marker_kind
+
+    sim = prepare_output(tmp_path / "sim", kind="simulation")
+    (sim / "decals").mkdir()
+    with pytest.raises(OutputError, match="holds a labelsky simulation, not a run"):
+        prepare_output(sim, overwrite=True, kind="run")
+    assert (sim / "decals").is_dir() and marker_kind(sim) == "simulation"
+    prepare_output(sim, overwrite=True, kind="simulation")
+    assert not (sim / "decals").exists()
+
+
+def test_a_file_name_is_no_folder_name(tmp_path):
+    with pytest.raises(OutputError, match="looks like a file name"):
+        prepare_output(tmp_path / "x.csv", kind="dataset")
+    assert not (tmp_path / "x.csv").exists()

@@ -1,16 +1,18 @@
 """One output lifecycle for every command that writes a folder.
 
-Every folder labelsky creates (a dataset, a simulation, a crossmatch, a run,
-a partitioned catalog) holds a marker file, ``.labelsky``, saying what made
-it. :func:`prepare_output` is the one gate through which such a folder is
+Every folder labelsky creates (a dataset, a simulation, a crossmatch, a run)
+holds a marker file, ``.labelsky``, saying what it holds. (A partitioned
+catalog is recognised by its ``_job.json``; ``labelsky catalog`` applies the
+same rules to it.) :func:`prepare_output` is the one gate through which such a folder is
 created or replaced:
 
 - a new or empty folder is created and marked;
 - an existing folder that labelsky did not make (no marker) is never written
   into and never deleted;
-- ``overwrite`` replaces only a folder that labelsky made, and never one that
-  is an input of the same command, that holds an input, or that is the
-  current folder or one of its parents;
+- ``overwrite`` replaces only a folder that labelsky made for the same kind
+  of output (a run replaces a run, never a dataset), and never one that is an
+  input of the same command, that holds an input, or that is the current
+  folder or one of its parents;
 - an output path under an existing file, or on a disk that refuses, is an
   :class:`~labelsky.errors.OutputError` naming the path.
 
@@ -31,7 +33,8 @@ from typing import Iterable
 
 from labelsky.errors import OutputError
 
-__all__ = ["MARKER", "prepare_output", "is_labelsky_output", "mark_output", "check_not_input"]
+__all__ = ["MARKER", "prepare_output", "is_labelsky_output", "mark_output", "marker_kind", "check_not_input",
+           "check_not_current"]
 
 #: the file that marks a folder as made by labelsky
 MARKER = ".labelsky"
@@ -44,6 +47,20 @@ FILE_SUFFIXES = frozenset({".csv", ".parquet", ".fits", ".fit", ".fits.gz", ".h5
 def is_labelsky_output(path: str | Path) -> bool:
     """True when ``path`` is a folder that labelsky made (it holds the marker file)."""
     return (Path(path) / MARKER).is_file()
+
+
+def marker_kind(path: str | Path) -> str | None:
+    """What the labelsky folder ``path`` holds, from its marker (``None`` if unknown)."""
+    try:
+        return json.loads((Path(path) / MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_not_current(path: str | Path) -> None:
+    """Refuse to replace ``path`` when it is the current folder or one of its parents."""
+    if _is_within(_resolved(Path.cwd()), _resolved(path)):
+        raise OutputError(f"--overwrite refused: {path} is the current folder or one of its parents")
 
 
 def mark_output(path: str | Path, kind: str) -> None:
@@ -117,8 +134,13 @@ def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterabl
         raise OutputError(f"{path} exists and was not made by labelsky (no {MARKER} marker in it); labelsky never "
                           f"writes into or deletes such a folder: choose a new or empty folder")
     if overwrite and non_empty:
-        if _is_within(_resolved(Path.cwd()), out):
-            raise OutputError(f"--overwrite refused: {path} is the current folder or one of its parents")
+        check_not_current(path)
+        made = marker_kind(path)
+        if made not in (kind, None):
+            raise OutputError(f"--overwrite refused: {path} holds a labelsky {made}, not a {kind}; choose another "
+                              f"folder (or delete it yourself if you mean to)")
+        if path.is_symlink():
+            raise OutputError(f"--overwrite refused: {path} is a symbolic link; labelsky replaces only real folders")
         shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -196,8 +196,12 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
         warnings.filterwarnings("ignore", message=pattern)
 
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                           save_last=True, save_top_k=1)
-    cbs = [ckpt, RankReport(run_dir), *callbacks]
+                           save_top_k=1)
+    # last.ckpt after every epoch, whether or not it was the best (Lightning's save_last copies only when the best
+    # changes, so a resumed run would repeat epochs): an interrupted run resumes where it stopped
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           every_n_epochs=1, enable_version_counter=False)
+    cbs = [ckpt, last, RankReport(run_dir), *callbacks]
     if devices is None:
         devices = getattr(cfg, "devices", None)
     num_nodes = num_nodes or int(getattr(cfg, "num_nodes", 1) or 1)
@@ -206,14 +210,22 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
         strategy = _ddp_strategy()
     if patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
-    return L.Trainer(
-        default_root_dir=run_dir, max_epochs=max_epochs or cfg.max_epochs, callbacks=cbs,
-        logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per (re)start
-        accelerator=accelerator_for(cfg.device),
-        devices=devices if devices is not None else devices_for(cfg.device), num_nodes=num_nodes, strategy=strategy,
-        enable_progress_bar=progress,
-        enable_model_summary=False, log_every_n_steps=10, deterministic=False,
-    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from labelsky.errors import SettingsError
+
+    try:
+        return L.Trainer(
+            default_root_dir=run_dir, max_epochs=max_epochs or cfg.max_epochs, callbacks=cbs,
+            logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per (re)start
+            accelerator=accelerator_for(cfg.device),
+            devices=devices if devices is not None else devices_for(cfg.device), num_nodes=num_nodes,
+            strategy=strategy, enable_progress_bar=progress,
+            enable_model_summary=False, log_every_n_steps=10, deterministic=False,
+        )
+    except (ValueError, MisconfigurationException) as err:  # an unknown strategy, too many devices, ...
+        raise SettingsError(f"training settings (--devices / --num-nodes / --strategy / --device): {err}") \
+            from None
 
 
 def class_balance_weights(labels, n_classes: int) -> list[float]:

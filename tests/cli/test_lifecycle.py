@@ -198,3 +198,61 @@ def test_evaluate_on_a_read_only_run_prints_its_metrics(capsys, monkeypatch, sim
     assert main(["evaluate", "--run", str(run), "--data", str(ds.path), "--split", "all"]) == 0
     cap = capsys.readouterr()
     assert "accuracy=" in cap.out and "cannot write" in cap.err and "Permission denied" in cap.err
+
+
+def _sdss_dataset(path):
+    """8 objects in SDSS u and i only (16 x 16): bands a g r z model does not have."""
+    from labelsky.data.importers.base import survey_with_bands
+    from labelsky.data.io import DatasetWriter
+
+    n = 8
+    w = DatasetWriter(path, survey_with_bands("sdss", ["u", "i"]), (2, 16, 16), classes=["elliptical", "spiral"],
+                      n_shards=1, config={})
+    w.write_shard(0, np.random.default_rng(0).normal(size=(n, 2, 16, 16)).astype(np.float32), {
+        "id_str": [f"s{i}" for i in range(n)], "ra": np.linspace(1, 2, n), "dec": np.zeros(n), "survey": ["sdss"] * n,
+        "split": ["test"] * n, "label": (np.arange(n) % 2).astype(np.int16),
+        "label_name": [["elliptical", "spiral"][i % 2] for i in range(n)], "richness": np.full(n, np.nan, np.float32),
+        **{v: np.full(n, -1, np.int32) for v in ("votes_smooth", "votes_featured", "votes_artifact")}})
+    return w.finalize()
+
+
+def test_runs_refuse_datasets_without_their_bands_by_name(tmp_path, capsys, sim):
+    ds, run = sim
+    other = _sdss_dataset(tmp_path / "sdss")
+    uda = tmp_path / "uda"
+    assert main(["adapt", "--source", str(ds.path), "--target", str(ds.path), "--out", str(uda), "--backbone",
+                 "resnet10t", "--epochs", "1", "--batch-size", "8"]) == 0
+    capsys.readouterr()
+    for r in (run, uda):
+        assert main(["catalog", "--run", str(r), "--data", str(other.path), "--out", str(tmp_path / "c.parquet")]) == 2
+        _one_line_error(capsys, "band")
+        assert main(["evaluate", "--run", str(r), "--data", str(other.path)]) == 2
+        _one_line_error(capsys)
+
+
+def test_fewer_epochs_on_a_finished_run_and_bad_trainer_settings(tmp_path, capsys, sim):
+    ds, _ = sim
+    base = ["train", "--data", str(ds.path), "--out", str(tmp_path / "r"), "--backbone", "resnet10t",
+            "--batch-size", "8"]
+    assert main(base + ["--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--epochs", "1"]) == 0  # already trained further: nothing to do, no traceback
+    assert "already trained 2 epoch(s)" in capsys.readouterr().err
+    assert main(base + ["--epochs", "1", "--strategy", "dpp", "--out", str(tmp_path / "r2")]) == 2
+    _one_line_error(capsys, "strategy")
+    assert main(base + ["--workers", "-1"]) == 2
+    _one_line_error(capsys, "--workers")
+
+
+def test_partitioned_catalog_overwrite_never_replaces_the_current_folder(tmp_path, capsys, monkeypatch, sim):
+    ds, run = sim
+    out = tmp_path / "cat"
+    assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    monkeypatch.chdir(out)
+    capsys.readouterr()
+    assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", ".", "--overwrite"]) == 2
+    _one_line_error(capsys, "current folder")
+    assert (out / "notes.txt").read_text() == "mine"
+    assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", str(tmp_path / "x.csv")]) == 2
+    _one_line_error(capsys, ".csv")

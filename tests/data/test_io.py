@@ -135,7 +135,7 @@ def test_no_such_dataset(tmp_path):
 def test_complete_dataset_not_reopened_without_overwrite(tmp_path):
     path = tmp_path / "d"
     write_dataset(path, sizes=(2,))
-    with pytest.raises(DatasetError, match="already holds a complete dataset; pass overwrite"):
+    with pytest.raises(DatasetError, match="already holds a complete dataset; pass --overwrite"):
         _writer(path, config={"seed": 1})
     w = _writer(path, config={"seed": 1}, overwrite=True)
     assert not w.has_shard(0)

@@ -104,6 +104,9 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
         raise CatalogWriteError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     out = Path(out)
     suffix = out.suffix.lower()
+    if fmt is None and suffix and suffix not in (".fits", ".fit", ".parquet"):
+        raise CatalogWriteError(f"--out {out}: a catalog is FILE.parquet, FILE.fits or a folder (no suffix); "
+                                f"{suffix} is not written (use --format to force one)")
     fmt = fmt or ("fits" if suffix in (".fits", ".fit") else "parquet" if suffix == ".parquet" else "partitioned")
     if fmt not in FORMATS:
         raise CatalogWriteError(f"unknown catalog format {fmt!r}; expected one of {FORMATS}")
@@ -186,6 +189,10 @@ def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, par
     from tqdm.auto import tqdm
 
     if overwrite:
+        if fmt == "partitioned":
+            from labelsky.outputs import check_not_current
+
+            check_not_current(out)
         if out.is_file() and not is_labelsky_catalog(out):
             raise CatalogWriteError(f"{out} exists and was not written by labelsky catalog; it is never replaced: "
                                     f"choose another --out")
@@ -193,12 +200,12 @@ def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, par
         if out.is_file():
             out.unlink()
     if done_marker.exists():
-        raise CatalogWriteError(f"{out} exists; pass overwrite to replace it")
+        raise CatalogWriteError(f"{out} exists; pass --overwrite to replace it")
     job_file = parts_dir / "_job.json"
     if job_file.exists():
         if json.loads(job_file.read_text()) != job:
             raise CatalogWriteError(f"{parts_dir} holds an unfinished catalog of another model or dataset; "
-                                    f"pass overwrite to start again")
+                                    f"pass --overwrite to start again")
     else:
         atomic_write_json(job_file, job)
     for stray in parts_dir.glob(".part-*.tmp"):  # a part being written when the last run was killed

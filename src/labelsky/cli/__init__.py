@@ -62,7 +62,10 @@ def main(argv=None) -> int:
     from labelsky.errors import LabelskyError, one_line
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version (0) or a usage mistake (2, its one line already printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -321,6 +321,10 @@ def add_validate(sub):
 def cmd_validate(a) -> int:
     from labelsky.data.validate import validate_dataset
 
+    if not a.dataset.is_dir():
+        from labelsky.data.io import DatasetError
+
+        raise DatasetError(f"{a.dataset}: no such dataset folder")
     problems = validate_dataset(a.dataset, max_masked=a.max_masked, check_pixels=a.pixels)
     if a.json:
         print(json.dumps(problems, indent=2))

@@ -8,11 +8,16 @@ from pathlib import Path
 from labelsky.errors import SettingsError
 
 __all__ = ["add_out", "add_seed", "add_overwrite", "add_device", "add_distributed", "dist", "rank_zero",
-           "positive_int", "positive_float", "at_least_2", "fraction", "OneLineParser"]
+           "positive_int", "non_negative_int", "positive_float", "at_least_2", "fraction", "OneLineParser"]
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line, ``labelsky: error: ...``, and exit code 2."""
+    """An ArgumentParser whose usage errors are one line, ``labelsky: error: ...``, and exit code 2; options are
+    never abbreviated (``--dat`` is a mistake, not ``--data``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"labelsky: error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
@@ -26,6 +31,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
 
 
@@ -74,7 +90,7 @@ def add_device(p, workers: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU), cpu, cuda, "
                                                     "cuda:1 ...")
     if workers:
-        p.add_argument("--workers", type=int, default=0, help="data-loader processes")
+        p.add_argument("--workers", type=non_negative_int, default=0, help="data-loader processes")
 
 
 def add_distributed(p) -> None:

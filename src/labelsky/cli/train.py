@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelsky.cli.options import add_device, add_distributed, add_overwrite, add_seed, at_least_2, dist, fraction, positive_float, positive_int, rank_zero
+from labelsky.cli.options import (add_device, add_distributed, add_overwrite, add_seed, at_least_2,
+                                  dist, fraction, non_negative_int, positive_float, positive_int, rank_zero)
 from labelsky.errors import SettingsError
 from labelsky.methods.registry import get_method
 
@@ -25,11 +26,11 @@ def add_train(sub):
     p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
     p.add_argument("--image-size", type=int, default=None, help="resize to this side (e.g. 224)")
     p.add_argument("--epochs", type=positive_int, default=30)
-    p.add_argument("--head-epochs", type=int, default=2, help="epochs of head-only training first")
-    p.add_argument("--unfreeze-every", type=int, default=2, help="epochs between unfreezing steps")
+    p.add_argument("--head-epochs", type=non_negative_int, default=2, help="epochs of head-only training first")
+    p.add_argument("--unfreeze-every", type=positive_int, default=2, help="epochs between unfreezing steps")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--patience", type=int, default=5, help="early stopping on validation loss")
+    p.add_argument("--patience", type=non_negative_int, default=5, help="early stopping on validation loss")
     add_seed(p)
     add_device(p)
     add_overwrite(p)

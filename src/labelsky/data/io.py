@@ -232,14 +232,14 @@ class DatasetWriter:
                 stray.unlink(missing_ok=True)  # half-written by an interrupted run: never a finished shard
             old = _read_meta(self.path)
             if old.get("complete"):
-                raise DatasetError(f"{self.path} already holds a complete dataset; pass overwrite to replace it")
+                raise DatasetError(f"{self.path} already holds a complete dataset; pass --overwrite to replace it")
             if old.get("config") != self.config:
                 prev = old.get("config") or {}
                 keys = sorted(k for k in set(prev) | set(self.config) if prev.get(k) != self.config.get(k))
                 what = ", ".join("the input catalog's content" if k == "records_sha256" else k for k in keys)
                 raise DatasetError(f"{self.path} holds an unfinished dataset made from other inputs or settings "
                                    f"({what}); its shards would mix with new ones: rerun with the original "
-                                   f"inputs, or pass overwrite to start again")
+                                   f"inputs, or pass --overwrite to start again")
         (self.path / "images").mkdir(parents=True, exist_ok=True)
         (self.path / "catalog").mkdir(parents=True, exist_ok=True)
         self.meta = {

@@ -96,9 +96,10 @@ def describe_parts(parts: Iterable[tuple]) -> list[dict]:
     out = []
     for ds, rows, labels in parts:
         rows = np.asarray(rows)
+        if labels is None:  # the catalog's own labels: a relabelled dataset is other data
+            labels = ds.column("label")[rows] if "label" in ds.catalog.column_names else np.zeros(0)
         out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
-                    "rows_sha1": _digest(rows),
-                    "labels": "catalog" if labels is None else _digest(labels)})
+                    "rows_sha1": _digest(rows), "labels_sha1": _digest(labels)})
     return out
 
 
@@ -136,6 +137,8 @@ class Run:
         return self.path.is_dir() and any(self.path.glob("**/checkpoints/*.ckpt"))
 
     def read_config(self) -> dict:
+        if not self.path.is_dir():
+            raise RunFolderError(f"no such run folder: {self.path}")
         if not self.config_path.is_file():
             raise RunFolderError(f"{self.path} is not a labelsky run (no {CONFIG_FILE}); train into it first")
         try:
@@ -180,12 +183,15 @@ class Run:
                 raise RunFolderError(f"{run.path} holds checkpoints but no {CONFIG_FILE}: choose another run "
                                      f"folder or pass --overwrite")
             old = run.read_config()
-            diffs = []
             if old.get("method") != method:
-                diffs.append(f"method: {old.get('method')!r} -> {method!r}")
-            diffs += config_differences(old.get("config", {}), config, "")
+                raise RunFolderError(f"{run.path} holds a {old.get('method')!r} run, not a {method!r} one: choose "
+                                     f"another run folder (or pass --overwrite to replace it)")
+            diffs = config_differences(old.get("config", {}), config, "")
             if old.get("data") != data:
-                diffs.append("data (other datasets, rows or labels)")
+                old_data = old.get("data") if isinstance(old.get("data"), dict) else {}
+                parts = sorted(k for k in set(old_data) | set(data if isinstance(data, dict) else {})
+                               if old_data.get(k) != data.get(k)) if isinstance(data, dict) else []
+                diffs.append(f"data: {', '.join(parts) or 'the datasets'} (other datasets, rows or labels)")
             if diffs:
                 raise RunFolderError(f"{run.path} holds a run made with other settings ({'; '.join(diffs)}); "
                                      f"resuming it would mix them: choose another run folder or pass --overwrite")
@@ -213,8 +219,28 @@ class Run:
         return str(last)
 
     def fit(self, trainer, module, train_loader, val_loader=None, stage: str = "") -> Path:
-        """``trainer.fit``, resuming from ``last.ckpt`` when present (safe load); returns the best checkpoint."""
+        """``trainer.fit``, resuming from ``last.ckpt`` when present (safe load); returns the best checkpoint.
+
+        A run that already trained at least ``max_epochs`` epochs is not trained again (its best checkpoint
+        is returned). Ctrl-C during training is a ``KeyboardInterrupt`` (Lightning turns it into an exit).
+        """
         ckpt = self.resume_checkpoint(stage)
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+        if ckpt is not None and trainer.max_epochs is not None and trainer.max_epochs >= 0:
+            done = int(load_checkpoint(ckpt).get("epoch", -1)) + 1
+            if done >= trainer.max_epochs:
+                import sys
+
+                print(f"labelsky: {self.checkpoint_dir(stage).parent} already trained {done} epoch(s) "
+                      f"(asked: {trainer.max_epochs}); nothing to train", file=sys.stderr)
+                best = self.checkpoint_dir(stage) / "best.ckpt"
+                return best if best.is_file() else Path(ckpt)
+        try:
+            trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
+        except SystemExit:
+            if getattr(trainer, "interrupted", False):  # Lightning's graceful shutdown after Ctrl-C
+                raise KeyboardInterrupt from None
+            raise
+        if getattr(trainer, "interrupted", False):
+            raise KeyboardInterrupt
         best = trainer.checkpoint_callback.best_model_path
         return Path(best) if best else self.checkpoint_dir(stage) / "last.ckpt"

@@ -71,16 +71,18 @@ class RichnessModel(nn.Module):
     the stacked band features [N, feature_dim * bands]}``.
     """
 
-    def __init__(self, config: dict, n_bands: int, extractor_state: dict | None = None):
+    def __init__(self, config: dict, n_bands: int, extractor_state: dict | None = None, bands: list | None = None):
         super().__init__()
-        self.hparams = {"config": dict(config), "n_bands": int(n_bands)}
+        self.hparams = {"config": dict(config), "n_bands": int(n_bands), "bands": list(bands) if bands else None}
         self.cfg = RichnessConfig(**config)
+        self.bands = list(bands) if bands else None
         self.net = make_richness_net(self.cfg, n_bands, extractor_state)
 
     def preprocess(self, ds: LabelskyDataset) -> Preprocess:
-        if len(ds.bands) != self.net.n_bands:
-            raise SettingsError(f"{ds.path}: {len(ds.bands)} bands {ds.bands}; the richness model takes "
-                                f"{self.net.n_bands}")
+        """The model's preprocessing for ``ds``, whose bands must be the training bands, by name and order."""
+        if (self.bands is not None and list(ds.bands) != self.bands) or len(ds.bands) != self.net.n_bands:
+            raise SettingsError(f"{ds.path}: bands {ds.bands}; the richness model was trained on "
+                                f"{self.bands or self.net.n_bands} (the same bands, in the same order, are needed)")
         return self.cfg.preprocess(len(ds.bands))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,13 +130,14 @@ def fit_richness(run_dir, datasets, cfg: RichnessConfig, *, extractor: str | Pat
     parts = select_rows(datasets, cfg, seed=cfg.seed)
     ds = datasets[0]
     data = {"train": describe_parts([parts["train"]]), "val": describe_parts([parts["val"]]),
-            "extractor": str(Path(extractor).resolve()) if extractor else None}
+            "extractor": _file_digest(extractor) if extractor else None}
     run = Run.start(run_dir, method="richness", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
                     inputs=[ds.path] + ([extractor] if extractor else []))
     best = run.checkpoint_dir() / "best.ckpt"
     if best.is_file():
         return load_richness(best)
-    model = RichnessModel(cfg.to_dict(), len(ds.bands), load_extractor_state(extractor) if extractor else None)
+    model = RichnessModel(cfg.to_dict(), len(ds.bands), load_extractor_state(extractor) if extractor else None,
+                          bands=list(ds.bands))
     tr, va = parts["train"][1], parts["val"][1]
     x = _images(ds, np.concatenate([tr, va]), cfg)
     y = torch.tensor(np.log(ds.column("richness")[np.concatenate([tr, va])]), dtype=torch.float32)
@@ -146,13 +149,23 @@ def fit_richness(run_dir, datasets, cfg: RichnessConfig, *, extractor: str | Pat
     return model.eval()
 
 
+def _file_digest(path) -> dict:
+    """A weight file's identity: its path and the sha256 of its bytes (a retrained extractor is other data)."""
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"extractor weights {path} do not exist (expected RUN/extractor.pt of labelsky pretrain)")
+    return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def load_richness(checkpoint, map_location="cpu") -> RichnessModel:
     """A trained :class:`RichnessModel` from a checkpoint (weights-only load)."""
     from labelsky.methods.run import load_checkpoint, load_state
 
     ckpt = load_checkpoint(checkpoint, map_location)
     hp = ckpt["hyper_parameters"]
-    model = RichnessModel(hp["config"], hp["n_bands"])
+    model = RichnessModel(hp["config"], hp["n_bands"], bands=hp.get("bands"))
     load_state(model, ckpt, checkpoint)
     return model.eval()
 

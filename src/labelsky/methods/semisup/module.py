@@ -227,6 +227,8 @@ def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, va
     """
     from lightning.pytorch.utilities import CombinedLoader
 
+    if not cfg.bands:  # recorded by name: a dataset without them is refused by name, never matched by position
+        cfg = dataclasses.replace(cfg, bands=list(ds.bands))
     size = cfg.image_size or ds.image_shape[-1]
     in_chans = cfg.in_chans(ds)
     data = {"labelled": describe_parts([(ds, labelled_rows, None)]),

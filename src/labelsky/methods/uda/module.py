@@ -308,8 +308,12 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
     from labelsky.methods.uda.losses import class_weights
     from labelsky.training import build_trainer
 
+    import dataclasses
+
     run_dir = Path(run_dir)
     ds_s, rows_s, lab_s = source_part
+    if not cfg.bands:  # recorded by name: a dataset without them is refused by name, never matched by position
+        cfg = dataclasses.replace(cfg, bands=list(ds_s.bands))
     labels = np.asarray(lab_s) if lab_s is not None else ds_s.column("label")[np.asarray(rows_s)]
     n_bands = cfg.in_chans(ds_s)
     data = {"classes": list(class_names), "source": describe_parts([source_part]),
