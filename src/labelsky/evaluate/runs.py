@@ -27,10 +27,12 @@ def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", d
 
     run = Path(run)
     spec = run_spec(run)
-    if spec.output != "probs" or spec.name == "pretext":
+    if spec.output != "probs":
         raise SettingsError(f"{run} is a {spec.name!r} run ({spec.output}); labelsky evaluate measures classifiers "
-                            f"(transfer, uda runs); the {spec.name} command reports its own metrics")
+                            f"(methods whose output is class probabilities); the {spec.name} command reports its "
+                            f"own metrics")
     model = load_run(run)
+    spec.preprocess(model, ds)  # a method that cannot read this dataset says so here
     names = list(spec.output_names(model))
     if ds.classes != names:
         raise DatasetError(f"{ds.path}: classes {ds.classes} differ from the model's {names}")
