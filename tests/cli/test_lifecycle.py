@@ -256,3 +256,37 @@ def test_partitioned_catalog_overwrite_never_replaces_the_current_folder(tmp_pat
     assert (out / "notes.txt").read_text() == "mine"
     assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", str(tmp_path / "x.csv")]) == 2
     _one_line_error(capsys, ".csv")
+
+
+@pytest.mark.parametrize("name", ["train", "adapt", "semisup"])
+def test_a_killed_training_resumes_to_the_same_number_of_steps(tmp_path, sim, name):
+    """kill -9 after the first epoch's checkpoint, rerun the same command: as many optimisation steps as a run that
+    was never interrupted (no epoch repeated or skipped)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ds, _ = sim
+    args = {"train": ["train", "--data", str(ds.path), "--backbone", "resnet10t", "--batch-size", "4"],
+            "adapt": ["adapt", "--source", str(ds.path), "--target", str(ds.path), "--backbone", "resnet10t",
+                      "--batch-size", "4"],
+            "semisup": ["semisup", "--data", str(ds.path), "--latent-dim", "4", "--batch-size", "4",
+                        "--regime", "semi"]}[name] + ["--epochs", "3", "--device", "cpu"]
+
+    def steps(run):
+        return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+
+    base = [sys.executable, "-m", "labelsky", *args]
+    subprocess.run(base + ["--out", str(tmp_path / "full")], check=True, capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(base + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not (killed / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.time() - t0 < 240:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = steps(killed)
+    assert 0 < first < steps(tmp_path / "full")  # it really was killed part-way
+    subprocess.run(base + ["--out", str(killed)], check=True, capture_output=True, timeout=300)
+    assert steps(killed) == steps(tmp_path / "full")
