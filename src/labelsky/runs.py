@@ -13,7 +13,7 @@ from pathlib import Path
 from labelsky.methods.registry import MethodSpec, get_method
 from labelsky.methods.run import Run
 
-__all__ = ["run_checkpoint", "run_method", "run_spec", "load_run"]
+__all__ = ["run_checkpoint", "run_method", "run_spec", "load_run", "input_warnings"]
 
 
 def run_checkpoint(run: str | Path) -> Path:
@@ -35,3 +35,35 @@ def load_run(run: str | Path):
     """The best model of a run folder (any registered method), in eval mode."""
     ckpt = run_checkpoint(run)
     return run_spec(run).load(ckpt)
+
+
+def input_warnings(run: str | Path, ds) -> list[str]:
+    """Why ``ds`` may not be what the run's model was trained on: other pixel units (flux images vs 8-bit
+    pictures) or another image size. Empty when they match or the run does not record its data."""
+    data = Run(run).read_config().get("data") or {}
+    seen = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if "flux_unit" in x and "image_shape" in x:
+                seen.append(x)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(data)
+    if not seen:
+        return []
+    out = []
+    units = sorted({d["flux_unit"] for d in seen})
+    unit = ds.meta.get("flux_unit", "nanomaggy")
+    if unit not in units:
+        out.append(f"{ds.path} holds {unit} images; the model of {run} was trained on {', '.join(units)} images "
+                   f"(flux images and 8-bit pictures look different to a network)")
+    sizes = sorted({tuple(d["image_shape"][1:]) for d in seen})
+    if tuple(ds.image_shape[1:]) not in sizes:
+        out.append(f"{ds.path} has {ds.image_shape[1]} x {ds.image_shape[2]} pixel images; the model of {run} "
+                   f"was trained on {', '.join(f'{h} x {w}' for h, w in sizes)} (resized or not, the scale differs)")
+    return out

@@ -290,3 +290,25 @@ def test_a_killed_training_resumes_to_the_same_number_of_steps(tmp_path, sim, na
     assert 0 < first < steps(tmp_path / "full")  # it really was killed part-way
     subprocess.run(base + ["--out", str(killed)], check=True, capture_output=True, timeout=300)
     assert steps(killed) == steps(tmp_path / "full")
+
+
+def test_a_model_of_flux_images_warns_on_pictures_and_other_sizes(tmp_path, capsys, sim):
+    from labelsky.data.importers.base import survey_with_bands
+    from labelsky.data.io import DatasetWriter
+
+    ds, run = sim
+    n = 8
+    w = DatasetWriter(tmp_path / "pics", survey_with_bands("decals", ["g", "r", "z"]), (3, 24, 24),
+                      classes=ds.classes, n_shards=1, config={}, extra_meta={"flux_unit": "display"})
+    w.write_shard(0, np.random.default_rng(0).uniform(size=(n, 3, 24, 24)).astype(np.float32), {
+        "id_str": [f"p{i}" for i in range(n)], "ra": np.linspace(1, 2, n), "dec": np.zeros(n),
+        "survey": ["decals"] * n, "split": ["test"] * n, "label": (np.arange(n) % 2).astype(np.int16),
+        "label_name": [ds.classes[i % 2] for i in range(n)], "richness": np.full(n, np.nan, np.float32),
+        **{v: np.full(n, -1, np.int32) for v in ("votes_smooth", "votes_featured", "votes_artifact")}})
+    pics = w.finalize()
+    capsys.readouterr()
+    assert main(["catalog", "--run", str(run), "--data", str(pics.path), "--out", str(tmp_path / "c.parquet")]) == 0
+    err = capsys.readouterr().err
+    assert "display images" in err and "24 x 24" in err
+    assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", str(tmp_path / "d.parquet")]) == 0
+    assert "warning" not in capsys.readouterr().err  # its own kind of data: no warning

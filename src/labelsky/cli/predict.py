@@ -21,12 +21,21 @@ def cmd_evaluate(a) -> int:
     from labelsky.data.io import open_dataset
     from labelsky.evaluate.runs import evaluate_run
 
-    rep = evaluate_run(a.run, open_dataset(a.data), split=a.split, device=a.device)
+    ds = open_dataset(a.data)
+    _warn_inputs(a.run, ds)
+    rep = evaluate_run(a.run, ds, split=a.split, device=a.device)
     print(f"{rep['survey']} {a.split}: n={rep['n']} accuracy={rep['accuracy']:.4f} F1={rep['f1']:.4f}"
           + (f" -> {rep['path']}" if rep["path"] else ""))
     if rep.get("write_error"):
         print(f"labelsky: warning: {rep['write_error']}", file=sys.stderr)
     return 0
+
+
+def _warn_inputs(run, ds) -> None:
+    from labelsky.runs import input_warnings
+
+    for w in input_warnings(run, ds):
+        print(f"labelsky: warning: {w}", file=sys.stderr)
 
 
 def _job_identity(run: Path, pre) -> dict:
@@ -69,6 +78,7 @@ def cmd_catalog(a) -> int:
     from labelsky.data.io import open_dataset
 
     ds = open_dataset(a.data)
+    _warn_inputs(a.run, ds)
     device = a.device if a.engine == "local" else ("cuda" if a.gpus_per_worker else "cpu")
     predictor = RunPredictor(a.run, device=device, domain=a.domain)
     pre = predictor.preprocess(ds)

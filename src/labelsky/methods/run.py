@@ -99,7 +99,8 @@ def describe_parts(parts: Iterable[tuple]) -> list[dict]:
         if labels is None:  # the catalog's own labels: a relabelled dataset is other data
             labels = ds.column("label")[rows] if "label" in ds.catalog.column_names else np.zeros(0)
         out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
-                    "rows_sha1": _digest(rows), "labels_sha1": _digest(labels)})
+                    "rows_sha1": _digest(rows), "labels_sha1": _digest(labels),
+                    "flux_unit": ds.meta.get("flux_unit", "nanomaggy"), "image_shape": list(ds.image_shape)})
     return out
 
 
