@@ -23,26 +23,29 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"labelsky: error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (argparse type)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    return _int_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+    return _int_at_least(text, 0)
+
+
+def at_least_2(text: str) -> int:
+    """An integer >= 2 (argparse type), e.g. cross-validation folds."""
+    return _int_at_least(text, 2)
 
 
 def positive_float(text: str) -> float:
@@ -53,14 +56,6 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
-    return value
-
-
-def at_least_2(text: str) -> int:
-    """An integer >= 2 (argparse type), e.g. cross-validation folds."""
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 2")
     return value
 
 
