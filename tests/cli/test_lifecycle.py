@@ -272,7 +272,7 @@ def test_a_killed_training_resumes_to_the_same_number_of_steps(tmp_path, sim, na
             "adapt": ["adapt", "--source", str(ds.path), "--target", str(ds.path), "--backbone", "resnet10t",
                       "--batch-size", "4"],
             "semisup": ["semisup", "--data", str(ds.path), "--latent-dim", "4", "--batch-size", "4",
-                        "--regime", "semi"]}[name] + ["--epochs", "3", "--device", "cpu"]
+                        "--regime", "semi"]}[name] + ["--epochs", "2", "--device", "cpu"]
 
     def steps(run):
         return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
