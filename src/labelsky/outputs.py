@@ -126,7 +126,6 @@ def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterabl
         raise OutputError(f"output {path} looks like a file name ({path.suffix}), but a labelsky {kind} is a folder; "
                           f"choose a folder name")
     check_not_input(path, inputs)
-    out = _resolved(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"output {path} is a file, not a folder; choose another --out")
     non_empty = path.is_dir() and any(path.iterdir())
