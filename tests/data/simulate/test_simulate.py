@@ -536,6 +536,6 @@ def test_a_resumed_simulation_refuses_an_edited_survey_yaml(tmp_path, monkeypatc
     spec["depth"] = [d + 1.0 for d in spec["depth"]]  # the user edits the survey file, same name
     path.write_text(yaml.safe_dump(spec))
     monkeypatch.undo()
-    with pytest.raises(DatasetError, match="unfinished simulation with other settings"):
+    with pytest.raises(DatasetError, match=r"unfinished simulation with other settings \(surveys\)"):
         stamps.simulate_galaxies(tmp_path / "sim", surveys=[str(path)], n_objects=4, stamp_size=16, workers=1,
                                  progress=False)

@@ -163,8 +163,11 @@ def prepare_output(out: Path, config: dict, overwrite: bool, inputs=()) -> None:
         old = read_simulation_meta(out)
         if old.get("complete"):
             raise DatasetError(f"{out} already holds a finished simulation; pass --overwrite to replace it")
-        if old.get("config") != json.loads(json.dumps(config, default=str)):
-            raise DatasetError(f"{out} holds an unfinished simulation with other settings; "
+        new = json.loads(json.dumps(config, default=str))
+        if old.get("config") != new:
+            prev = old.get("config") if isinstance(old.get("config"), dict) else {}
+            keys = sorted(k for k in set(prev) | set(new) if prev.get(k) != new.get(k))
+            raise DatasetError(f"{out} holds an unfinished simulation with other settings ({', '.join(keys)}); "
                                f"pass --overwrite to start again")
     prepare_folder(out, overwrite=overwrite, inputs=inputs, kind="simulation")
     if not cfg_path.exists():
