@@ -31,48 +31,42 @@ def add_reproduce(sub):
     p.set_defaults(func=cmd_reproduce)
 
 
+def _given(a, **names) -> dict:
+    """Config overrides from the options the user gave: ``{config field: value}`` for every option not None."""
+    return {field: getattr(a, opt) for field, opt in names.items() if getattr(a, opt) is not None}
+
+
 def cmd_reproduce(a) -> int:
     if a.paper == "owg":
-        from labelsky.reproduce.owg import OWGConfig, run_owg
+        from labelsky.reproduce.owg import OWGConfig as cfg_cls
+        from labelsky.reproduce.owg import run_owg as run
 
-        over = {k: v for k, v in (("n_clusters", a.n), ("backbone", a.backbone)) if v is not None}
-        rc = (OWGConfig.quick if a.quick else OWGConfig)(workers=a.workers, seed=a.seed, **over)
-        out = a.out or Path("runs") / "owg"
-        run_owg(out, rc)
-        print((out / "table.md").read_text())
-        print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
-        return 0
-    if a.paper == "etvae":
-        from labelsky.reproduce.etvae import ETVAEReproConfig, run_etvae
+        cfg = dict(workers=a.workers, seed=a.seed, **_given(a, n_clusters="n", backbone="backbone"))
+        out, table = Path("runs") / "owg", "table.md"
+    elif a.paper == "etvae":
+        from labelsky.reproduce.etvae import ETVAEReproConfig as cfg_cls
+        from labelsky.reproduce.etvae import run_etvae as run
 
-        over = {k: v for k, v in (("n_objects", a.n), ("epochs", a.epochs), ("seeds", a.seeds)) if v is not None}
-        rc = (ETVAEReproConfig.quick if a.quick else ETVAEReproConfig)(workers=a.workers, sim_seed=a.seed, **over)
-        out = a.out or Path("runs") / "etvae"
-        run_etvae(out, rc)
-        print((out / "table.md").read_text())
-        print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
-        return 0
-    if a.paper == "deepastrouda":
-        from labelsky.reproduce.deepastrouda import ReproConfig, run_deepastrouda
+        cfg = dict(workers=a.workers, sim_seed=a.seed, **_given(a, n_objects="n", epochs="epochs", seeds="seeds"))
+        out, table = Path("runs") / "etvae", "table.md"
+    elif a.paper == "deepastrouda":
+        from labelsky.reproduce.deepastrouda import ReproConfig as cfg_cls
+        from labelsky.reproduce.deepastrouda import run_deepastrouda as run
 
-        over = {k: v for k, v in (("n_objects", a.n), ("backbone", a.backbone), ("epochs", a.epochs),
-                                  ("lr", a.lr), ("methods", a.methods), ("seeds", a.seeds),
-                                  ("stretch", a.stretch)) if v is not None}
-        rc = (ReproConfig.quick if a.quick else ReproConfig)(experiment=a.experiment, workers=a.workers,
-                                                             sim_seed=a.seed, **over)
-        out = a.out or Path("runs") / f"deepastrouda-{a.experiment}"
-        run_deepastrouda(out, rc)
-        print((out / "table.md").read_text())
-        print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
-        return 0
-    from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
+        cfg = dict(experiment=a.experiment, workers=a.workers, sim_seed=a.seed,
+                   **_given(a, n_objects="n", backbone="backbone", epochs="epochs", lr="lr", methods="methods",
+                            seeds="seeds", stretch="stretch"))
+        out, table = Path("runs") / f"deepastrouda-{a.experiment}", "table.md"
+    else:
+        from labelsky.reproduce.khan2019 import KhanConfig as cfg_cls
+        from labelsky.reproduce.khan2019 import run_khan2019 as run
 
-    over = {k: v for k, v in (("n_objects", a.n), ("backbone", a.backbone), ("rounds", a.rounds),
-                              ("epochs", a.epochs)) if v is not None}
-    kc = (KhanConfig.quick if a.quick else KhanConfig)(workers=a.workers, seed=a.seed, **over)
-    out = a.out or Path("runs") / a.paper
-    run_khan2019(out, kc)
-    print((out / "table_ii.md").read_text())
+        cfg = dict(workers=a.workers, seed=a.seed,
+                   **_given(a, n_objects="n", backbone="backbone", rounds="rounds", epochs="epochs"))
+        out, table = Path("runs") / a.paper, "table_ii.md"
+    out = a.out or out
+    run(out, (cfg_cls.quick if a.quick else cfg_cls)(**cfg))
+    print((out / table).read_text())
     print(f"results: {out / 'results.json'}; figures: {out / 'figures'}")
     return 0
 
