@@ -28,6 +28,11 @@ def test_report_matches_sklearn_and_hand_values():
     p, r, f, _ = precision_recall_fscore_support(y, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0)
     assert rep["precision"] == pytest.approx(p) and rep["recall"] == pytest.approx(r) and rep["f1"] == pytest.approx(f)
     assert rep["accuracy"] == pytest.approx((pred == y).mean())
+    # class-averaged accuracy (the paper's averaging over the classes present) is scikit-learn's balanced accuracy
+    from sklearn.metrics import balanced_accuracy_score
+
+    assert rep["class_mean_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert rep["class_mean_accuracy"] != pytest.approx(rep["accuracy"])
     known = [(pred[y == c] == c).mean() for c in range(3)]
     unk = (pred[y == 3] == 3).mean()
     assert rep["known_mean_accuracy"] == pytest.approx(np.mean(known))

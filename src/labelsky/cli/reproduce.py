@@ -20,12 +20,20 @@ def add_reproduce(sub):
     p.add_argument("--backbone", default=None)
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--lr", type=positive_float, default=None, help="deepastrouda: initial learning rate")
-    p.add_argument("--methods", nargs="+", default=None, help="deepastrouda: source_only dance deepastrouda")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="deepastrouda: variants to train (default source_only dance deepastrouda; also dance_dsbn, "
+                        "deepastrouda_no_es, deepastrouda_no_ac, deepastrouda_no_dsbn)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="deepastrouda, etvae: training seeds")
     p.add_argument("--stretch", choices=["fixed", "survey"], default=None,
                    help="deepastrouda: one asinh stretch set by the source survey's noise (fixed, default) or each "
                         "survey's own (survey)")
     p.add_argument("--rounds", type=int, default=None, help="khan2019: recursive-training rounds")
+    p.add_argument("--pretrain", choices=["selfsup", "none", "labelled"], default=None,
+                   help="khan2019: how the backbone is pretrained (default selfsup: no class label, no DES image)")
+    p.add_argument("--allow-labelled-pretraining", action="store_true", default=None,
+                   help="khan2019: allow --pretrain labelled, an ablation that shows the backbone the task's labels")
+    p.add_argument("--weights", default=None,
+                   help="khan2019: start from this backbone weight file (refused if trained with the task's labels)")
     p.add_argument("--workers", type=int, default=None)
     add_seed(p, help="simulation (and khan2019 training) seed")
     p.set_defaults(func=cmd_reproduce)
@@ -62,7 +70,9 @@ def cmd_reproduce(a) -> int:
         from labelsky.reproduce.khan2019 import run_khan2019 as run
 
         cfg = dict(workers=a.workers, seed=a.seed,
-                   **_given(a, n_objects="n", backbone="backbone", rounds="rounds", epochs="epochs"))
+                   **_given(a, n_objects="n", backbone="backbone", rounds="rounds", epochs="epochs",
+                            pretrain="pretrain", allow_labelled_pretraining="allow_labelled_pretraining",
+                            weights="weights"))
         out, table = Path("runs") / a.paper, "table_ii.md"
     out = a.out or out
     run(out, (cfg_cls.quick if a.quick else cfg_cls)(**cfg))

@@ -78,6 +78,12 @@ def add_adapt(sub):
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--no-tuner", dest="tuner", action="store_false", help="hold rho and m fixed")
+    p.add_argument("--no-ac", dest="ac", action="store_false",
+                   help="ablation: without the adaptation term (AC for deepastrouda, NC for dance)")
+    p.add_argument("--no-es", dest="es", action="store_false", help="ablation: without entropy separation")
+    p.add_argument("--rank-on", choices=["probs", "features"], default="probs",
+                   help="deepastrouda: similarity labels of target pairs from ordered top-k class probabilities "
+                        "(the paper) or from top-k feature dimensions")
     p.add_argument("--dsbn", action=argparse.BooleanOptionalAction, default=None,
                    help="domain-specific batch norm (default: on for deepastrouda, off for dance / source_only; "
                         "off = one shared batch norm, separate forward passes)")
@@ -100,7 +106,8 @@ def cmd_adapt(a) -> int:
     known = a.known or list(src.classes)
     cfg = UDAConfig(method=a.method, backbone=a.backbone, weights=a.weights, bands=a.bands, max_epochs=a.epochs,
                     stretch=a.stretch, noise_survey=a.noise_survey, mask_channel=a.mask_channel,
-                    batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, seed=a.seed, device=a.device,
+                    batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, ac=a.ac, es=a.es,
+                    rank_on=a.rank_on, seed=a.seed, device=a.device,
                     num_workers=a.workers, **dist(a))
     _, reports = adapt(a.out, src, tgt, known, cfg, overwrite=a.overwrite)
     if not rank_zero():

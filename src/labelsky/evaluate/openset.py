@@ -28,7 +28,9 @@ def openset_predictions(probs: np.ndarray, rho: float) -> np.ndarray:
 def openset_report(y_true, probs, rho: float, class_names: Sequence[str] = ()) -> dict:
     """Metrics of open-set predictions.
 
-    ``accuracy``; ``precision``, ``recall``, ``f1`` averaged over the classes
+    ``accuracy`` (per sample); ``class_mean_accuracy`` (per-class accuracy
+    averaged over the classes present, unknown included: the paper's
+    averaging); ``precision``, ``recall``, ``f1`` averaged over the classes
     present in ``y_true`` (unknown included as a class); ``known_mean_accuracy``
     (mean per-class recall of the known classes present); ``unknown_accuracy``
     (recall of the unknown class); ``h_score`` (their harmonic mean);
@@ -61,6 +63,7 @@ def openset_report(y_true, probs, rho: float, class_names: Sequence[str] = ()) -
         roc = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     return {
         "n": int(len(y_true)), "accuracy": float((pred == y_true).mean()) if len(y_true) else float("nan"),
+        "class_mean_accuracy": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
         "precision": float(p), "recall": float(r), "f1": float(f),
         "per_class_accuracy": per_class, "known_mean_accuracy": known_mean, "unknown_accuracy": unknown,
         "h_score": float(h), "auroc": auroc, "roc": roc, "rho": float(rho),

@@ -1,8 +1,20 @@
 """``labelsky reproduce deepastrouda``: Ćiprijanović et al. 2023 (DeepAstroUDA) on the simulator.
 
-Experiments (the paper's sections 5.1-5.3), each run with every method
-(``source_only`` = "regular training", ``dance``, ``deepastrouda``) and every
-seed on the *same* simulated data:
+Experiments (the paper's sections 5.1-5.3), each run with every variant and
+every seed on the *same* simulated data, augmentation and optimiser budget:
+
+=========================  ==============================================================
+variant                    training
+=========================  ==============================================================
+``source_only``            "regular training": weighted cross-entropy on the source only
+``dance``                  DANCE (one shared batch norm, as published)
+``dance_dsbn``             DANCE with domain-specific batch norm
+``deepastrouda``           DeepAstroUDA: CE + AC + ES with the tuner, domain-specific BN
+``deepastrouda_no_es``     without entropy separation
+``deepastrouda_no_ac``     without adaptive clustering
+``deepastrouda_no_dsbn``   with one shared batch norm
+=========================  ==============================================================
+
 
 ================  ==================  ===============================================  ====================
 experiment        source -> target    known classes                                    unknown (target only)
@@ -82,8 +94,20 @@ EXPERIMENTS = {
         step_epochs=10, description="wide -> deep field of one survey (paper section 5.3, Table 3)"),
 }
 
-METHOD_ORDER = ("source_only", "dance", "deepastrouda")
-METRICS = ("accuracy", "precision", "recall", "f1", "known_mean_accuracy", "unknown_accuracy", "h_score", "auroc")
+VARIANTS = {
+    "source_only": {"method": "source_only"},
+    "dance": {"method": "dance"},
+    "dance_dsbn": {"method": "dance", "dsbn": True},
+    "deepastrouda": {"method": "deepastrouda"},
+    "deepastrouda_no_es": {"method": "deepastrouda", "es": False},
+    "deepastrouda_no_ac": {"method": "deepastrouda", "ac": False},
+    "deepastrouda_no_dsbn": {"method": "deepastrouda", "dsbn": False},
+}
+METHOD_ORDER = tuple(VARIANTS)
+DEFAULT_VARIANTS = ("source_only", "dance", "deepastrouda")
+METRICS = ("accuracy", "class_mean_accuracy", "precision", "recall", "f1", "known_mean_accuracy", "unknown_accuracy",
+           "h_score", "auroc")
+GRAD_TERMS = ("ce", "ac", "nc", "es")
 
 
 def experiment_names() -> list:
@@ -96,7 +120,7 @@ class ReproConfig:
     n_objects: int = 3000
     stamp_size: int = 48
     backbone: str = "resnet18"  # the paper: ResNet-50 (--backbone resnet50); resnet18 is ~3x faster on a CPU
-    methods: list = field(default_factory=lambda: list(METHOD_ORDER))
+    methods: list = field(default_factory=lambda: list(DEFAULT_VARIANTS))  # variants (VARIANTS)
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 20
     step_epochs: int | None = None  # None: the experiment's (7 or 10)
@@ -124,7 +148,7 @@ class ReproConfig:
             raise SettingsError(f"stretch must be 'fixed' or 'survey', got {self.stretch!r}")
         bad = [m for m in self.methods if m not in METHOD_ORDER]
         if bad:
-            raise SettingsError(f"unknown method(s) {bad}; expected some of {list(METHOD_ORDER)}")
+            raise SettingsError(f"unknown variant(s) {bad}; expected some of {list(METHOD_ORDER)}")
 
 
 def class_names(ds, exp: UDAExperiment) -> np.ndarray:
@@ -213,7 +237,8 @@ def _accuracy_figure(path: Path, metrics: dict, history: list, names: list, titl
 
 
 def _loss_figure(path: Path, metrics: dict, history: list, title: str) -> None:
-    """Loss components per epoch (left) and the ES boundary rho and margin m (right)."""
+    """Weighted loss terms per epoch (left), each term's share of the gradient norm (middle), and the ES
+    boundary rho and margin m (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,9 +246,16 @@ def _loss_figure(path: Path, metrics: dict, history: list, title: str) -> None:
 
     from labelsky.evaluate.figures import save_figure
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for key, label in (("loss_ce", "L_CE"), ("loss_ac", "L_AC"), ("loss_nc", "L_NC"), ("loss_es", "L_ES"),
-                       ("train_loss", "total")):
+    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(13, 3.2))
+    for key, label in (("grad_share_ce", "L_CE"), ("grad_share_ac", "lambda L_AC"), ("grad_share_nc", "eta L_NC"),
+                       ("grad_share_es", "L_ES term")):
+        if metrics.get(key):
+            e, v = zip(*metrics[key])
+            a3.plot(np.array(e) + 1, v, marker="o", ms=2, label=label)
+    a3.set_ylabel("share of the gradient norm")
+    a3.set_yscale("log")
+    for key, label in (("loss_ce", "L_CE"), ("loss_ac", "lambda L_AC"), ("loss_nc", "eta L_NC"),
+                       ("loss_es", "L_ES term"), ("train_loss", "total")):
         if metrics.get(key):
             e, v = zip(*metrics[key])
             a1.plot(np.array(e) + 1, v, marker="o", ms=2, label=label, ls="--" if key == "train_loss" else "-")
@@ -231,7 +263,7 @@ def _loss_figure(path: Path, metrics: dict, history: list, title: str) -> None:
         if metrics.get(key):
             e, v = zip(*metrics[key])
             a2.step(np.array(e) + 1, v, where="post", label=label)
-    for ax in (a1, a2):
+    for ax in (a1, a3, a2):
         for h in history:
             if h.get("epoch") is not None:
                 ax.axvline(h["epoch"] + 1, color="grey", ls="--", lw=0.8)
@@ -322,7 +354,7 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
             eval_file = run_dir / "eval.json"
             if not eval_file.exists():
                 t1 = time.time()
-                cfg = UDAConfig(method=method, backbone=rc.backbone, bands=list(exp.bands), max_epochs=rc.epochs,
+                cfg = UDAConfig(**VARIANTS[method], backbone=rc.backbone, bands=list(exp.bands), max_epochs=rc.epochs,
                                 noise_survey=exp.source if rc.stretch == "fixed" else None, lr=rc.lr,
                                 step_epochs=rc.step_epochs or exp.step_epochs, patience=rc.patience,
                                 batch_size=rc.batch_size, seed=seed, device=rc.device, num_workers=0)
@@ -335,7 +367,11 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
             rep = json.loads(eval_file.read_text())
             metrics = read_metrics(run_dir)
             rep["epochs_trained"] = int(max((e for e, _ in metrics.get("train_loss", [])), default=-1) + 1)
-            runs.append({"seed": seed, **{k: rep[k] for k in ("rho", "margin", "tuner_history", "epochs_trained")},
+            # each term's share of the gradient norm, averaged over the epochs trained
+            rep["grad_share"] = {t: float(np.mean([v for _, v in metrics[f"grad_share_{t}"]]))
+                                 for t in GRAD_TERMS if metrics.get(f"grad_share_{t}")}
+            runs.append({"seed": seed, **{k: rep[k] for k in ("rho", "margin", "tuner_history", "epochs_trained",
+                                                              "grad_share")},
                          "seconds": rep.get("seconds"),
                          "source_test": {k: rep["source_test"][k] for k in METRICS + ("per_class_accuracy",)},
                          "target_test": {k: rep["target_test"][k] for k in METRICS + ("per_class_accuracy",)}})
@@ -354,6 +390,8 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
                               figures / f"latent_{method}.png", unknown_label=len(known), seed=seed)
         summary = {dom: {m: _summary([r[dom][m] for r in runs]) for m in METRICS}
                    for dom in ("source_test", "target_test")}
+        summary["grad_share"] = {t: _summary([r["grad_share"].get(t) for r in runs])
+                                 for t in GRAD_TERMS if any(t in r["grad_share"] for r in runs)}
         results["methods"][method] = {"runs": runs, "summary": summary}
     _roc_figure(figures / "roc_target.png", rocs, f"unknown detection in {exp.target} (seed {rc.seeds[0]})")
     results["claims"] = _claims(results)

@@ -4,25 +4,42 @@
    ``overlap`` is seen by both (the SDSS∩DES overlap, where the test sets
    live); the rest by SDSS alone (labelled training pool) or DES alone (the
    unlabelled DES galaxies).
-2. Pretrain a backbone: ImageNet weights cannot be fetched here, so the
-   backbone is first trained on *other* simulated images: DECaLS cutouts of
-   all eight classes (another survey, other labels). The run folder records
-   which weights were used (``weights_used`` in ``source/config.json``).
+2. Pretrain a backbone without morphology labels and without DES images. The
+   paper starts from ImageNet features that know nothing of galaxies; ImageNet
+   weights cannot be fetched here, so ``pretrain`` chooses:
+
+   ``selfsup`` (default)  the channel-order pretext (:mod:`labelsky.methods.selfsup.pretext`)
+                          on simulated LSST galaxies: the only label is which permutation of
+                          the g, r, z images was fed, so the backbone learns galaxy structure
+                          and colour from another camera without ever seeing a class label.
+   ``none``               random initialisation.
+   ``labelled``           an *ablation*: supervised on simulated DECaLS cutouts (the DES camera)
+                          of all eight classes, ellipticals and spirals included. It leaks the
+                          task into the starting point, so it is refused unless
+                          ``allow_labelled_pretraining`` is set; so is any weight file whose
+                          recorded training used an elliptical or spiral label.
+
+   The run records which it was (``pretraining`` in ``results.json``).
 3. Train the classifier on SDSS training galaxies whose Galaxy Zoo vote
-   fraction passes the HP thresholds, with progressive unfreezing.
+   fraction passes the paper's HP thresholds (0.985 spiral, 0.926 elliptical),
+   with progressive unfreezing and the paper's preprocessing (``khan``: per
+   image mean subtracted, scaled to [-1, 1]; ``image_size=224`` resizes as the
+   paper, at a CPU cost).
 4. Evaluate on the HP and FO test sets in SDSS and for the same galaxies in
-   DES: accuracy, F1, confusion matrices, accuracy of the most confident 50 %
-   (the paper's Table II), and the confidence curve.
+   DES, unbalanced as the paper's (``balance_tests=True`` forces equal
+   classes): accuracy, F1, confusion matrices, accuracy of the most confident
+   50 % (Table II), and the confidence curve. Every row of Table II is scored
+   against the simulation's true class (the training selection itself uses
+   the votes, as the paper).
 5. Embed the unlabelled DES galaxies (penultimate layer), t-SNE, k-means with
    one cluster per class, clusters matched one-to-one to classes from the
    classifier's probabilities (Hungarian), cluster purity; figure.
-6. Recursive training: top-K per class agreeing with their cluster are added
-   with pseudo-labels; retrain from the same pretrained weights; FO DES
-   accuracy per round (the paper's Figure 5).
-
-Labels: the HP selection uses vote fractions as the paper does; accuracies are
-measured against the simulation's true classes (the paper could only use
-Galaxy Zoo labels).
+6. Recursive training as the paper: the most confident unlabelled DES
+   galaxies of each class (together ``pseudo_fraction`` = 5 % of the training
+   set: the paper's top 1000 per class) are added with their predicted labels;
+   retrain from the same pretrained weights; FO DES accuracy per round (Figure
+   5). ``cluster_filter`` keeps only those whose t-SNE cluster agrees; both
+   selections' sizes and accuracies are reported either way.
 """
 
 from __future__ import annotations
@@ -35,10 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsky.errors import RunFolderError
+from labelsky.errors import RunFolderError, SettingsError
 from labelsky.data.simulate import simulate_galaxies
 from labelsky.evaluate.embeddings import cluster, cluster_purity, name_clusters, tsne
-from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve, hp_fo_sets
+from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve, hp_fo_sets, vote_fractions
 from labelsky.methods.transfer import train_classifier
 from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
 from labelsky.methods.transfer import TransferConfig
@@ -51,29 +68,58 @@ CLASSES = ["elliptical", "spiral"]
 ANSWERS = {"elliptical": "smooth", "spiral": "featured"}
 
 
+PRETRAINING = ("selfsup", "none", "labelled")
+
+
 @dataclass
 class KhanConfig:
     n_objects: int = 6000
     overlap: float = 0.5
+    pretrain: str = "selfsup"  # selfsup | none | labelled (an ablation, see allow_labelled_pretraining)
+    allow_labelled_pretraining: bool = False
+    weights: str | None = None  # a backbone weight file to start from instead of pretraining here
+    pretrain_survey: str = "lsst_y10"  # selfsup: simulated galaxies of another camera
     pretrain_objects: int = 3000
     pretrain_epochs: int = 8
+    pretrain_dir: str | None = None  # where the pretrained backbone goes (default OUT/pretrain-<kind>); shareable
     backbone: str = "resnet18"  # the paper used xception41; resnet18 is ~8x faster on a CPU (--backbone to change)
     bands: list = field(default_factory=lambda: ["g", "r", "z"])
+    stretch: str = "khan"  # the paper's preprocessing
+    image_size: int | None = None  # the paper resized to 224 px; None keeps the stamp size
     epochs: int = 14
     head_epochs: int = 2
     unfreeze_every: int = 1
     batch_size: int = 64
-    hp_thresholds: dict = field(default_factory=lambda: {"elliptical": 0.8, "spiral": 0.8})
+    hp_thresholds: dict = field(default_factory=lambda: {"elliptical": 0.926, "spiral": 0.985})
+    balance_tests: bool = False  # the paper's HP and FO test sets are not balanced
+    # training (and validation) galaxies: "paper" applies hp_thresholds; "similar_numbers" keeps the elliptical
+    # threshold and takes as many of the most confidently voted spirals, the paper's stated reason for its two
+    # cutoffs ("to get similar numbers of spiral and elliptical SDSS galaxies for training")
+    train_selection: str = "similar_numbers"
     rounds: int = 1
-    top_k: int = 500
+    pseudo_fraction: float = 0.05  # pseudo-labels added per round, as a fraction of the training set
+    top_k: int | None = None  # per class; overrides pseudo_fraction
+    cluster_filter: bool = False  # keep only pseudo-labels whose t-SNE cluster agrees
     seed: int = 0
     workers: int | None = None
     mag_range: tuple = (15.0, 18.5)
 
+    def __post_init__(self):
+        if self.pretrain not in PRETRAINING:
+            raise SettingsError(f"pretrain must be one of {PRETRAINING}, got {self.pretrain!r}")
+        if self.pretrain == "labelled" and not self.allow_labelled_pretraining:
+            raise SettingsError("pretrain='labelled' trains the backbone on labelled ellipticals and spirals of the "
+                                "DES camera, which leaks the task into the starting point; it is an ablation only: "
+                                "set allow_labelled_pretraining=True (--allow-labelled-pretraining) to run it")
+        if self.train_selection not in ("paper", "similar_numbers"):
+            raise SettingsError(f"train_selection must be 'paper' or 'similar_numbers', got {self.train_selection!r}")
+        if not 0 < self.pseudo_fraction <= 1:
+            raise SettingsError(f"pseudo_fraction must be in (0, 1], got {self.pseudo_fraction}")
+
     @classmethod
     def quick(cls, **kw) -> "KhanConfig":
         base = dict(n_objects=240, pretrain_objects=160, pretrain_epochs=1, epochs=2, head_epochs=1,
-                    top_k=20, batch_size=32)
+                    top_k=20, batch_size=32, hp_thresholds={"elliptical": 0.8, "spiral": 0.8})
         base.update(kw)
         return cls(**base)
 
@@ -81,40 +127,113 @@ class KhanConfig:
 def _transfer_cfg(kc: KhanConfig, weights, **over) -> TransferConfig:
     base = dict(backbone=kc.backbone, weights=weights, bands=list(kc.bands), max_epochs=kc.epochs,
                 head_epochs=kc.head_epochs, unfreeze_every=kc.unfreeze_every, batch_size=kc.batch_size,
-                seed=kc.seed, patience=4)
+                seed=kc.seed, patience=4, stretch=kc.stretch, image_size=kc.image_size)
     base.update(over)
     return TransferConfig(**base)
 
 
+def weights_provenance(weight_file) -> dict:
+    """What a backbone weight file was trained on, from the record beside it: ``{"kind", "classes", ...}``.
+
+    ``backbone.json`` (written here) or the ``config.json`` of the labelsky run
+    folder holding the file; ``{"kind": "unknown"}`` when there is neither.
+    """
+    weight_file = Path(weight_file)
+    for record in (weight_file.parent / "backbone.json", weight_file.parent / "config.json"):
+        if record.exists():
+            try:
+                made = json.loads(record.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.name == "config.json":
+                made = {"kind": f"labelsky run ({made.get('method')})", "classes": made.get("classes", []),
+                        "method": made.get("method")}
+            return made
+    return {"kind": "unknown", "classes": []}
+
+
+def check_weights(weight_file, allow_labelled: bool = False) -> dict:
+    """Refuse a backbone trained with elliptical/spiral labels unless allowed; returns its provenance."""
+    made = weights_provenance(weight_file)
+    leaked = sorted(set(made.get("classes") or []) & set(CLASSES))
+    if made.get("method") == "pretext":
+        leaked = []  # the pretext's classes are band names or permutations
+    if leaked and not allow_labelled:
+        raise SettingsError(f"{weight_file} was trained with the label(s) {leaked} of this task ({made.get('kind')}); "
+                            "a Khan et al. reproduction starts from features that never saw them. Set "
+                            "allow_labelled_pretraining=True (--allow-labelled-pretraining) to run it as an ablation")
+    return {**made, "labels_of_the_task": leaked}
+
+
 def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> Path:
-    """Pretrain ``kc.backbone`` on simulated DECaLS cutouts of all classes; returns the weight file."""
+    """Pretrain ``kc.backbone`` as ``kc.pretrain`` says; returns the weight file (reused when already made)."""
     from safetensors.torch import save_file
 
     weight_file = out_dir / "backbone.safetensors"
-    wanted = {"backbone": kc.backbone, "objects": kc.pretrain_objects, "epochs": kc.pretrain_epochs,
-              "seed": kc.seed, "bands": list(kc.bands)}
+    wanted = {"kind": kc.pretrain, "backbone": kc.backbone, "objects": kc.pretrain_objects,
+              "epochs": kc.pretrain_epochs, "bands": list(kc.bands), "stretch": kc.stretch,
+              "survey": kc.pretrain_survey if kc.pretrain == "selfsup" else "decals"}
     if weight_file.exists():
-        try:
-            made = json.loads((out_dir / "backbone.json").read_text())
-        except (OSError, ValueError):
-            made = {}
+        made = weights_provenance(weight_file)
         if all(made.get(k) == v for k, v in wanted.items()):
             return weight_file
         raise RunFolderError(f"{weight_file} was pretrained with other settings ({made}); remove {out_dir} to redo it")
+    if kc.pretrain == "selfsup":
+        from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext
+
+        sims = simulate_galaxies(out_dir / "sim", n_objects=kc.pretrain_objects, surveys=[kc.pretrain_survey],
+                                 seed=1000, workers=kc.workers, progress=progress, reuse=True,
+                                 mag_range=tuple(kc.mag_range), shard_size=max(32, kc.pretrain_objects // 8))
+        ds = sims[kc.pretrain_survey]
+        split = ds.column("split")
+        tr, va = np.flatnonzero(split != "val"), np.flatnonzero(split == "val")  # labels are never read
+        cfg = PretextConfig(task="channel_order", backbone=kc.backbone, rgb_bands=list(kc.bands),
+                            stretch=kc.stretch, image_size=kc.image_size, max_epochs=kc.pretrain_epochs,
+                            batch_size=kc.batch_size, seed=0, patience=kc.pretrain_epochs)
+        fit_pretext(out_dir / "run", ds, tr, va, cfg, progress=progress, overwrite=True)
+        with atomic_path(weight_file) as tmp:
+            tmp.write_bytes((out_dir / "run" / "backbone.safetensors").read_bytes())
+        atomic_write_json(out_dir / "backbone.json", {**wanted, "trained_on": str(ds.path), "classes": [],
+                                                      "labels_used": "channel permutation (no class label)"})
+        return weight_file
     sims = simulate_galaxies(out_dir / "sim", n_objects=kc.pretrain_objects, surveys=["decals"],
-                             seed=kc.seed + 1000, workers=kc.workers, progress=progress, reuse=True,
+                             seed=1000, workers=kc.workers, progress=progress, reuse=True,
                              mag_range=tuple(kc.mag_range), shard_size=max(32, kc.pretrain_objects // 8))
     ds = sims["decals"]
     split = ds.column("split")
     tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     cfg = _transfer_cfg(kc, None, max_epochs=kc.pretrain_epochs, head_epochs=0, unfreeze_groups=100,
-                        hidden=[256], dropout=0.3, backbone_lr_factor=1.0)
+                        hidden=[256], dropout=0.3, backbone_lr_factor=1.0, seed=0)
     model = train_classifier(out_dir / "run", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg,
                              progress=progress)
-    atomic_write_json(out_dir / "backbone.json", {**wanted, "trained_on": str(ds.path), "classes": ds.classes})
+    atomic_write_json(out_dir / "backbone.json", {**wanted, "trained_on": str(ds.path), "classes": ds.classes,
+                                                  "labels_used": "class labels"})
     with atomic_path(weight_file) as tmp:
         save_file({k: v.contiguous() for k, v in model.model.backbone.state_dict().items()}, str(tmp))
     return weight_file
+
+
+def training_selection(ds, rows, kc: KhanConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Rows, vote labels and the effective thresholds of the training (or validation) galaxies among ``rows``.
+
+    ``paper``: the HP thresholds. ``similar_numbers``: ellipticals above their
+    HP threshold, and the same number of spirals with the highest "featured"
+    vote fractions (their threshold is the lowest fraction kept).
+    """
+    if kc.train_selection == "paper":
+        pool = hp_fo_sets(ds, ds, rows, ANSWERS, kc.hp_thresholds)
+        return pool["hp_source"], pool["hp_labels"], dict(kc.hp_thresholds)
+    pool = hp_fo_sets(ds, ds, rows, ANSWERS, {"elliptical": kc.hp_thresholds["elliptical"], "spiral": 0.0})
+    frac = vote_fractions(ds)
+    src, lab = pool["hp_source"], pool["hp_labels"]
+    e, sp = CLASSES.index("elliptical"), CLASSES.index("spiral")
+    ell = np.flatnonzero(lab == e)
+    spi = np.flatnonzero(lab == sp)
+    spi = spi[np.argsort(-frac[ANSWERS["spiral"]][src[spi]], kind="stable")[:len(ell)]]
+    keep = np.sort(np.concatenate([ell, spi]))
+    thr = {"elliptical": kc.hp_thresholds["elliptical"],
+           "spiral": float(frac[ANSWERS["spiral"]][src[spi]].min()) if len(spi) else float("nan")}
+    return src[keep], lab[keep], thr
 
 
 def _eval_sets(model, cfg, sdss, des, sets, train_rows, train_labels) -> dict:
@@ -122,8 +241,13 @@ def _eval_sets(model, cfg, sdss, des, sets, train_rows, train_labels) -> dict:
     p_tr = predict(model, sdss, train_rows, cfg, embed=False)["probs"]
     rows["Training set"] = (p_tr, train_labels)
     for name, src_key, ds in (("HP SDSS", "hp_source", sdss), ("HP DES", "hp_target", des),
+                              ("HP* SDSS", "hp2_source", sdss), ("HP* DES", "hp2_target", des),
                               ("FO SDSS", "fo_source", sdss), ("FO DES", "fo_target", des)):
+        if src_key not in sets:
+            continue
         idx = sets[src_key]
+        if not len(idx):
+            continue
         p = predict(model, ds, idx, cfg, embed=False)["probs"]
         rows[name] = (p, ds.column("label")[idx])
     table = {}
@@ -200,36 +324,61 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
     timings["simulate_s"] = time.time() - t0
 
     t = time.time()
-    weights = pretrain_backbone(out / "pretrain", kc, progress)
+    if kc.weights:  # the user's own starting point: refused when it was trained with this task's labels
+        weights, provenance = Path(kc.weights), check_weights(kc.weights, kc.allow_labelled_pretraining)
+    elif kc.pretrain == "none":
+        weights, provenance = None, {"kind": "none"}
+    else:
+        weights = pretrain_backbone(Path(kc.pretrain_dir) if kc.pretrain_dir else out / f"pretrain-{kc.pretrain}",
+                                    kc, progress)
+        provenance = check_weights(weights, kc.allow_labelled_pretraining)
     timings["pretrain_s"] = time.time() - t
 
     # data: SDSS training pool (split train) with HP vote selection; test sets in the overlap (split test)
     split = sdss.column("split")
     in_both = np.array([s == "sdss,des" for s in sdss.column("in_surveys")])
     sets = hp_fo_sets(sdss, des, np.flatnonzero((split == "test") & in_both), ANSWERS, kc.hp_thresholds,
-                      balance=True)
-    pool = hp_fo_sets(sdss, sdss, np.flatnonzero(split == "train"), ANSWERS, kc.hp_thresholds, balance=True)
-    train_rows, train_labels = pool["hp_source"], pool["hp_labels"]  # vote labels, as the paper
-    valp = hp_fo_sets(sdss, sdss, np.flatnonzero(split == "val"), ANSWERS, kc.hp_thresholds, balance=True)
-    val_rows, val_labels = valp["hp_source"], valp["hp_labels"]
+                      balance=kc.balance_tests)
+    # vote labels, as the paper
+    train_rows, train_labels, train_thr = training_selection(sdss, np.flatnonzero(split == "train"), kc)
+    val_rows, val_labels, _ = training_selection(sdss, np.flatnonzero(split == "val"), kc)
     des_only = np.flatnonzero(np.array([s == "des" for s in des.column("in_surveys")]))
 
-    results = {"config": dataclasses.asdict(kc), "weights": str(weights), "rounds": [],
+    if kc.train_selection != "paper":  # HP*: the test galaxies that the training selection rule would pick
+        hp2 = hp_fo_sets(sdss, des, np.flatnonzero((split == "test") & in_both), ANSWERS, train_thr,
+                         balance=kc.balance_tests)
+        sets["hp2_source"], sets["hp2_target"] = hp2["hp_source"], hp2["hp_target"]
+    for name, n in (("training", len(train_rows)), ("validation", len(val_rows))):
+        if not n:
+            raise SettingsError(f"no SDSS {name} galaxy passes the HP thresholds {kc.hp_thresholds} among "
+                                f"{kc.n_objects} simulated galaxies: simulate more (--n)")
+    truth = {"sdss": sdss.column("label"), "des": des.column("label")}
+    results = {"config": dataclasses.asdict(kc), "weights": str(weights) if weights else None,
+               "pretraining": provenance, "rounds": [],
                "sizes": {"train": int(len(train_rows)), "val": int(len(val_rows)),
                          "hp_test": int(len(sets["hp_source"])), "fo_test": int(len(sets["fo_source"])),
+                         "hp_test_per_class": np.bincount(truth["sdss"][sets["hp_source"]], minlength=2).tolist(),
+                         "hp_star_test_per_class": np.bincount(truth["sdss"][sets.get("hp2_source", [])],
+                                                               minlength=2).tolist(),
+                         "fo_test_per_class": np.bincount(truth["sdss"][sets["fo_source"]], minlength=2).tolist(),
                          "unlabelled_des": int(len(des_only)),
                          "train_per_class": np.bincount(train_labels, minlength=2).tolist(),
+                         "train_thresholds": train_thr,
+                         "train_per_true_class": np.bincount(truth["sdss"][train_rows], minlength=2).tolist(),
+                         "train_per_class_at_paper_thresholds": np.bincount(
+                             hp_fo_sets(sdss, sdss, np.flatnonzero(split == "train"), ANSWERS,
+                                        kc.hp_thresholds)["hp_labels"], minlength=2).tolist(),
                          "train_label_agreement_with_truth":
                              float((train_labels == sdss.column("label")[train_rows]).mean())
                              if len(train_rows) else float("nan")}}
     extra_parts: list = []
     for r in range(kc.rounds + 1):
         t = time.time()
-        cfg = _transfer_cfg(kc, str(weights))
+        cfg = _transfer_cfg(kc, str(weights) if weights else None)
         parts = [(sdss, train_rows, train_labels)] + extra_parts
         model = train_classifier(out / f"round{r}", parts, [(sdss, val_rows, val_labels)], CLASSES, cfg,
                                  progress=progress)
-        table = _eval_sets(model, cfg, sdss, des, sets, train_rows, train_labels)
+        table = _eval_sets(model, cfg, sdss, des, sets, train_rows, truth["sdss"][train_rows])
         # embeddings of unlabelled DES galaxies, t-SNE, clusters
         pu = predict(model, des, des_only, cfg)
         xy = tsne(pu["embedding"], dim=2, seed=kc.seed) if len(des_only) > 5 else np.zeros((len(des_only), 2))
@@ -253,10 +402,17 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
                 [("unlabelled DES (cluster class)", xy, cclass)]
             _tsne_figure(out / "figures" / "tsne.png", panels)
         if r < kc.rounds:
-            rows, labels = select_pseudo_labels(pu["probs"], cclass, kc.top_k)
-            round_res["pseudo_labels"] = {"n": int(len(rows)), "per_class": np.bincount(labels, minlength=2).tolist(),
-                                          "accuracy": float((labels == truth_u[rows]).mean()) if len(rows)
-                                          else float("nan")}
+            k = kc.top_k or max(1, int(round(kc.pseudo_fraction * len(train_rows) / len(CLASSES))))
+            chosen = {}
+            for name, agree in (("top_confident", None), ("cluster_filtered", cclass)):
+                rows, labels = select_pseudo_labels(pu["probs"], agree, k)
+                chosen[name] = (rows, labels)
+                round_res[f"pseudo_labels_{name}"] = {
+                    "n": int(len(rows)), "per_class": np.bincount(labels, minlength=2).tolist(),
+                    "accuracy": float((labels == truth_u[rows]).mean()) if len(rows) else float("nan")}
+            used = "cluster_filtered" if kc.cluster_filter else "top_confident"
+            rows, labels = chosen[used]
+            round_res["pseudo_labels"] = {**round_res[f"pseudo_labels_{used}"], "selection": used, "per_class_k": k}
             extra_parts = [(des, des_only[rows], labels)]
         results["rounds"].append(round_res)
         atomic_write_json(out / "results.json", results)

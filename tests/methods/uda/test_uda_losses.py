@@ -1,4 +1,4 @@
-"""DeepAstroUDA / DANCE losses and the entropy tuner against hand-computed cases."""
+"""DeepAstroUDA / DANCE losses and the entropy tuner: hand cases, and that each part can act."""
 
 import math
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from labelsky.errors import SettingsError
 from labelsky.methods.uda.losses import (MemoryBank, adaptive_clustering_loss, class_weights, entropy,
-                                         entropy_separation_loss, neighbourhood_clustering_loss,
-                                         rank_similarity_labels, weighted_cross_entropy)
-from labelsky.methods.uda.tuner import EntropyTuner
+                                         entropy_separation_loss, rank_similarity_labels, weighted_cross_entropy)
+from labelsky.methods.uda.tuner import EntropyTuner, margin_limit
 
 
 def test_class_weights_eq4():
@@ -24,28 +24,36 @@ def test_weighted_cross_entropy_hand_case():
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
-def test_rank_similarity_labels():
-    p_bank = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
-    p_batch = torch.tensor([[0.6, 0.3, 0.1], [0.5, 0.1, 0.4]])
-    assert rank_similarity_labels(p_bank, p_batch, k=2).tolist() == [[1, 0], [0, 0]]
-    assert rank_similarity_labels(p_bank, p_batch, k=1).tolist() == [[1, 1], [0, 0]]
-    assert rank_similarity_labels(p_bank, p_batch, k=3).tolist() == [[1, 0], [0, 0]]
-    # a source bank entry uses its label: similar when the batch sample's top class is that label
-    labels = torch.tensor([2, -1])
-    assert rank_similarity_labels(p_bank, p_batch, k=2, bank_labels=labels).tolist() == [[0, 0], [0, 0]]
-    labels = torch.tensor([0, -1])
-    assert rank_similarity_labels(p_bank, p_batch, k=2, bank_labels=labels).tolist() == [[1, 1], [0, 0]]
+def test_rank_similarity_labels_ordered_sets_and_labels():
+    bank = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.2, 0.7, 0.1]])
+    batch = torch.tensor([[0.6, 0.3, 0.1], [0.5, 0.1, 0.4]])
+    assert rank_similarity_labels(bank, batch, k=2, ordered=True).tolist() == [[1, 0], [0, 0], [0, 0]]
+    assert rank_similarity_labels(bank, batch, k=1, ordered=True).tolist() == [[1, 1], [0, 0], [0, 0]]
+    # as sets, the top-2 {0, 1} of bank row 2 matches batch row 0
+    assert rank_similarity_labels(bank, batch, k=2).tolist() == [[1, 0], [0, 0], [1, 0]]
+    # a pair of two labelled samples uses the labels; a pair with an unlabelled member the ranks
+    s = rank_similarity_labels(bank, batch, k=2, bank_labels=torch.tensor([2, -1, 0]),
+                               batch_labels=torch.tensor([2, -1]), ordered=True)
+    assert s.tolist() == [[1, 0], [0, 0], [0, 0]]
 
 
-def test_adaptive_clustering_loss_hand_case_and_gradient():
-    p_bank = torch.tensor([[0.9, 0.1]])
+def test_adaptive_clustering_sums_over_the_bank_and_averages_over_the_batch():
+    p_bank = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
     p_batch = torch.tensor([[0.8, 0.2], [0.3, 0.7]], requires_grad=True)
-    loss = adaptive_clustering_loss(p_batch, p_bank, k=1)
-    # s = [1, 0]; s_hat = [0.74, 0.34]
-    expected = (-math.log(0.74) - math.log(1 - 0.34)) / 2
+    s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    loss = adaptive_clustering_loss(p_batch, p_bank, s)
+    s_hat = [[0.74, 0.34], [0.32, 0.62]]
+    expected = (-math.log(0.74) - math.log(1 - 0.32) - math.log(1 - 0.34) - math.log(0.62)) / 2
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     loss.backward()
-    assert p_batch.grad is not None and p_batch.grad.abs().sum() > 0
+    assert p_batch.grad.abs().sum() > 0
+    # doubling the bank (same rows twice) doubles the loss: eq. 1 sums over the bank
+    double = adaptive_clustering_loss(p_batch, torch.cat([p_bank, p_bank]), torch.cat([s, s]))
+    assert float(double) == pytest.approx(2 * expected, rel=1e-5)
+    assert s_hat  # the similarity scores used above: p_i . p_j
+    # balanced: similar and dissimilar pairs of each query carry half of the bank sum each
+    bal = adaptive_clustering_loss(p_batch, p_bank, s, balanced=True)
+    assert float(bal) == pytest.approx(expected, rel=1e-5)  # one of each per query: weights are 1
 
 
 def test_entropy_separation_hand_case():
@@ -56,64 +64,89 @@ def test_entropy_separation_hand_case():
     expected = -sum(x for x in d if x > m) / 3
     assert float(entropy_separation_loss(p, rho, m)) == pytest.approx(expected, rel=1e-5)
     assert torch.allclose(entropy(p), torch.tensor(h), atol=1e-6)
-    # the gradient pushes confident samples to be more confident and uncertain ones less
-    q = torch.tensor([[0.95, 0.05], [0.55, 0.45]], requires_grad=True)
-    entropy_separation_loss(q, rho, 0.0).backward()
-    assert q.grad[0, 0] < 0 and q.grad[1, 0] > 0  # raising p(0) lowers the loss for row 0, raises it for row 1
 
 
-def test_neighbourhood_clustering_against_numpy():
-    rng = np.random.default_rng(0)
-    f, bank, proto = rng.normal(size=(3, 4)), rng.normal(size=(5, 4)), rng.normal(size=(2, 4))
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
-    keys = np.concatenate([unit(bank), unit(proto)])
-    sim = unit(f) @ keys.T / 0.05
-    sim[np.arange(3), [0, 1, 2]] = -np.inf  # own slots masked
-    q = np.exp(sim - sim.max(1, keepdims=True))
-    q /= q.sum(1, keepdims=True)
-    expected = -(q * np.log(np.clip(q, 1e-7, None))).sum(1).mean()
-    got = neighbourhood_clustering_loss(torch.tensor(f, dtype=torch.float64), torch.tensor(unit(bank)),
-                                        torch.tensor(proto), 0.05, self_index=torch.tensor([0, 1, 2]))
-    assert float(got) == pytest.approx(expected, rel=1e-6)
+@pytest.mark.parametrize("k", [2, 3, 9, 10])
+def test_entropy_separation_acts_on_both_sides_at_the_initial_settings(k):
+    """At the tuner's initial rho and m, a batch with a spread of entropies gets a non-zero loss, and both
+    branches act: confident samples are pushed to lower entropy, uncertain ones to higher."""
+    tuner = EntropyTuner(k)
+    rho, m = tuner.rho, tuner.m
+    assert 0 < rho < math.log(k) and m < min(rho, math.log(k) - rho)  # both branches reachable
+    logits = torch.zeros(3, k)
+    logits[0, 0] = 5.0  # confident
+    logits[2, 0] = 0.4  # near uniform
+    logits[1, 0] = 1.2  # in between
+    logits.requires_grad_(True)
+    p = torch.softmax(logits, 1)
+    h = entropy(p).detach()
+    assert h[0] < rho - m and h[2] > rho + m
+    loss = entropy_separation_loss(p, rho, m)
+    assert float(loss) < 0
+    loss.backward()
+    # a gradient step makes the confident sample more confident and the uncertain one more uncertain
+    assert logits.grad[0, 0] < 0 and logits.grad[2, 0] > 0
+    step = logits.detach() - 1.0 * logits.grad
+    h_after = entropy(torch.softmax(step, 1))
+    assert h_after[0] < h[0] and h_after[2] > h[2]
 
 
-def test_memory_bank_overwrites_slots():
-    bank = MemoryBank(size=6, feature_dim=3, n_classes=2)
-    assert bank.entries()[0].shape == (0, 3)
-    bank.update(torch.tensor([1, 4]), torch.tensor([[3.0, 0, 4], [1, 1, 1]]), torch.tensor([[0.2, 0.8], [0.6, 0.4]]),
-                torch.tensor([1, -1]))
-    feats, probs, labels, idx = bank.entries()
-    assert idx.tolist() == [1, 4] and labels.tolist() == [1, -1]
-    assert torch.allclose(feats[0], torch.tensor([0.6, 0.0, 0.8]))
-    bank.update(torch.tensor([1]), torch.tensor([[0.0, 2, 0]]), torch.tensor([[0.9, 0.1]]))
-    feats, probs, labels, idx = bank.entries()
-    assert torch.allclose(feats[0], torch.tensor([0.0, 1.0, 0.0])) and labels.tolist() == [-1, -1]
-    assert torch.allclose(probs[0], torch.tensor([0.9, 0.1]))
+def test_tuner_initial_margin_is_inside_the_feasible_range_and_refuses_outside():
+    for k in (2, 3, 9):
+        t = EntropyTuner(k)
+        assert t.rho == pytest.approx(math.log(k) / 2) and t.m == pytest.approx(math.log(k) / 4)
+    with pytest.raises(SettingsError, match="margin"):
+        EntropyTuner(2, m0=0.5)  # the paper's 0.2-0.8 range at K = 2: |H - rho| <= 0.35 < m, inert
+    with pytest.raises(SettingsError, match="margin"):
+        EntropyTuner(9, m0=1.35)  # the paper's 1.1-1.6 range at K = 9: log(9)/2 = 1.10 < m, inert
+    with pytest.raises(SettingsError, match="rho"):
+        EntropyTuner(3, rho0=math.log(3))  # nothing could be unknown
+
+
+@pytest.mark.parametrize("k", [2, 3, 9, 10])
+def test_tuner_moves_stay_inside_the_feasible_range(k):
+    t = EntropyTuner(k)
+    rng = np.random.default_rng(k)
+    for epoch in range(300):
+        t.step(float(rng.uniform(0.9, 1.1)), epoch)  # noisy, never really improving
+        assert 0.1 * math.log(k) - 1e-9 <= t.rho <= 0.9 * math.log(k) + 1e-9
+        assert 0 <= t.m <= margin_limit(t.rho, k) + 1e-9
+    assert len(t.history) > 10 and len({round(h["rho"], 6) for h in t.history}) > 1
 
 
 def test_tuner_state_machine_on_scripted_losses():
-    t = EntropyTuner(n_classes=3, m0=0.5)
-    assert t.rho == pytest.approx(math.log(3) / 2) and t.m == 0.5
+    t = EntropyTuner(n_classes=10, m0=0.3)
+    s = math.log(10) / math.log(10)  # steps are the paper's at ten classes
+    rho0 = math.log(10) / 2
     actions = {}
     for epoch in range(40):
-        a = t.step(1.0, epoch)  # the loss never improves after the first epoch
+        a = t.step(1.0, epoch)  # the loss never improves after the first epoch of each setting
         if a:
             actions[epoch] = a
     # change 0 needs more than 5 epochs without improvement, the others more than 2
     assert list(actions) == [5, 8, 11, 14, 20, 23, 26, 29, 35, 38]
-    assert actions[5] == f"rho -> {math.log(3) / 2 + 0.3:.3f}"
-    assert actions[8] == "m -> 0.800"
-    assert actions[11] == "m -> 1.600 (doubled)"
-    assert actions[14] == "step -> -0.3"
-    assert actions[20] == f"rho -> {math.log(3) / 2:.3f}"  # + 0.3 then - 0.3
-    assert actions[23] == "m -> 1.300"  # 1.6 - 0.3
-    assert actions[26] == "m -> 2.600 (doubled)"
+    assert actions[5] == f"rho -> {rho0 + 0.3 * s:.3f}"
+    assert actions[8] == "m -> 0.600"
+    assert actions[11] == f"m -> {min(1.2, margin_limit(rho0 + 0.3, 10)):.3f} (doubled)"
+    assert actions[14] == "step -> -0.300"
+    assert actions[20] == f"rho -> {rho0:.3f}"  # + 0.3 then - 0.3
     assert [h["epoch"] for h in t.history] == list(actions)
 
 
-def test_tuner_holds_while_the_loss_improves():
+def test_tuner_compares_epochs_under_the_same_settings():
+    """A change of rho or m shifts the loss by itself: the tuner must not read that jump as a stall."""
+    t = EntropyTuner(n_classes=3)
+    for epoch in range(6):
+        t.step(1.0, epoch)
+    assert len(t.history) == 1  # rho changed after epoch 5
+    # the change raised the loss to 2.0, after which training improves it every epoch
+    for epoch, loss in enumerate([2.0, 1.9, 1.8, 1.7, 1.6, 1.5], start=6):
+        assert t.step(loss, epoch) is None
+    assert len(t.history) == 1
+
+
+def test_tuner_holds_while_the_loss_improves_and_round_trips():
     t = EntropyTuner(n_classes=10)
-    assert t.m == pytest.approx(1.35)  # the paper's range for ten classes is 1.1-1.6
     for epoch in range(30):
         assert t.step(10.0 - epoch, epoch) is None
     assert t.rho == pytest.approx(math.log(10) / 2) and not t.history
@@ -121,3 +154,19 @@ def test_tuner_holds_while_the_loss_improves():
     t2 = EntropyTuner(n_classes=10)
     t2.load_state_dict(state)
     assert t2.state_dict() == state
+
+
+def test_memory_bank_overwrites_slots_and_excludes_the_current_batch():
+    bank = MemoryBank(size=6, feature_dim=3, n_classes=2)
+    assert bank.entries()[0].shape == (0, 3)
+    bank.update(torch.tensor([1, 4]), torch.tensor([[3.0, 0, 4], [1, 1, 1]]), torch.tensor([[0.2, 0.8], [0.6, 0.4]]),
+                torch.tensor([1, -1]))
+    feats, probs, labels, idx = bank.entries()
+    assert idx.tolist() == [1, 4] and labels.tolist() == [1, -1]
+    assert torch.allclose(feats[0], torch.tensor([0.6, 0.0, 0.8]))
+    assert bank.entries(exclude=torch.tensor([4]))[3].tolist() == [1]
+    assert bank.entries(target_only=True)[3].tolist() == [4]
+    bank.update(torch.tensor([1]), torch.tensor([[0.0, 2, 0]]), torch.tensor([[0.9, 0.1]]))
+    feats, probs, labels, idx = bank.entries()
+    assert torch.allclose(feats[0], torch.tensor([0.0, 1.0, 0.0])) and labels.tolist() == [-1, -1]
+    assert torch.allclose(probs[0], torch.tensor([0.9, 0.1]))

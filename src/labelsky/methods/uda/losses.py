@@ -1,27 +1,40 @@
-"""Losses of DeepAstroUDA (Ciprijanovic et al. 2023) and DANCE (Saito et al. 2020).
+"""Losses of DeepAstroUDA (Ćiprijanović et al. 2023) and DANCE (Saito et al. 2020).
 
 Total DeepAstroUDA objective (paper eq. 5): ``L = L_CE + lambda (L_AC + L_ES)``,
-``lambda = 0.005``.
+``lambda = 0.005``; labelsky weighs L_ES separately (:mod:`.module`).
 
-* :func:`weighted_cross_entropy` (eq. 4): cross-entropy on labelled source
+* :func:`weighted_cross_entropy` (eq. 4): cross-entropy of labelled source
   samples with class weights ``w_k = N / (K n_k)`` (:func:`class_weights`),
-  normalised by the summed weights of the batch (PyTorch's weighted mean; the
-  paper's garbled equation divides by the sum of the weights too).
-* :func:`adaptive_clustering_loss` (eq. 1): binary cross-entropy between
-  pairwise similarity labels ``s_ij`` and similarity scores
-  ``s^_ij = p_i . p_j`` of the current target batch ``j`` against the memory
-  bank ``i`` (every source and target sample seen so far).
-  ``s_ij`` for a target-target pair: 1 when the top-k classes of ``p_i`` and
-  ``p_j`` come in the same order (rank statistics, Han et al. 2020); for a
-  source bank entry with label ``y_i``: 1 when ``argmax p_j = y_i`` (the paper
-  says source pairs use "their class labels"; this is the choice made here).
+  the weighted mean over the batch (``sum_i w_{y_i} l_i / sum_i w_{y_i}``).
+  Eq. 4 as printed divides by ``sum_k w_k`` instead, which for balanced
+  classes makes the term ``K`` times smaller; labelsky keeps the weighted mean,
+  so that every method (DANCE and source-only included) trains its classifier
+  with the same gradient scale, and sets the adaptation term's scale below.
+* :func:`adaptive_clustering_loss` (eq. 1): binary cross-entropy between the
+  pairwise similarity labels ``s_ij`` and the similarity scores
+  ``s^_ij = p_i . p_j`` of every query ``j`` of the current batch against every
+  reference ``i`` of the memory bank (earlier batches, source and target).
+  Eq. 1 *sums* over the pairs; labelsky sums over the bank and averages over the
+  queries, so the term does not grow with the batch size. With the paper's
+  ``lambda = 0.005`` this gives the adaptation term a gradient comparable with
+  the classification term (``benchmarks/results/deepastrouda.md`` logs the
+  ratio per epoch); a mean over the pairs makes it ~1e-3 of it, i.e. inert.
+* :func:`rank_similarity_labels`: ``s_ij`` of a pair with two labels (source
+  with source) is ``y_i == y_j``; a pair of unlabelled (target) samples is
+  similar when the top-``k`` elements of the two vectors come in the same order
+  (paper section 2.2: the classifier's probability vectors, rank statistics of
+  Han et al. 2020). A target sample is never made similar to a source sample
+  through its arg-max: that pulls every target sample, unknowns included, to a
+  known class. ``ordered=False`` compares the top-``k`` sets (Han et al.'s
+  rank statistics on feature vectors, the module's ``rank_on="features"``).
 * :func:`entropy_separation_loss` (eqs. 2-3): ``-|H(p_i) - rho|`` for target
   samples whose entropy is more than ``m`` away from the boundary ``rho``,
   0 otherwise, averaged over the batch: confident samples are made more
   confident, uncertain ones (unknown classes) less.
-* :func:`neighbourhood_clustering_loss` (DANCE): entropy of the soft
-  assignment of each target feature to its neighbours in the bank and to the
-  source class prototypes, temperature 0.05 (DANCE's value).
+* :func:`neighbourhood_clustering_loss` (DANCE eq. 2-3): entropy of the softmax
+  over the similarities of each target feature to the class prototypes, to
+  the target memory bank (the current batch's slots masked) and to the other
+  samples of the batch (diagonal masked), temperature 0.05.
 """
 
 from __future__ import annotations
@@ -46,7 +59,7 @@ def class_weights(labels, n_classes: int) -> torch.Tensor:
 
 
 def weighted_cross_entropy(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Eq. 4: ``sum_i w_{y_i} (-log p_{i, y_i}) / sum_i w_{y_i}``."""
+    """``sum_i w_{y_i} (-log p_{i, y_i}) / sum_i w_{y_i}`` (eq. 4's class weights, weighted batch mean)."""
     return F.cross_entropy(logits, y, weight=weights)
 
 
@@ -55,37 +68,49 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(_EPS))).sum(dim=1)
 
 
-def rank_similarity_labels(p_bank: torch.Tensor, p_batch: torch.Tensor, k: int,
-                           bank_labels: torch.Tensor | None = None) -> torch.Tensor:
+def rank_similarity_labels(f_bank: torch.Tensor, f_batch: torch.Tensor, k: int,
+                           bank_labels: torch.Tensor | None = None, batch_labels: torch.Tensor | None = None,
+                           ordered: bool = False) -> torch.Tensor:
     """Pairwise similarity labels ``s_ij`` [n_bank, n_batch] (float 0/1).
 
-    Target bank rows (label < 0 or no labels): 1 when the ordered top-``k``
-    class indices of both probability vectors are identical. Source bank rows
-    (label >= 0): 1 when the batch sample's top class is the bank label.
+    A pair whose two members both carry a label (>= 0) is similar when the
+    labels agree. Any other pair is similar when the top-``k`` dimensions of
+    ``f_bank[i]`` and ``f_batch[j]`` are the same set (``ordered``: the same
+    sequence).
     """
-    k = min(k, p_batch.shape[1])
-    top_bank = p_bank.argsort(dim=1, descending=True)[:, :k]
-    top_batch = p_batch.argsort(dim=1, descending=True)[:, :k]
+    k = min(k, f_batch.shape[1])
+    top_bank = f_bank.topk(k, dim=1).indices
+    top_batch = f_batch.topk(k, dim=1).indices
+    if not ordered:
+        top_bank, top_batch = top_bank.sort(dim=1).values, top_batch.sort(dim=1).values
     s = (top_bank[:, None, :] == top_batch[None, :, :]).all(dim=2).float()
-    if bank_labels is not None:
-        src = bank_labels >= 0
-        if src.any():
-            s[src] = (bank_labels[src][:, None] == top_batch[None, :, 0]).float()
+    if bank_labels is not None and batch_labels is not None:
+        both = (bank_labels[:, None] >= 0) & (batch_labels[None, :] >= 0)
+        s = torch.where(both, (bank_labels[:, None] == batch_labels[None, :]).float(), s)
     return s
 
 
-def adaptive_clustering_loss(p_batch: torch.Tensor, p_bank: torch.Tensor, k: int,
-                             bank_labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. 1: BCE of ``s^_ij = p_i . p_j`` against :func:`rank_similarity_labels`.
+def adaptive_clustering_loss(p_batch: torch.Tensor, p_bank: torch.Tensor, s: torch.Tensor,
+                             balanced: bool = False) -> torch.Tensor:
+    """Eq. 1: ``-sum_i [s_ij log s^_ij + (1 - s_ij) log(1 - s^_ij)]`` with ``s^_ij = p_i . p_j``,
+    summed over the bank rows ``i`` and averaged over the batch queries ``j``.
 
-    ``p_bank`` [n_bank, K] are stored (detached) probabilities of the memory
-    bank; ``p_batch`` [n, K] the current target probabilities (gradients
-    flow through them). Averaged over all pairs.
+    ``p_bank`` [n_bank, K] are stored (detached) probabilities; ``p_batch``
+    [n, K] the current ones (gradients flow through them); ``s`` [n_bank, n]
+    the similarity labels (:func:`rank_similarity_labels`). ``balanced``
+    weights the similar and the dissimilar pairs of each query so that each
+    group carries half of the query's bank sum.
     """
-    with torch.no_grad():
-        s = rank_similarity_labels(p_bank, p_batch, k, bank_labels)
+    if not len(p_bank):
+        return p_batch.sum() * 0.0
     s_hat = (p_bank.detach() @ p_batch.T).clamp(_EPS, 1 - _EPS)
-    return F.binary_cross_entropy(s_hat, s)
+    bce = F.binary_cross_entropy(s_hat, s, reduction="none")
+    if balanced:
+        n = float(len(p_bank))
+        n_pos = s.sum(dim=0, keepdim=True)
+        w = torch.where(s > 0, n / (2 * n_pos.clamp_min(1)), n / (2 * (n - n_pos).clamp_min(1)))
+        bce = bce * w
+    return bce.sum(dim=0).mean()
 
 
 def entropy_separation_loss(p: torch.Tensor, rho: float, m: float) -> torch.Tensor:
@@ -95,29 +120,29 @@ def entropy_separation_loss(p: torch.Tensor, rho: float, m: float) -> torch.Tens
 
 
 def neighbourhood_clustering_loss(features: torch.Tensor, bank_features: torch.Tensor,
-                                  prototypes: torch.Tensor, temperature: float = 0.05,
-                                  self_index: torch.Tensor | None = None) -> torch.Tensor:
-    """DANCE's neighbourhood clustering: entropy of softmax(f . [bank, prototypes] / T).
+                                  prototypes: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """DANCE's neighbourhood clustering: mean entropy of softmax([prototypes, bank, batch] . f / T).
 
-    ``features`` are the current target features, L2-normalised here;
-    ``bank_features`` the stored (normalised) features; ``prototypes`` the
-    classifier's weight vectors (normalised here). ``self_index`` masks each
-    sample's own bank slot.
+    ``features`` [n, d] are the current target features (L2-normalised here);
+    ``bank_features`` the stored normalised target features of *other*
+    samples (the caller leaves out the current batch's slots); ``prototypes``
+    the classifier's weight vectors (normalised here). The in-batch
+    similarities exclude each sample's similarity with itself.
     """
     f = F.normalize(features, dim=1)
-    keys = torch.cat([bank_features.detach(), F.normalize(prototypes, dim=1)], 0)
-    sim = f @ keys.T / temperature
-    if self_index is not None:
-        sim[torch.arange(len(f)), self_index] = -math.inf
-    q = F.softmax(sim, dim=1)
+    to_protos = f @ F.normalize(prototypes, dim=1).T
+    to_bank = f @ bank_features.detach().T
+    in_batch = (f @ f.T).masked_fill(torch.eye(len(f), dtype=torch.bool, device=f.device), -math.inf)
+    q = F.softmax(torch.cat([to_protos, to_bank, in_batch], dim=1) / temperature, dim=1)
     return -(q * torch.log(q.clamp_min(_EPS))).sum(dim=1).mean()
 
 
 class MemoryBank:
-    """One slot per training sample (source and target): normalised features, probabilities, label.
+    """One slot per training sample (source and target): features, probabilities, label.
 
-    Slots are overwritten when their sample is seen again (DANCE's memory).
-    Target samples have label -1. Slots never filled are excluded.
+    Slots are overwritten when their sample is seen again (DANCE's memory with
+    momentum 0). Target samples have label -1. Slots never filled are excluded.
+    Features are stored as given (:meth:`normalised` for cosine similarities).
     """
 
     def __init__(self, size: int, feature_dim: int, n_classes: int, device="cpu"):
@@ -139,7 +164,14 @@ class MemoryBank:
             setattr(self, name, getattr(self, name).to(device))
         return self
 
-    def entries(self):
-        """(features, probs, labels, slot indices) of the filled slots."""
-        idx = self.filled.nonzero(as_tuple=True)[0]
+    def entries(self, exclude: torch.Tensor | None = None, target_only: bool = False):
+        """(features, probs, labels, slot indices) of the filled slots, without the slots in ``exclude``
+        (the current batch: the bank then holds earlier batches only) and, with ``target_only``, without
+        the labelled (source) slots."""
+        keep = self.filled.clone()
+        if exclude is not None and len(exclude):
+            keep[exclude] = False
+        if target_only:
+            keep &= self.labels < 0
+        idx = keep.nonzero(as_tuple=True)[0]
         return self.features[idx], self.probs[idx], self.labels[idx], idx

@@ -1,22 +1,42 @@
 """Universal domain adaptation as a Lightning module: DeepAstroUDA, DANCE, source-only.
 
-One module, three ``method`` settings, trained on identical data:
+One module, three ``method`` settings, trained on identical data and augmentation:
 
-``deepastrouda``  L = L_CE + lambda (L_AC + L_ES), lambda = 0.005; two augmented views of every
-                  target image (90 deg rotation; zoom by 300/256 then crop back, as the paper);
-                  the ES boundary and margin follow the active tuner (:mod:`.tuner`).
-``dance``         L = L_CE + eta (L_NC + L_ES), eta = 0.05, fixed rho = log(K)/2 and m = 0.5
-                  (Saito et al. 2020).
+``deepastrouda``  L = L_CE + lambda L_AC + lambda_ES L_ES (paper eq. 5 with lambda = 0.005 for
+                  L_AC; see below for lambda_ES). Every source and target image comes with two
+                  transformed views (90 deg rotation; zoom by 300/256 then crop back, as the
+                  paper). The adaptation term compares every target image and view (queries) with
+                  the target rows of the memory bank of *earlier* batches (ordered top-k class
+                  probabilities, ``rank_on="probs"``; or the whole bank by feature ranks,
+                  ``"features"``), and every source image and view with the source rows by class
+                  label. The entropy separation acts on the un-augmented target images; its
+                  boundary and margin follow the active tuner (:mod:`.tuner`). With eq. 1 summed
+                  over the bank, eq. 3's batch mean is ~1e-3 of the gradient at the paper's single
+                  lambda, so entropy separation gets DANCE's weight lambda_ES = 0.05 (the paper
+                  takes this loss from DANCE); ``grad_share_*`` shows what each term does.
+``dance``         L = L_CE + eta (L_NC + L_ES), eta = 0.05 (Saito et al. 2020): neighbourhood
+                  clustering over the class prototypes, the target memory bank and the other
+                  samples of the batch; fixed rho = log(K)/2 and the same initial margin as
+                  DeepAstroUDA (DANCE's m = 0.5 was set for 10-20 classes; at K = 2 it would
+                  switch entropy separation off).
 ``source_only``   L = L_CE ("regular training").
 
+``ac=False`` / ``es=False`` drop the adaptation / entropy-separation term (ablations); ``dsbn``
+switches domain-specific batch norm (source = domain 0, target = domain 1) on or off for any
+method except source-only (default: on for deepastrouda, off for dance, as published). All
+methods train the cross-entropy on the source images *and* their two views (``views``), so a
+baseline sees the same augmentation as the method.
+
 Shared choices (DANCE's, where the DeepAstroUDA paper is silent): cosine classifier on
-L2-normalised backbone features with temperature 0.05; a memory bank of every source and
-target sample seen (normalised features, probabilities, labels), one slot per sample,
-overwritten on update. Domain-specific batch norm (``dsbn``, source = domain 0, target =
-domain 1) is DeepAstroUDA's; DANCE and regular training share one batch norm between the
-domains (separate forward passes), as published. Optimiser: SGD with Nesterov momentum 0.9,
-lr 1e-3, step decay x0.1 every ``step_epochs`` epochs. Model selection and early stopping use the *source* validation
-accuracy: target labels are unknown during training.
+L2-normalised backbone features with temperature 0.05; a memory bank with one slot per source
+and target sample (normalised features, probabilities, labels), overwritten on update.
+Optimiser: SGD with Nesterov momentum 0.9, lr 1e-3, step decay x0.1 every ``step_epochs``
+epochs. Model selection and early stopping use the *source* validation accuracy: target labels
+are unknown during training.
+
+Every ``grad_log_every`` steps the gradient norm of each weighted loss term with respect to the
+network parameters is measured and logged (``grad_norm_<term>``, ``grad_share_<term>`` = its
+share of the sum of the norms): a term that does nothing shows as a share near zero.
 
 A target sample is predicted "unknown" when the entropy of its class probabilities exceeds
 the boundary rho.
@@ -35,7 +55,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelsky.methods.uda.losses import (MemoryBank, adaptive_clustering_loss, entropy, entropy_separation_loss,
-                                         neighbourhood_clustering_loss, weighted_cross_entropy)
+                                         neighbourhood_clustering_loss, rank_similarity_labels,
+                                         weighted_cross_entropy)
 from labelsky.methods.uda.tuner import EntropyTuner
 from labelsky.errors import SettingsError
 from labelsky.models.backbones import create_backbone
@@ -55,13 +76,21 @@ class UDAConfig(InputSettings):
     backbone: str = "resnet50"  # from random initialisation, as the paper
     weights: str | None = None
     temperature: float = 0.05
-    lam: float = 0.005  # DeepAstroUDA weight of the DA losses
+    lam: float = 0.005  # DeepAstroUDA weight of the adaptive-clustering loss (paper's lambda)
+    lam_es: float = 0.05  # DeepAstroUDA weight of entropy separation (DANCE's eta: the paper takes ES from DANCE)
     eta: float = 0.05  # DANCE weight of the DA losses
-    k_rank: int | None = None  # top-k of the rank statistics: 3 for <= 5 classes, 7 above (paper: 3 and 7)
+    k_rank: int | None = None  # top-k feature dimensions of the rank statistics: 3 for <= 5 classes, 7 above
+    rank_ordered: bool = False  # True: the top-k dimensions must also come in the same order
+    rank_on: str = "probs"  # "probs": ordered top-k class probabilities, target rows; "features": feature ranks
+    ac_balanced: bool = False  # weigh similar and dissimilar pairs equally
+    ac: bool = True  # the adaptation term (AC for deepastrouda, NC for dance); False: ablation
+    es: bool = True  # the entropy-separation term; False: ablation
+    views: bool = True  # two transformed views of every image (rotation, zoom-crop)
     tuner: bool = True
     rho: float | None = None  # None: log(K) / 2
-    margin: float | None = None  # None: the tuner's initial m (0.5 for < 5 classes, 1.35 above); DANCE 0.5
+    margin: float | None = None  # None: log(K) / 4 (see labelsky.methods.uda.tuner)
     dsbn: bool | None = None  # None: domain-specific BN for deepastrouda only (DANCE and regular training: shared)
+    grad_log_every: int = 10  # measure each loss term's gradient norm every this many steps (0: never)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -78,6 +107,10 @@ class UDAConfig(InputSettings):
             raise SettingsError(f"unknown adaptation method {self.method!r}; expected one of {METHODS}")
         if self.dsbn is None:
             self.dsbn = self.method == "deepastrouda"
+        if self.rank_on not in ("probs", "features"):
+            raise SettingsError(f"rank_on must be 'probs' or 'features', got {self.rank_on!r}")
+        if self.grad_log_every < 0:
+            raise SettingsError(f"grad_log_every must be >= 0, got {self.grad_log_every}")
         if self.dsbn and self.method == "source_only":
             raise SettingsError("source_only never sees the target, so its target batch norms would stay untrained: "
                              "use dsbn=False")
@@ -110,12 +143,8 @@ class UDAModule(L.LightningModule):
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32)
                              if class_weights is not None else torch.ones(n_classes))
         self.bank = MemoryBank(n_source + n_target, self.backbone.num_features, n_classes)
-        self.k_rank = self.cfg.k_rank or (min(3, n_classes) if n_classes <= 5 else min(7, n_classes))
-        self.tuner = EntropyTuner(n_classes, self.cfg.margin)
-        if self.cfg.rho is not None:
-            self.tuner.rho = float(self.cfg.rho)
-        if self.cfg.method == "dance" and self.cfg.margin is None:
-            self.tuner.m = 0.5
+        self.k_rank = self.cfg.k_rank or (3 if n_classes <= 5 else 7)
+        self.tuner = EntropyTuner(n_classes, self.cfg.margin, self.cfg.rho)
 
     # ------------------------------------------------------------------ model
     def features(self, x: torch.Tensor, domain: int) -> torch.Tensor:
@@ -134,50 +163,93 @@ class UDAModule(L.LightningModule):
         return float(self.tuner.rho)
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch, batch_idx):
+    def _views(self, x: torch.Tensor) -> list:
+        """The image and, with ``views``, its two transformed versions (paper section 2.2)."""
+        if not self.cfg.views:
+            return [x]
+        return [x, torch.rot90(x, 1, dims=(2, 3)), _zoom_crop(x, self.cfg.zoom)]
+
+    def loss_terms(self, batch) -> dict:
+        """The weighted loss terms of one step (``{"ce": ..., "ac"/"nc": ..., "es": ...}``); updates the bank."""
         (xs, ys, is_), (xt, _, it) = batch["source"], batch["target"]
-        fs = self.features(xs, 0)
-        ls = self.logits(fs)
-        loss_ce = weighted_cross_entropy(ls, ys, self.class_weights)
-        loss = loss_ce
-        logs = {"loss_ce": loss_ce}
-        method = self.cfg.method
+        c, method = self.cfg, self.cfg.method
+        n_s, n_t = len(xs), len(xt)
+        vs = self._views(xs)
+        fs_all = self.features(torch.cat(vs), 0)
+        ls_all = self.logits(fs_all)
+        ys_all = ys.repeat(len(vs))
+        terms = {"ce": weighted_cross_entropy(ls_all, ys_all, self.class_weights)}
+        ps_all = F.softmax(ls_all, dim=1)
+        t_slots = self.n_source + it
+        if method == "deepastrouda":
+            vt = self._views(xt)
+            ft_all = self.features(torch.cat(vt), 1)
+            pt_all = F.softmax(self.logits(ft_all), dim=1)
+            ft, pt = ft_all[:n_t], pt_all[:n_t]  # the un-augmented target images
+            if c.ac:  # queries: the current batch; references: the bank of earlier batches
+                bank_f, bank_p, bank_y, _ = self.bank.entries(exclude=torch.cat([is_, t_slots]))
+                unl = torch.full((len(ft_all),), -1, dtype=torch.long, device=ft_all.device)
+                src = bank_y >= 0
+                if c.rank_on == "probs":  # target rows only, ordered top-k of the class probabilities
+                    ref_p, ref_q = bank_p[~src], pt_all.detach()
+                    s_t = rank_similarity_labels(ref_p, ref_q, min(self.k_rank, self.n_classes), ordered=True)
+                else:
+                    ref_p = bank_p
+                    s_t = rank_similarity_labels(bank_f, ft_all.detach(), self.k_rank, bank_y, unl, c.rank_ordered)
+                s_s = rank_similarity_labels(bank_f[src], fs_all.detach(), self.k_rank, bank_y[src], ys_all)
+                self._ac_positive = float(s_t.mean()) if s_t.numel() else 0.0
+                terms["ac"] = c.lam * (adaptive_clustering_loss(pt_all, ref_p, s_t, c.ac_balanced)
+                                       + adaptive_clustering_loss(ps_all, bank_p[src], s_s, c.ac_balanced))
+            if c.es:
+                terms["es"] = c.lam_es * entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
+        elif method == "dance":
+            ft = self.features(xt, 1)
+            pt = F.softmax(self.logits(ft), dim=1)
+            if c.ac:
+                bank_f = self.bank.entries(exclude=t_slots, target_only=True)[0]
+                terms["nc"] = c.eta * neighbourhood_clustering_loss(ft, bank_f, self.classifier.weight,
+                                                                    c.temperature)
+            if c.es:
+                terms["es"] = c.eta * entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
         if method != "source_only":
-            bank_f, bank_p, bank_y, _ = self.bank.entries()
-            if method == "deepastrouda":
-                v1, v2 = torch.rot90(xt, 1, dims=(2, 3)), _zoom_crop(xt, self.cfg.zoom)
-                ft = self.features(torch.cat([v1, v2]), 1)
-                pt = F.softmax(self.logits(ft), dim=1)
-                ref_p = torch.cat([bank_p, pt.detach()])
-                ref_y = torch.cat([bank_y, torch.full((len(pt),), -1, device=pt.device, dtype=torch.long)])
-                loss_da = adaptive_clustering_loss(pt, ref_p, self.k_rank, ref_y)
-                loss_es = entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
-                loss = loss_ce + self.cfg.lam * (loss_da + loss_es)
-                ft, pt = ft[: len(xt)], pt[: len(xt)]
-                logs.update(loss_ac=loss_da, loss_es=loss_es)
-            else:  # dance
-                ft = self.features(xt, 1)
-                pt = F.softmax(self.logits(ft), dim=1)
-                self_idx = None
-                if len(bank_f):
-                    slot = torch.full((len(self.bank.filled),), -1, dtype=torch.long, device=ft.device)
-                    slot[self.bank.filled.nonzero(as_tuple=True)[0]] = torch.arange(len(bank_f), device=ft.device)
-                    pos = slot[self.n_source + it]
-                    self_idx = torch.where(pos >= 0, pos, torch.zeros_like(pos))
-                    if (pos < 0).any():  # samples not yet in the bank: nothing to mask
-                        self_idx = None
-                loss_da = neighbourhood_clustering_loss(ft, bank_f, self.classifier.weight, self.cfg.temperature,
-                                                        self_idx)
-                loss_es = entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
-                loss = loss_ce + self.cfg.eta * (loss_da + loss_es)
-                logs.update(loss_nc=loss_da, loss_es=loss_es)
-            self.bank.update(self.n_source + it, ft, pt)
-        self.bank.update(is_, fs, F.softmax(ls, dim=1), ys)
-        acc = (ls.argmax(1) == ys).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(ys), sync_dist=True)
-        self.log("train_source_acc", acc, on_step=False, on_epoch=True, batch_size=len(ys), sync_dist=True)
-        for k, v in logs.items():
-            self.log(k, v, on_step=False, on_epoch=True, batch_size=len(ys), sync_dist=True)
+            self.bank.update(t_slots, ft, pt)
+            with torch.no_grad():
+                self._target_entropy = float(entropy(pt).mean())
+        self.bank.update(is_, fs_all[:n_s], ps_all[:n_s], ys)
+        self._source_acc = (ls_all[:n_s].argmax(1) == ys).float().mean()
+        return terms
+
+    def gradient_norms(self, terms: dict) -> dict:
+        """L2 norm of the gradient of every loss term with respect to the trainable parameters."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        norms = {}
+        for name, t in terms.items():
+            if not t.requires_grad:
+                norms[name] = 0.0
+                continue
+            grads = torch.autograd.grad(t, params, retain_graph=True, allow_unused=True)
+            norms[name] = float(torch.sqrt(sum((g.detach().float() ** 2).sum() for g in grads if g is not None)))
+        return norms
+
+    def training_step(self, batch, batch_idx):
+        terms = self.loss_terms(batch)
+        loss = sum(terms.values())
+        n = len(batch["source"][1])
+        every = self.cfg.grad_log_every
+        if every and batch_idx % every == 0 and torch.is_grad_enabled():
+            norms = self.gradient_norms(terms)
+            total = sum(norms.values()) or 1.0
+            for name, v in norms.items():
+                self.log(f"grad_norm_{name}", v, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+                self.log(f"grad_share_{name}", v / total, on_step=False, on_epoch=True, batch_size=n,
+                         sync_dist=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("train_source_acc", self._source_acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        if self.cfg.method != "source_only":
+            self.log("target_entropy", self._target_entropy, on_step=False, on_epoch=True, batch_size=n,
+                     sync_dist=True)
+        for k, v in terms.items():
+            self.log(f"loss_{k}", v, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def on_fit_start(self):
