@@ -22,8 +22,8 @@ from _common import CpuMonitor, write_results  # noqa: E402
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--experiments", nargs="+", default=["lsst-y1-y10", "sdss-decals"])
-    ap.add_argument("--n", type=int, nargs="+", default=[900, 1200], help="galaxies per experiment")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--n", type=int, nargs="+", default=[900, 900], help="galaxies per experiment")
+    ap.add_argument("--epochs", type=int, nargs="+", default=[8, 6], help="epochs per experiment")
     ap.add_argument("--stamp-size", type=int, default=32)
     ap.add_argument("--backbone", default="resnet10t")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -42,9 +42,9 @@ def main(argv=None):
     mon = CpuMonitor().__enter__()
     results = {}
     for i, exp in enumerate(a.experiments):  # the results file is rewritten after every experiment
-        n = a.n[min(i, len(a.n) - 1)]
+        n, epochs = a.n[min(i, len(a.n) - 1)], a.epochs[min(i, len(a.epochs) - 1)]
         rc = (ReproConfig.quick(experiment=exp, workers=a.workers, methods=a.methods or list(VARIANTS)) if a.quick else
-              ReproConfig(experiment=exp, n_objects=n, epochs=a.epochs, backbone=a.backbone, seeds=a.seeds,
+              ReproConfig(experiment=exp, n_objects=n, epochs=epochs, backbone=a.backbone, seeds=a.seeds,
                           workers=a.workers, stretch=a.stretch, methods=a.methods or list(VARIANTS),
                           stamp_size=a.stamp_size))
         results[exp] = run_deepastrouda(a.work_dir / f"{exp}-{rc.stretch}", rc, progress=False)

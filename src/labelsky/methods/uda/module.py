@@ -236,7 +236,9 @@ class UDAModule(L.LightningModule):
         loss = sum(terms.values())
         n = len(batch["source"][1])
         every = self.cfg.grad_log_every
-        if every and batch_idx % every == 0 and torch.is_grad_enabled():
+        # single-process runs only: extra backward passes on DDP-wrapped parameters could fire its reducer
+        world = self._trainer.world_size if self._trainer is not None else 1
+        if every and batch_idx % every == 0 and torch.is_grad_enabled() and world == 1:
             norms = self.gradient_norms(terms)
             total = sum(norms.values()) or 1.0
             for name, v in norms.items():
