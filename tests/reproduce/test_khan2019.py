@@ -42,6 +42,32 @@ def test_a_backbone_trained_with_the_task_labels_is_refused(tmp_path):
     other = tmp_path / "other.safetensors"
     other.write_bytes(b"x")
     assert check_weights(other)["kind"] == "unknown"
+    # a Lightning checkpoint of a classifier tells its classes itself, wherever it lies
+    import torch
+
+    ckpt = tmp_path / "loose" / "best.ckpt"
+    ckpt.parent.mkdir()
+    torch.save({"state_dict": {}, "hyper_parameters": {"class_names": ["elliptical", "spiral"],
+                                                        "config": {"backbone": "resnet18"}}}, ckpt)
+    with pytest.raises(SettingsError, match="elliptical"):
+        check_weights(ckpt)
+    torch.save({"state_dict": {}, "hyper_parameters": {"class_names": ["012", "021"],
+                                                        "config": {"task": "channel_order"}}}, ckpt)
+    assert check_weights(ckpt)["labels_of_the_task"] == []
+    # a checkpoint inside a run folder: the run's config.json two levels up
+    nested = run / "checkpoints"
+    nested.mkdir()
+    (nested / "w.safetensors").write_bytes(b"x")
+    (run / "config.json").write_text(json.dumps({"method": "transfer", "classes": ["elliptical", "spiral"]}))
+    with pytest.raises(SettingsError):
+        check_weights(nested / "w.safetensors")
+
+
+def test_defaults_follow_the_paper():
+    kc = KhanConfig()
+    assert kc.hp_thresholds == {"elliptical": 0.926, "spiral": 0.985}
+    assert kc.balance_tests is False and kc.stretch == "khan" and kc.cluster_filter is False
+    assert kc.pseudo_fraction == 0.05 and kc.top_k is None
 
 
 def _fake_votes(featured, smooth):
@@ -82,3 +108,5 @@ def test_pseudo_label_budget_is_five_percent_of_the_training_set(tmp_path):
     assert set(r0["table"]) >= {"Training set", "HP SDSS", "FO SDSS", "FO DES"}
     cm = np.array(r0["table"]["Training set"]["confusion_matrix"])
     assert cm.sum(axis=1).tolist() == res["sizes"]["train_per_true_class"]
+    # (the check bites: some vote labels of the training galaxies differ from the truth)
+    assert res["sizes"]["train_per_true_class"] != res["sizes"]["train_per_class"]

@@ -20,9 +20,11 @@
                           recorded training used an elliptical or spiral label.
 
    The run records which it was (``pretraining`` in ``results.json``).
-3. Train the classifier on SDSS training galaxies whose Galaxy Zoo vote
-   fraction passes the paper's HP thresholds (0.985 spiral, 0.926 elliptical),
-   with progressive unfreezing and the paper's preprocessing (``khan``: per
+3. Train the classifier on SDSS training galaxies selected by their Galaxy Zoo
+   vote fractions (``train_selection``: ellipticals above the paper's 0.926 and
+   as many of the most confidently voted spirals, the paper's stated rule; or
+   the paper's two thresholds literally, ``"paper"``), with progressive
+   unfreezing and the paper's preprocessing (``khan``: per
    image mean subtracted, scaled to [-1, 1]; ``image_size=224`` resizes as the
    paper, at a CPU cost).
 4. Evaluate on the HP and FO test sets in SDSS and for the same galaxies in
@@ -133,13 +135,27 @@ def _transfer_cfg(kc: KhanConfig, weights, **over) -> TransferConfig:
 
 
 def weights_provenance(weight_file) -> dict:
-    """What a backbone weight file was trained on, from the record beside it: ``{"kind", "classes", ...}``.
+    """What a backbone weight file was trained on: ``{"kind", "classes", ...}``.
 
-    ``backbone.json`` (written here) or the ``config.json`` of the labelsky run
-    folder holding the file; ``{"kind": "unknown"}`` when there is neither.
+    A Lightning checkpoint tells by its own hyper-parameters (``class_names``);
+    otherwise the record beside the file, ``backbone.json`` (written here), or
+    the ``config.json`` of the labelsky run folder holding it (the file's folder
+    or one of its two parents, e.g. ``RUN/checkpoints/best.ckpt``);
+    ``{"kind": "unknown"}`` when there is none.
     """
     weight_file = Path(weight_file)
-    for record in (weight_file.parent / "backbone.json", weight_file.parent / "config.json"):
+    if weight_file.suffix == ".ckpt":
+        from labelsky.methods.run import load_checkpoint
+
+        hp = load_checkpoint(weight_file).get("hyper_parameters", {})
+        names = hp.get("class_names")
+        if names is not None:
+            config = hp.get("config") if isinstance(hp.get("config"), dict) else {}
+            method = "pretext" if config.get("task") in ("bands", "channel_order") else None
+            return {"kind": "Lightning checkpoint", "classes": list(names), "method": method}
+    parents = [weight_file.parent, weight_file.parent.parent, weight_file.parent.parent.parent]
+    records = [weight_file.parent / "backbone.json"] + [d / "config.json" for d in parents]
+    for record in records:
         if record.exists():
             try:
                 made = json.loads(record.read_text())
@@ -396,8 +412,9 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
         if r == 0:
             hp_s = predict(model, sdss, sets["hp_source"], cfg)
             hp_d = predict(model, des, sets["hp_target"], cfg)
-            panels = [("HP SDSS (truth)", tsne(hp_s["embedding"], seed=kc.seed), sets["hp_labels"]),
-                      ("HP DES (truth)", tsne(hp_d["embedding"], seed=kc.seed), sets["hp_labels"]),
+            hp_truth = truth["sdss"][sets["hp_source"]]
+            panels = [("HP SDSS (truth)", tsne(hp_s["embedding"], seed=kc.seed), hp_truth),
+                      ("HP DES (truth)", tsne(hp_d["embedding"], seed=kc.seed), hp_truth),
                       ("unlabelled DES (cluster class)", xy, cclass)] if len(sets["hp_source"]) > 5 else \
                 [("unlabelled DES (cluster class)", xy, cclass)]
             _tsne_figure(out / "figures" / "tsne.png", panels)

@@ -42,7 +42,7 @@ def test_adaptive_clustering_sums_over_the_bank_and_averages_over_the_batch():
     p_batch = torch.tensor([[0.8, 0.2], [0.3, 0.7]], requires_grad=True)
     s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     loss = adaptive_clustering_loss(p_batch, p_bank, s)
-    s_hat = [[0.74, 0.34], [0.32, 0.62]]
+    # s^ = p_bank . p_batch: [[0.74, 0.34], [0.32, 0.62]] (bank rows x batch columns)
     expected = (-math.log(0.74) - math.log(1 - 0.32) - math.log(1 - 0.34) - math.log(0.62)) / 2
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     loss.backward()
@@ -50,10 +50,14 @@ def test_adaptive_clustering_sums_over_the_bank_and_averages_over_the_batch():
     # doubling the bank (same rows twice) doubles the loss: eq. 1 sums over the bank
     double = adaptive_clustering_loss(p_batch, torch.cat([p_bank, p_bank]), torch.cat([s, s]))
     assert float(double) == pytest.approx(2 * expected, rel=1e-5)
-    assert s_hat  # the similarity scores used above: p_i . p_j
-    # balanced: similar and dissimilar pairs of each query carry half of the bank sum each
-    bal = adaptive_clustering_loss(p_batch, p_bank, s, balanced=True)
-    assert float(bal) == pytest.approx(expected, rel=1e-5)  # one of each per query: weights are 1
+    # balanced: similar and dissimilar pairs of each query carry half of the bank sum each; with one similar and
+    # three dissimilar rows, the similar pair weighs 4 / (2 * 1) = 2 and each dissimilar one 4 / (2 * 3)
+    bank4 = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])
+    s4 = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+    q = torch.tensor([[0.8, 0.2]])
+    sh = (bank4 @ q.T)[:, 0].tolist()
+    want = 2 * -math.log(sh[0]) + sum(-math.log(1 - x) for x in sh[1:]) * 4 / 6
+    assert float(adaptive_clustering_loss(q, bank4, s4, balanced=True)) == pytest.approx(want, rel=1e-5)
 
 
 def test_entropy_separation_hand_case():
@@ -89,6 +93,12 @@ def test_entropy_separation_acts_on_both_sides_at_the_initial_settings(k):
     step = logits.detach() - 1.0 * logits.grad
     h_after = entropy(torch.softmax(step, 1))
     assert h_after[0] < h[0] and h_after[2] > h[2]
+
+
+def test_tuner_margin_follows_a_given_rho():
+    for k, rho in ((9, 0.5), (2, 0.15), (3, 0.9)):
+        t = EntropyTuner(k, rho0=rho)
+        assert 0 < t.m <= margin_limit(rho, k)
 
 
 def test_tuner_initial_margin_is_inside_the_feasible_range_and_refuses_outside():

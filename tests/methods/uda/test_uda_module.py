@@ -194,3 +194,17 @@ def test_galaxy10_experiment_names_lens_unknown_and_drops_in_between():
     names = class_names(ds, EXPERIMENTS["sdss-decals"])
     assert list(names) == ["round_smooth", "", "lens", "", "unbarred_loose_spiral", "merging"]
     assert "lens" not in EXPERIMENTS["sdss-decals"].known and len(EXPERIMENTS["sdss-decals"].known) == 9
+
+
+def test_tuner_leaves_rho_alone_without_entropy_separation():
+    """Without L_ES there is nothing to tune: rho, the open-set threshold, must stay at log(K)/2."""
+    import types
+
+    m = UDAModule(UDAConfig(backbone="resnet10t", es=False).to_dict(), n_classes=3, in_chans=3, n_source=4,
+                  n_target=4)
+    m.log = lambda *a, **k: None
+    cb = TunerCallback()
+    for epoch in range(12):
+        trainer = types.SimpleNamespace(callback_metrics={"train_loss": torch.tensor(1.0)}, current_epoch=epoch)
+        cb.on_train_epoch_end(trainer, m)
+    assert m.rho == pytest.approx(np.log(3) / 2) and not m.tuner.history

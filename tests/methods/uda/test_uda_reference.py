@@ -106,6 +106,9 @@ def test_deepastrouda_terms_match_the_paper_equations():
     assert (d > m.tuner.m).any()  # the term is not switched off
     es = -(d * (d > m.tuner.m)).mean()
     assert float(terms["es"]) == pytest.approx(m.cfg.lam_es * es, rel=1e-4, abs=1e-9)
+    # the bank now holds the un-augmented images of this batch (not a view)
+    assert np.allclose(m.bank.probs[16 + it].numpy(), pt[:len(xt)], atol=1e-5)
+    assert np.allclose(m.bank.probs[is_].numpy(), ps[:len(xs)], atol=1e-5)
 
 
 def test_dance_terms_match_the_published_formulas():
@@ -119,6 +122,7 @@ def test_dance_terms_match_the_published_formulas():
         f = m.features(xt, 1).numpy().astype(float)
         w = m.classifier.weight.detach().numpy().astype(float)
     T = m.cfg.temperature
+    assert m.tuner.rho == pytest.approx(math.log(3) / 2) and m.tuner.m == pytest.approx(math.log(3) / 4)
     f = _unit(f)
     current = {16 + i for i in it.tolist()}
     mem_rows = [i for i in range(16, 32) if before["filled"][i] and i not in current]  # target memory only
@@ -192,3 +196,6 @@ def test_adaptation_term_carries_a_real_share_of_the_gradient():
     ratio = norms["ac"] / norms["ce"]
     assert 0.05 < ratio < 50, norms
     assert norms["es"] > 0
+    # the target pairs' part alone (the adaptation proper, not the source pairs' label term) acts too
+    target_part = m.gradient_norms(m._diagnostic_terms)["ac_target"]
+    assert target_part / norms["ce"] > 0.02, (target_part, norms)

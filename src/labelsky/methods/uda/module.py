@@ -179,6 +179,7 @@ class UDAModule(L.LightningModule):
         ls_all = self.logits(fs_all)
         ys_all = ys.repeat(len(vs))
         terms = {"ce": weighted_cross_entropy(ls_all, ys_all, self.class_weights)}
+        self._diagnostic_terms = {}
         ps_all = F.softmax(ls_all, dim=1)
         t_slots = self.n_source + it
         if method == "deepastrouda":
@@ -197,9 +198,10 @@ class UDAModule(L.LightningModule):
                     ref_p = bank_p
                     s_t = rank_similarity_labels(bank_f, ft_all.detach(), self.k_rank, bank_y, unl, c.rank_ordered)
                 s_s = rank_similarity_labels(bank_f[src], fs_all.detach(), self.k_rank, bank_y[src], ys_all)
-                self._ac_positive = float(s_t.mean()) if s_t.numel() else 0.0
-                terms["ac"] = c.lam * (adaptive_clustering_loss(pt_all, ref_p, s_t, c.ac_balanced)
-                                       + adaptive_clustering_loss(ps_all, bank_p[src], s_s, c.ac_balanced))
+                ac_target = c.lam * adaptive_clustering_loss(pt_all, ref_p, s_t, c.ac_balanced)
+                terms["ac"] = ac_target + c.lam * adaptive_clustering_loss(ps_all, bank_p[src], s_s, c.ac_balanced)
+                # the target pairs' part alone, for the gradient diagnostics (not added to the loss again)
+                self._diagnostic_terms = {"ac_target": ac_target}
             if c.es:
                 terms["es"] = c.lam_es * entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
         elif method == "dance":
@@ -245,6 +247,8 @@ class UDAModule(L.LightningModule):
                 self.log(f"grad_norm_{name}", v, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
                 self.log(f"grad_share_{name}", v / total, on_step=False, on_epoch=True, batch_size=n,
                          sync_dist=True)
+            for name, v in self.gradient_norms(self._diagnostic_terms).items():  # parts of a term: norms only
+                self.log(f"grad_norm_{name}", v, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         self.log("train_source_acc", self._source_acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         if self.cfg.method != "source_only":
@@ -323,7 +327,9 @@ class TunerCallback(L.Callback):
         self.monitor, self.verbose = monitor, verbose
 
     def on_train_epoch_end(self, trainer, pl_module: UDAModule):
-        if pl_module.cfg.method == "deepastrouda" and pl_module.cfg.tuner:
+        # the tuner moves the entropy-separation parameters: nothing to tune without that term (rho, the open-set
+        # threshold, then stays at log(K)/2)
+        if pl_module.cfg.method == "deepastrouda" and pl_module.cfg.tuner and pl_module.cfg.es:
             value = trainer.callback_metrics.get(self.monitor)
             if value is not None and math.isfinite(float(value)):
                 action = pl_module.tuner.step(float(value), trainer.current_epoch)

@@ -81,7 +81,8 @@ class EntropyTuner:
             raise SettingsError(f"entropy separation needs at least 2 known classes, got {self.n_classes}")
         log_k = math.log(self.n_classes)
         self.rho = log_k / 2.0 if self.rho0 is None else float(self.rho0)
-        self.m = initial_margin(self.n_classes) if self.m0 is None else float(self.m0)
+        self.m = min(initial_margin(self.n_classes), margin_limit(self.rho, self.n_classes)) if self.m0 is None \
+            else float(self.m0)
         lo, hi = (f * log_k for f in RHO_RANGE)
         if not lo <= self.rho <= hi:
             raise SettingsError(f"rho = {self.rho:.3f} is outside [{lo:.3f}, {hi:.3f}] (0.1-0.9 log K for "
