@@ -28,8 +28,8 @@ PRETRAININGS = {"selfsup": "self-supervised (channel order, LSST galaxies)",
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--n", type=int, default=6000)
-    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--n", type=int, default=4000)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/khan2019"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one full run per seed; mean and std")
@@ -42,8 +42,9 @@ def main(argv=None):
 
     runs = {p: [] for p in a.pretrain}
     mon = CpuMonitor().__enter__()
-    for seed in a.seeds:  # results are rewritten after every run: whatever finished is recorded
-        for p in a.pretrain:
+    # every seed of the first pretraining, then of the next: results are rewritten after every run
+    for p in a.pretrain:
+        for seed in a.seeds:
             common = dict(workers=a.workers, seed=seed, pretrain=p, allow_labelled_pretraining=p == "labelled",
                           pretrain_dir=str(a.work_dir / f"pretrain-{p}"))
             kc = KhanConfig.quick(**common) if a.quick else KhanConfig(n_objects=a.n, epochs=a.epochs, **common)

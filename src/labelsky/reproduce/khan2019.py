@@ -81,8 +81,8 @@ class KhanConfig:
     allow_labelled_pretraining: bool = False
     weights: str | None = None  # a backbone weight file to start from instead of pretraining here
     pretrain_survey: str = "lsst_y10"  # selfsup: simulated galaxies of another camera
-    pretrain_objects: int = 3000
-    pretrain_epochs: int = 8
+    pretrain_objects: int = 1500
+    pretrain_epochs: int = 3  # the channel-order pretext is near 100 % after two epochs
     pretrain_dir: str | None = None  # where the pretrained backbone goes (default OUT/pretrain-<kind>); shareable
     backbone: str = "resnet18"  # the paper used xception41; resnet18 is ~8x faster on a CPU (--backbone to change)
     bands: list = field(default_factory=lambda: ["g", "r", "z"])
