@@ -34,6 +34,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one full run per seed; mean and std")
     ap.add_argument("--pretrain", nargs="+", default=["selfsup", "labelled"], choices=list(PRETRAININGS))
+    ap.add_argument("--name", default=None, help="results name (default: khan2019[_quick])")
     a = ap.parse_args(argv)
     import torch
 
@@ -48,9 +49,9 @@ def main(argv=None):
             common = dict(workers=a.workers, seed=seed, pretrain=p, allow_labelled_pretraining=p == "labelled",
                           pretrain_dir=str(a.work_dir / f"pretrain-{p}"))
             kc = KhanConfig.quick(**common) if a.quick else KhanConfig(n_objects=a.n, epochs=a.epochs, **common)
-            out = a.work_dir / (f"seed{seed}" if p == a.pretrain[0] else f"seed{seed}-{p}")
+            out = a.work_dir / (f"seed{seed}" if p == "selfsup" else f"seed{seed}-{p}")
             first = a.work_dir / f"seed{seed}"
-            if out != first and not (out / "sim").exists():  # the same galaxies for every pretraining
+            if out != first and (first / "sim").exists() and not (out / "sim").exists():  # the same galaxies
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "sim").symlink_to(first.resolve() / "sim", target_is_directory=True)
             runs[p].append((seed, run_khan2019(out, kc, progress=False)))
@@ -67,7 +68,7 @@ def _summary(values):
 
 
 def report(a, runs, mon):
-    name = "khan2019_quick" if a.quick else "khan2019"
+    name = a.name or ("khan2019_quick" if a.quick else "khan2019")
     keys = ("n", "accuracy", "f1", "top50_accuracy")
     metrics = {"cpu": mon.as_dict(), "pretraining": {}}
     md = []
