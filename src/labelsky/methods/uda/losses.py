@@ -18,7 +18,7 @@ Total DeepAstroUDA objective (paper eq. 5): ``L = L_CE + lambda (L_AC + L_ES)``,
   queries, so the term does not grow with the batch size. With the paper's
   ``lambda = 0.005`` this gives the adaptation term a gradient comparable with
   the classification term (``benchmarks/results/deepastrouda.md`` logs the
-  ratio per epoch); a mean over the pairs makes it ~1e-3 of it, i.e. inert.
+  ratio per epoch); a mean over the pairs divides it by the bank size, i.e. makes it inert.
 * :func:`rank_similarity_labels`: ``s_ij`` of a pair with two labels (source
   with source) is ``y_i == y_j``; a pair of unlabelled (target) samples is
   similar when the top-``k`` elements of the two vectors come in the same order

@@ -11,7 +11,7 @@ One module, three ``method`` settings, trained on identical data and augmentatio
                   ``"features"``), and every source image and view with the source rows by class
                   label. The entropy separation acts on the un-augmented target images; its
                   boundary and margin follow the active tuner (:mod:`.tuner`). With eq. 1 summed
-                  over the bank, eq. 3's batch mean is ~1e-3 of the gradient at the paper's single
+                  over the bank, eq. 3's batch mean is ~0.1 % of the gradient at the paper's single
                   lambda, so entropy separation gets DANCE's weight lambda_ES = 0.05 (the paper
                   takes this loss from DANCE); ``grad_share_*`` shows what each term does.
 ``dance``         L = L_CE + eta (L_NC + L_ES), eta = 0.05 (Saito et al. 2020): neighbourhood
