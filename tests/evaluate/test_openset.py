@@ -65,3 +65,14 @@ def test_latent_figure_separates_unknowns(tmp_path):
     is_unknown = np.concatenate([np.zeros(80, bool), t_lab == 2])
     _, nn = NearestNeighbors(n_neighbors=6).fit(xy).kneighbors(xy[is_unknown])
     assert is_unknown[nn[:, 1:]].mean() > 0.95
+
+
+def test_closed_set_accuracy_ignores_the_threshold():
+    # every sample is too uncertain to commit (entropy > rho), yet the argmax is right on 2 of 3 known samples
+    probs = np.array([[0.4, 0.3, 0.3], [0.3, 0.4, 0.3], [0.4, 0.3, 0.3], [0.34, 0.33, 0.33]])
+    y = np.array([0, 1, 2, 3])
+    rep = openset_report(y, probs, rho=0.5)
+    from sklearn.metrics import accuracy_score
+
+    assert rep["known_mean_accuracy"] == 0.0
+    assert rep["closed_set_accuracy"] == pytest.approx(accuracy_score(y[:3], probs[:3].argmax(1))) == pytest.approx(2 / 3)

@@ -34,6 +34,9 @@ def openset_report(y_true, probs, rho: float, class_names: Sequence[str] = ()) -
     present in ``y_true`` (unknown included as a class); ``known_mean_accuracy``
     (mean per-class recall of the known classes present); ``unknown_accuracy``
     (recall of the unknown class); ``h_score`` (their harmonic mean);
+    ``closed_set_accuracy`` (argmax accuracy on the known-class samples,
+    ignoring ``rho``: whether the classifier ranks the classes right even
+    where it is too uncertain to commit);
     ``auroc`` of unknown-versus-known detection with the entropy as score,
     its ROC curve, and the (K+1)x(K+1) confusion matrix.
     """
@@ -54,6 +57,8 @@ def openset_report(y_true, probs, rho: float, class_names: Sequence[str] = ()) -
     unknown = per_class.get("unknown", float("nan"))
     h = 2 * known_mean * unknown / (known_mean + unknown) if known and "unknown" in per_class and \
         (known_mean + unknown) > 0 else float("nan")
+    is_known = y_true < k
+    closed = float((probs[is_known].argmax(axis=1) == y_true[is_known]).mean()) if is_known.any() else float("nan")
     is_unknown = (y_true == k).astype(int)
     score = entropy(probs)
     auroc, roc = float("nan"), None
@@ -66,6 +71,6 @@ def openset_report(y_true, probs, rho: float, class_names: Sequence[str] = ()) -
         "class_mean_accuracy": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
         "precision": float(p), "recall": float(r), "f1": float(f),
         "per_class_accuracy": per_class, "known_mean_accuracy": known_mean, "unknown_accuracy": unknown,
-        "h_score": float(h), "auroc": auroc, "roc": roc, "rho": float(rho),
+        "h_score": float(h), "closed_set_accuracy": closed, "auroc": auroc, "roc": roc, "rho": float(rho),
         "confusion_matrix": confusion_matrix(y_true, pred, labels=list(range(k + 1))).tolist(),
     }

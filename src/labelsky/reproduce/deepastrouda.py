@@ -106,7 +106,7 @@ VARIANTS = {
 METHOD_ORDER = tuple(VARIANTS)
 DEFAULT_VARIANTS = ("source_only", "dance", "deepastrouda")
 METRICS = ("accuracy", "class_mean_accuracy", "precision", "recall", "f1", "known_mean_accuracy", "unknown_accuracy",
-           "h_score", "auroc")
+           "h_score", "closed_set_accuracy", "auroc")
 GRAD_TERMS = ("ce", "ac", "nc", "es")
 
 
@@ -388,7 +388,7 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
                 latent_figure(emb["source_test_embedding"], emb["target_test_embedding"],
                               emb["source_test_labels"], emb["target_test_labels"], known,
                               figures / f"latent_{method}.png", unknown_label=len(known), seed=seed)
-        summary = {dom: {m: _summary([r[dom][m] for r in runs]) for m in METRICS}
+        summary = {dom: {m: _summary([r[dom].get(m) for r in runs]) for m in METRICS}
                    for dom in ("source_test", "target_test")}
         summary["grad_share"] = {t: _summary([r["grad_share"].get(t) for r in runs])
                                  for t in GRAD_TERMS if any(t in r["grad_share"] for r in runs)}
