@@ -16,6 +16,23 @@ coordinates, mapping canonical to input coordinates: ``canonical =
 warp(x, A)``; :func:`warp` with :func:`invert` of ``A`` puts a canonical image
 back in the input pose. :class:`ETSequence` composes layers (e.g. translation
 then rotation-scale) into one pose. Any number of bands.
+
+Rotation invariance of a composed stack. A polar layer after a translation
+layer rotates about the centre that the translation layer found, so the stack
+is rotation invariant only if that centre *rotates with the image*: the
+translation pose must be equivariant to the later layer's group as well as to
+translations. Translation equivariance alone does not give this: a generic
+3x3 CNN's heat map does not rotate with its input. The translation layer therefore uses
+isotropic kernels (:func:`isotropic_kernel`: ``a * delta + b * L``, ``L`` the
+9-point isotropic Laplacian stencil), with pointwise ReLUs, symmetric zero
+padding and a soft-argmax over pixel centres in ``grid_sample``'s convention
+(``align_corners=False``). Its heat map, hence its centre, rotates with the
+image exactly for multiples of 90 degrees (and mirrors exactly), and up to
+interpolation for any other angle (the kernels are isotropic up to terms of
+6th order in the pixel size). The composed stack's canonical view of a
+rotated galaxy then equals that of the galaxy: to float precision for 90
+degree multiples, and for other angles to the rotation layer's own accuracy,
+which is bounded by bilinear interpolation of the pixelised image.
 """
 
 from __future__ import annotations
@@ -27,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ETLayer", "ETSequence", "warp", "invert", "pose_matrix", "canonical_grid", "GROUPS"]
+__all__ = ["ETLayer", "ETSequence", "warp", "invert", "pose_matrix", "canonical_grid", "isotropic_kernel",
+           "GROUPS"]
 
 GROUPS = ("translation", "rotation", "rotation_scale")
 
@@ -87,12 +105,35 @@ def canonical_grid(group: str, n_r: int, n_theta: int, r_min: float = 0.05, r_ma
     return torch.stack([x, y], dim=-1)
 
 
-class _PoseCNN(nn.Module):
-    """Translation-equivariant convolutions (circular along the angle) -> one heat-map channel."""
+_RING = torch.tensor([[1.0, 4.0, 1.0], [4.0, 0.0, 4.0], [1.0, 4.0, 1.0]])  # isotropic Laplacian = _RING - 20 delta
 
-    def __init__(self, in_chans: int, width: int, circular_w: bool, n_out: int = 1):
+
+def isotropic_kernel(w: torch.Tensor) -> torch.Tensor:
+    """Least-squares projection of 3x3 kernels ``w`` [..., 3, 3] onto isotropic stencils ``a * delta + b * ring``.
+
+    ``ring`` has 4 on the edges and 1 on the corners (the 9-point "Mehrstellen" Laplacian is ``ring - 20
+    delta``): the span of ``{delta, ring}`` holds the 3x3 stencils that are symmetric under the 8 rotations and
+    reflections of the pixel grid *and* whose Fourier symbol is isotropic up to 4th order, i.e. convolution
+    with them is ``a' f + b' laplacian(f) + c' laplacian^2(f)`` plus anisotropic terms of 6th order only.
+    The centre tap is kept as it is (a centre-only kernel is returned unchanged).
+    """
+    ring = _RING.to(device=w.device, dtype=w.dtype)
+    b = (w * ring).sum((-2, -1), keepdim=True) / (ring * ring).sum()
+    centre = torch.zeros_like(ring)
+    centre[1, 1] = 1.0
+    return w[..., 1:2, 1:2] * centre + b * ring
+
+
+class _PoseCNN(nn.Module):
+    """Translation-equivariant convolutions (circular along the angle) -> one heat-map channel.
+
+    ``isotropic``: convolve with :func:`isotropic_kernel` of the weights (stored as ordinary 3x3 kernels), so
+    that the heat map also rotates with the input (exactly for 90 degree multiples with a square input).
+    """
+
+    def __init__(self, in_chans: int, width: int, circular_w: bool, n_out: int = 1, isotropic: bool = False):
         super().__init__()
-        self.circular_w = circular_w
+        self.circular_w, self.isotropic = circular_w, isotropic
         self.convs = nn.ModuleList([nn.Conv2d(in_chans, width, 3), nn.Conv2d(width, width, 3),
                                     nn.Conv2d(width, n_out, 3)])
 
@@ -101,7 +142,7 @@ class _PoseCNN(nn.Module):
             # pad circularly along the angle (width) for polar grids, with zeros otherwise
             x = F.pad(x, (1, 1, 0, 0), mode="circular" if self.circular_w else "constant")
             x = F.pad(x, (0, 0, 1, 1))
-            x = conv(x)
+            x = F.conv2d(x, isotropic_kernel(conv.weight) if self.isotropic else conv.weight, conv.bias)
             if i < len(self.convs) - 1:
                 x = F.relu(x)
         return x
@@ -114,7 +155,10 @@ class ETLayer(nn.Module):
     ``size``: side of the canonical-coordinate grid (``n_r = n_theta = size``
     for polar grids; a multiple of 4 makes 90 degree rotations exact shifts).
     ``temperature`` sharpens the soft-argmax. ``max_log_scale`` bounds the
-    scale pose of ``rotation_scale``.
+    scale pose of ``rotation_scale``. The ``translation`` layer's CNN has
+    isotropic kernels, so that its centre rotates with the image (see the
+    module docstring): ``predict_pose(rot90(x))`` is the 90 degree rotation of
+    ``predict_pose(x)``'s ``(tx, ty)``.
     """
 
     def __init__(self, group: str, in_chans: int, size: int = 32, width: int = 16, temperature: float = 1.0,
@@ -124,7 +168,7 @@ class ETLayer(nn.Module):
             raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
         self.group, self.size, self.temperature = group, int(size), float(temperature)
         self.max_log_scale = float(max_log_scale)
-        self.cnn = _PoseCNN(in_chans, width, circular_w=group != "translation")
+        self.cnn = _PoseCNN(in_chans, width, circular_w=group != "translation", isotropic=group == "translation")
         if group != "translation":
             self.register_buffer("grid", canonical_grid(group, self.size, self.size), persistent=False)
 
@@ -141,9 +185,13 @@ class ETLayer(nn.Module):
         heat = self.cnn(self.canonical_coordinates(x))[:, 0] / self.temperature  # [n, rows, cols]
         n, rows, cols = heat.shape
         if self.group == "translation":
+            # soft-argmax over pixel centres in grid_sample's normalised coordinates (align_corners=False: pixel
+            # i of n is at (i + 0.5) * 2 / n - 1, x along columns, y along rows), which are symmetric about the
+            # image centre, so that a heat map rotated by 90 degrees gives the rotated (tx, ty)
             p = F.softmax(heat.reshape(n, -1), dim=1).reshape(n, rows, cols)
-            coords = (torch.arange(cols, device=x.device, dtype=x.dtype) + 0.5) * 2 / cols - 1
-            return {"tx": (p.sum(1) * coords).sum(1), "ty": (p.sum(2) * coords).sum(1)}
+            xs = (torch.arange(cols, device=x.device, dtype=x.dtype) + 0.5) * 2 / cols - 1
+            ys = (torch.arange(rows, device=x.device, dtype=x.dtype) + 0.5) * 2 / rows - 1
+            return {"tx": (p.sum(1) * xs).sum(1), "ty": (p.sum(2) * ys).sum(1)}
         p = F.softmax(heat.reshape(n, -1), dim=1).reshape(n, rows, cols)
         ang = torch.arange(cols, device=x.device, dtype=x.dtype) * (2 * math.pi / cols)
         pa = p.sum(1)  # marginal over radius: circular mean of the angle
