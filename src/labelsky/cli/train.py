@@ -126,8 +126,17 @@ def add_semisup(sub):
     p.add_argument("--data", required=True, type=Path, help="dataset with Galaxy Zoo votes (votes_* columns)")
     p.add_argument("--out", "-o", required=True, type=Path, help="run folder")
     p.add_argument("--regime", choices=["supervised", "semi", "two_step"], default="semi")
-    p.add_argument("--labels", type=positive_int, default=None, help="use only this many labelled (voted) training "
-                                                           "galaxies; the rest of the training split is unlabelled")
+    p.add_argument("--labels", type=positive_int, default=None, help="label budget: use only this many labelled "
+                   "(voted) training galaxies; the rest of the training split is unlabelled")
+    p.add_argument("--selection", choices=["budget", "split"], default="budget",
+                   help="with --labels, select the model on --val-fraction of the budget (budget, default) or on "
+                        "the voted galaxies of split 'val' (split: more labels than the budget)")
+    p.add_argument("--val-fraction", type=fraction, default=0.2, help="share of the label budget that "
+                   "selects the model and stops training (default 0.2)")
+    p.add_argument("--steps-per-epoch", type=positive_int, default=None, help="classifier updates per epoch, "
+                   "the same in every regime (default: one pass over the unlabelled galaxies)")
+    p.add_argument("--optimisers", choices=["separate", "shared"], default="separate",
+                   help="semi: an Adam for each loss (default) or one for both")
     p.add_argument("--no-et", dest="et", action="store_false", help="without the Equivariant Transformer layers")
     p.add_argument("--likelihood", choices=["multinomial", "dirichlet_multinomial"], default="multinomial")
     p.add_argument("--latent-dim", type=int, default=100)
@@ -151,17 +160,19 @@ def cmd_semisup(a) -> int:
     from labelsky.utils import atomic_write_json
 
     ds = open_dataset(a.data)
-    parts = select_rows([ds], labels=a.labels, seed=a.seed)
+    parts = select_rows([ds], labels=a.labels, seed=a.seed, selection=a.selection, val_fraction=a.val_fraction)
     labelled, pool, val, test = (parts[k][1] for k in ("labelled", "unlabelled", "val", "test"))
     cfg = SemiSupConfig(regime=a.regime, latent_dim=a.latent_dim, et_groups=["translation", "rotation_scale"]
                         if a.et else [], likelihood=a.likelihood, head_on=a.head_on, bands=a.bands,
                         image_size=a.image_size, max_epochs=a.epochs, pretrain_epochs=a.pretrain_epochs,
                         batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device, num_workers=a.workers,
-                        **dist(a))
+                        steps_per_epoch=a.steps_per_epoch, optimisers=a.optimisers, **dist(a))
     model = fit_semisup(a.out, ds, labelled, pool, val, cfg, overwrite=a.overwrite)
     if not rank_zero():
         return 0
-    report = {"n_labelled": int(len(labelled)), "n_unlabelled": int(len(pool)), "n_test": int(len(test))}
+    report = {"n_labelled": int(len(labelled)), "n_val": int(len(val)), "n_unlabelled": int(len(pool)),
+              "n_test": int(len(test)), "selection": a.selection if a.labels else "split",
+              "vote_updates": int(model.n_vote_updates), "elbo_updates": int(model.n_elbo_updates)}
     if len(test):
         pred = predict_votes(model, ds, test)
         report["test_rmse"] = vote_rmse(pred["fractions"], pred["counts"])
@@ -193,28 +204,35 @@ def add_pretrain(sub):
 
 
 def cmd_pretrain(a) -> int:
+    import json
+
     from labelsky.data.io import open_dataset
     from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext, select_rows, statistics_baseline
     from labelsky.utils import atomic_write_json
 
     ds = open_dataset(a.data)
     parts = select_rows([ds], seed=a.seed)
-    tr, va = parts["train"][1], parts["val"][1]
+    tr, va, te = parts["train"][1], parts["val"][1], parts["test"][1]
     task = "bands" if a.task == "bands" else "channel_order"
     cfg = PretextConfig(task=task, backbone=a.backbone, weights=a.weights, feature_dim=a.feature_dim,
                         bands=a.bands if task == "bands" else None, rgb_bands=a.bands if task != "bands" else None,
                         image_size=a.image_size, max_epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                         device=a.device, num_workers=a.workers, **dist(a))
-    fit_pretext(a.out, ds, tr, va, cfg, overwrite=a.overwrite)
+    fit_pretext(a.out, ds, tr, va, cfg, overwrite=a.overwrite, test_rows=te)
     if not rank_zero():
         return 0
-    report = {"n_train": int(len(tr)), "n_val": int(len(va))}
+    report = {"n_train": int(len(tr)), "n_val": int(len(va)), "n_test": int(len(te))}
+    test = json.loads((a.out / "test.json").read_text()) if (a.out / "test.json").is_file() else None
+    if test is not None:
+        report["test_accuracy"] = test["accuracy"]
+        print(f"pretext accuracy on {len(te)} test object(s) (not used in training or checkpoint choice): "
+              f"{test['accuracy']:.3f} (chance {test['chance']:.3f})")
     if a.baseline and task == "bands":
         from labelsky.data.transforms import Preprocess
 
-        report["stats_raw_accuracy"] = statistics_baseline(ds, tr, va, seed=a.seed)
+        report["stats_raw_accuracy"] = statistics_baseline(ds, tr, te, seed=a.seed)
         report["stats_normalised_accuracy"] = statistics_baseline(
-            ds, tr, va, Preprocess([0], noise=[1.0], stretch=cfg.stretch, softening=cfg.softening), seed=a.seed)
+            ds, tr, te, Preprocess([0], noise=[1.0], stretch=cfg.stretch, softening=cfg.softening), seed=a.seed)
         print(f"summary-statistics classifier: raw {report['stats_raw_accuracy']:.3f}, "
               f"normalised {report['stats_normalised_accuracy']:.3f}")
     atomic_write_json(a.out / "eval.json", report)
@@ -259,10 +277,11 @@ def cmd_richness(a) -> int:
     res = cross_validate(ds, cfg, fractions=tuple(a.fractions), folds=a.folds, repeats=a.repeats, pretrained=state)
     res["extractor"] = str(a.extractor) if a.extractor else None
     atomic_write_json(a.out / "results.json", res)
-    for model in ("base", "ours") if state is not None else ("base",):
+    for model in res["summary"]:
         for q in a.fractions:
             c = res["summary"][model][str(q)]
             print(f"{model} {100 * q:g} %: MAE {c['mae']['mean']:.4f} ± {c['mae']['std']:.4f}, "
-                  f"Sigma {c['sigma']['mean']:.4f} ± {c['sigma']['std']:.4f}")
+                  f"Sigma {c['sigma']['mean']:.4f} ± {c['sigma']['std']:.4f}, "
+                  f"scatter {c['scatter']['mean']:.4f} ± {c['scatter']['std']:.4f}")
     print(f"results: {a.out / 'results.json'}; model: {a.out / 'checkpoints' / 'best.ckpt'}")
     return 0

@@ -77,7 +77,11 @@ def test_every_regime_runs_end_to_end_on_the_command_line(tmp_path_factory, regi
                  "--epochs", "1", "--pretrain-epochs", "1", "--latent-dim", "8", "--batch-size", "16",
                  "--likelihood", "dirichlet_multinomial" if regime == "semi" else "multinomial"]) == 0
     rep = json.loads((run / "eval.json").read_text())
-    assert rep["n_labelled"] == 30 and 0 < rep["test_rmse"] < 1
+    # the label budget of 30 both trains (24) and selects the model (6)
+    assert rep["n_labelled"] == 24 and rep["n_val"] == 6 and rep["selection"] == "budget" and 0 < rep["test_rmse"] < 1
+    # one epoch is the same number of classifier updates in every regime: one pass over the unlabelled pool
+    assert rep["vote_updates"] == -(-rep["n_unlabelled"] // 16)
+    assert rep["elbo_updates"] == (rep["vote_updates"] if regime == "semi" else 0)
     assert (run / "checkpoints" / "best.ckpt").exists()
     if regime == "semi":  # a catalog of predicted vote fractions
         import pyarrow.parquet as pq
@@ -89,3 +93,103 @@ def test_every_regime_runs_end_to_end_on_the_command_line(tmp_path_factory, regi
     if regime != "supervised":  # the decoder trains: reconstructions are drawn every epoch
         figs = list(run.rglob("reconstructions_*_epoch000.png"))
         assert figs and figs[0].stat().st_size > 1000
+
+
+def _tiny_module(optimisers, size=32):
+    from labelsky.methods.semisup.module import SemiSupModule
+
+    cfg = SemiSupConfig(regime="semi", latent_dim=8, width=8, et_groups=[], optimisers=optimisers).to_dict()
+    m = SemiSupModule(cfg, in_chans=1, size=size, stage="semi")
+    return m, m.configure_optimizers()
+
+
+def _galaxies(n, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size) - size / 2 + 0.5, torch.arange(size) - size / 2 + 0.5, indexing="ij")
+    w = 1.0 + 4.0 * torch.rand(n, 1, 1, generator=g)
+    x = torch.exp(-0.5 * (xx ** 2 + yy ** 2) / w ** 2)[:, None] + 0.05 * torch.randn(n, 1, size, size, generator=g)
+    counts = torch.stack([(w[:, 0, 0] > 3) * 8.0 + 1, (w[:, 0, 0] <= 3) * 8.0 + 1, torch.ones(n)], 1)
+    return x, counts
+
+
+def _vote_effect_on_encoder(module, opts, x, counts) -> float:
+    """How far the vote gradient moves the encoder in one vote update: the update with the vote loss's
+    gradient minus the update the same optimiser makes with a zero gradient (momentum alone)."""
+    import copy
+
+    (ma, oa), (mb, ob) = copy.deepcopy((module, opts)), copy.deepcopy((module, opts))
+    loss, _ = ma.vote_step(x, counts)
+    oa[0].zero_grad()
+    loss.backward()
+    oa[0].step()
+    ob[0].zero_grad()
+    for pa, pb in zip(oa[0].param_groups[0]["params"], ob[0].param_groups[0]["params"]):
+        pb.grad = None if pa.grad is None else torch.zeros_like(pb)  # the same parameters step, gradient 0
+    ob[0].step()
+    return float((ma._encoder_vector() - mb._encoder_vector()).norm())
+
+
+def test_the_vote_loss_moves_the_encoder_with_separate_optimisers():
+    """With one Adam for both losses the ELBO's gradients (two orders of magnitude larger on the encoder)
+    fill Adam's second moments and the vote gradient's steps shrink to a fraction; an Adam per loss lets the
+    vote loss move the encoder at Adam's step size."""
+    torch.manual_seed(0)
+    x, counts = _galaxies(32)
+    effects = {}
+    for opt in ("separate", "shared"):
+        torch.manual_seed(0)
+        m, opts = _tiny_module(opt)
+        enc = m.parameter_groups()["encoder"]
+
+        def norm(grads):
+            return torch.cat([g.reshape(-1) for g in grads if g is not None]).norm()
+        ratio = norm(torch.autograd.grad(m.elbo_step(x)[0], enc, allow_unused=True)) / \
+            norm(torch.autograd.grad(m.vote_step(x, counts)[0], enc, allow_unused=True))
+        assert ratio > 20  # the ELBO dominates the encoder's gradient
+        for _ in range(10):
+            r = m.semi_update((x, counts), (x,), measure=True)
+        assert int(m.n_vote_updates) == int(m.n_elbo_updates) == 10
+        effects[opt] = _vote_effect_on_encoder(m, opts, x, counts)
+    n_enc = sum(p.numel() for p in m.parameter_groups()["encoder"])
+    lr = SemiSupConfig().lr
+    # separate: a sizeable part of Adam's first-moment step lr (1 - beta1) per coordinate over the encoder
+    # (measured 0.0042 = 0.035 lr sqrt(n)); shared: about 4x less (0.0010)
+    assert effects["separate"] > 0.02 * lr * n_enc ** 0.5, effects
+    assert effects["separate"] > 2.5 * effects["shared"], effects
+    assert r["encoder_step_vote"] > 0 and r["encoder_step_elbo"] > 0
+
+
+def test_labelled_galaxies_are_never_dropped_and_every_regime_has_the_same_steps(tmp_path):
+    from labelsky.methods.semisup.module import _loader, steps_per_epoch
+    from labelsky.data.simulate import simulate_galaxies
+
+    ds = simulate_galaxies(tmp_path / "sim", n_objects=60, surveys=["decals"], stamp_size=16, workers=1,
+                           progress=False)["decals"]
+    cfg = SemiSupConfig(batch_size=16, et_groups=[])
+    labelled = np.arange(20)
+    steps = steps_per_epoch(cfg, n_labelled=20, n_unlabelled=50)
+    assert steps == 4  # one pass over 50 unlabelled galaxies in batches of 16
+    loader = _loader(ds, labelled, cfg, True, steps)
+    seen = torch.cat([c for _, c in loader])
+    assert len(seen) == steps * 16  # full batches, as many as the semi-supervised regime makes
+    # every labelled galaxy is drawn (20 galaxies, 64 draws: each 3 or 4 times), none is dropped
+    drawn = np.array([np.flatnonzero((loader.dataset.counts == c.numpy()).all(1))[0] for c in seen])
+    hist = np.bincount(drawn, minlength=20)
+    assert hist.min() >= 3 and hist.max() <= 4, hist
+
+
+def test_model_selection_stays_within_the_label_budget(tmp_path):
+    from labelsky.methods.semisup.module import select_rows, split_label_budget
+    from labelsky.data.simulate import simulate_galaxies
+
+    ds = simulate_galaxies(tmp_path / "sim", n_objects=80, surveys=["decals"], stamp_size=16, workers=1,
+                           progress=False)["decals"]
+    parts = select_rows([ds], labels=20, seed=3)
+    train, val = parts["labelled"][1], parts["val"][1]
+    split = ds.column("split").astype(str)
+    assert len(train) == 16 and len(val) == 4 and not set(train) & set(val)
+    assert (split[np.concatenate([train, val])] == "train").all()  # all from the budget, none from split val
+    other = select_rows([ds], labels=20, seed=3, selection="split")["val"][1]
+    assert (split[other] == "val").all() and len(other) > 4
+    with pytest.raises(ValueError, match="cannot both train and select"):
+        split_label_budget(np.arange(10), 1)

@@ -3,14 +3,32 @@
 ``supervised``  encoder + classifier on labelled galaxies only (no decoder): the vote NLL.
 ``semi``        alternating steps (the paper's semi-supervised regime): a labelled batch updates encoder
                 + classifier with the vote NLL, then an unlabelled batch updates encoder + decoder with
-                the negative ELBO; one optimiser (Adam), two steps per training step.
+                the negative ELBO.
 ``two_step``    the VAE is trained on the unlabelled galaxies first (``pretrain_epochs``), then encoder
                 + classifier are fine-tuned on the labelled ones from those weights.
 
+**One budget for every regime.** An epoch is ``steps_per_epoch`` classifier
+updates in every regime (default: one pass over the unlabelled pool, at
+least one over the labelled galaxies), so with equal epochs ``supervised``,
+``semi`` and ``two_step``'s fine-tuning make the same number of vote-loss
+updates; ``semi`` adds as many ELBO updates, ``two_step`` its VAE epochs. The
+labelled galaxies are drawn as successive shuffles of the whole labelled set:
+none is dropped, none repeats before all were seen. The counts reached are
+stored in the checkpoint (``n_vote_updates``, ``n_elbo_updates``).
+
+**Two optimisers.** The ELBO's gradient on the encoder is two orders of
+magnitude larger than the vote loss's; one Adam for both would normalise the
+vote steps away. By default (``optimisers="separate"``) the vote loss has its
+own Adam over encoder + classifier and the ELBO its own over encoder +
+decoder, so each loss moves the encoder at Adam's step size; the size of
+each update of the encoder is logged (``encoder_step_vote``,
+``encoder_step_elbo``). ``"shared"`` (one Adam) is kept as an ablation.
+
 "Labelled" means having Galaxy Zoo votes; the question is "smooth / featured /
 artifact" (catalog columns ``votes_*``). Model selection and early stopping
-use the vote NLL of labelled validation galaxies. Evaluation: RMSE between
-predicted and observed vote fractions (:func:`vote_rmse`).
+use the vote NLL of labelled validation galaxies; :func:`select_rows` draws
+them from the label budget. Evaluation: RMSE between predicted and observed
+vote fractions (:func:`vote_rmse`).
 """
 
 from __future__ import annotations
@@ -31,9 +49,10 @@ from labelsky.models.etvae import ETVAE
 from labelsky.training import InputSettings, build_trainer
 
 __all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit_semisup", "fit_semisup_run", "select_rows",
-           "predict_votes", "vote_rmse", "load_semisup", "REGIMES"]
+           "split_label_budget", "steps_per_epoch", "predict_votes", "vote_rmse", "load_semisup", "REGIMES"]
 
 REGIMES = ("supervised", "semi", "two_step")
+OPTIMISERS = ("separate", "shared")
 
 
 @dataclass
@@ -50,10 +69,17 @@ class SemiSupConfig(InputSettings):
     max_epochs: int = 20
     pretrain_epochs: int = 10  # two_step: VAE epochs on unlabelled galaxies
     patience: int = 6
+    steps_per_epoch: int | None = None  # classifier updates per epoch, every regime (None: see steps_per_epoch())
+    optimisers: str = "separate"  # "separate": an Adam per loss; "shared": one Adam for both (ablation)
+    log_every: int = 5  # semi: measure the encoder's update from each loss every this many steps
 
     def __post_init__(self):
         if self.regime not in REGIMES:
             raise SettingsError(f"unknown regime {self.regime!r}; expected one of {REGIMES}")
+        if self.optimisers not in OPTIMISERS:
+            raise SettingsError(f"unknown optimisers {self.optimisers!r}; expected one of {OPTIMISERS}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise SettingsError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
         if self.likelihood not in LIKELIHOODS:
             raise SettingsError(f"unknown likelihood {self.likelihood!r}; expected one of {LIKELIHOODS}")
 
@@ -88,6 +114,20 @@ class SemiSupModule(L.LightningModule):
                            head_on=self.cfg.head_on)
         self.figure_dir: Path | None = None
         self._fig_batch = None
+        self.register_buffer("n_vote_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("n_elbo_updates", torch.zeros((), dtype=torch.long))
+
+    def parameter_groups(self) -> dict:
+        """``encoder`` (ET layers, convolutions, latent means and variances), ``decoder``, ``head``."""
+        groups = {"encoder": [], "decoder": [], "head": []}
+        for name, p in self.model.named_parameters():
+            part = name.split(".")[0]
+            groups["decoder" if part in ("from_z", "decoder", "log_sigma") else
+                   "head" if part == "head" else "encoder"].append(p)
+        return groups
+
+    def _encoder_vector(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.parameter_groups()["encoder"]]).clone()
 
     def vote_step(self, x, counts):
         enc = self.model.encode(x)
@@ -99,29 +139,68 @@ class SemiSupModule(L.LightningModule):
         nll, kl = r["nll"].mean(), r["kl"].mean()
         return nll + self.cfg.beta * kl, nll, kl
 
-    def _step(self, loss):
-        opt = self.optimizers()
+    def _step(self, loss, opt):
         opt.zero_grad()
-        self.manual_backward(loss)
+        if self._trainer is not None:
+            self.manual_backward(loss)
+        else:  # a step outside a Trainer (tests, notebooks)
+            loss.backward()
         opt.step()
+
+    def _optimiser(self, loss: str):
+        """The optimiser of ``"vote"`` or ``"elbo"`` (the same one when shared)."""
+        opts = self.optimizers() if self._trainer is not None else self._plain_optimisers
+        opts = opts if isinstance(opts, (list, tuple)) else [opts]
+        if len(opts) == 1:
+            return opts[0]
+        return opts[0] if loss == "vote" else opts[1]
+
+    def vote_update(self, x, counts) -> torch.Tensor:
+        """One vote-loss update of encoder + classifier."""
+        loss, _ = self.vote_step(x, counts)
+        self._step(loss, self._optimiser("vote"))
+        self.n_vote_updates += 1
+        return loss.detach()
+
+    def elbo_update(self, x) -> tuple:
+        """One negative-ELBO update of encoder + decoder."""
+        loss, nll, kl = self.elbo_step(x)
+        self._step(loss, self._optimiser("elbo"))
+        self.n_elbo_updates += 1
+        return loss.detach(), nll.detach(), kl.detach()
+
+    def semi_update(self, labelled, unlabelled, measure: bool = False) -> dict:
+        """A labelled vote update then an unlabelled ELBO update; with ``measure``, the L2 size of each
+        update of the encoder's parameters."""
+        out = {}
+        before = self._encoder_vector() if measure else None
+        out["vote"] = self.vote_update(*labelled)
+        if measure:
+            mid = self._encoder_vector()
+            out["encoder_step_vote"] = float((mid - before).norm())
+        out["elbo"], out["nll"], out["kl"] = self.elbo_update(unlabelled[0])
+        if measure:
+            out["encoder_step_elbo"] = float((self._encoder_vector() - mid).norm())
+        return out
 
     def training_step(self, batch, batch_idx):
         if self.stage == "supervised":
-            loss, _ = self.vote_step(*batch)
-            self._step(loss)
+            loss = self.vote_update(*batch)
             self.log("train_vote_nll", loss, on_epoch=True, on_step=False, batch_size=len(batch[0]), sync_dist=True)
         elif self.stage == "vae":
-            loss, nll, kl = self.elbo_step(batch[0])
-            self._step(loss)
+            loss, nll, kl = self.elbo_update(batch[0])
             self.log_dict({"train_elbo": loss, "train_recon_nll": nll, "train_kl": kl}, on_epoch=True,
                           on_step=False, batch_size=len(batch[0]))
         else:  # semi: alternate a labelled step and an unlabelled step
-            vloss, _ = self.vote_step(*batch["labelled"])
-            self._step(vloss)
-            loss, nll, kl = self.elbo_step(batch["unlabelled"][0])
-            self._step(loss)
-            self.log_dict({"train_vote_nll": vloss, "train_elbo": loss, "train_recon_nll": nll, "train_kl": kl},
-                          on_epoch=True, on_step=False, batch_size=len(batch["labelled"][0]))
+            r = self.semi_update(batch["labelled"], batch["unlabelled"],
+                                 measure=batch_idx % max(1, self.cfg.log_every) == 0)
+            self.log_dict({"train_vote_nll": r["vote"], "train_elbo": r["elbo"], "train_recon_nll": r["nll"],
+                           "train_kl": r["kl"]}, on_epoch=True, on_step=False, batch_size=len(batch["labelled"][0]))
+            if "encoder_step_vote" in r:
+                self.log_dict({k: r[k] for k in ("encoder_step_vote", "encoder_step_elbo")}, on_epoch=True,
+                              on_step=False, batch_size=1)
+        self.log_dict({"n_vote_updates": self.n_vote_updates.float(), "n_elbo_updates": self.n_elbo_updates.float()},
+                      on_epoch=True, on_step=False, reduce_fx="max", batch_size=1)
 
     def validation_step(self, batch, batch_idx):
         x, counts = batch
@@ -152,7 +231,17 @@ class SemiSupModule(L.LightningModule):
                 "pose": enc["pose"]}
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
+        """One Adam per loss the stage uses (``optimisers="separate"``), or one for all (``"shared"``)."""
+        g = self.parameter_groups()
+        if self.cfg.optimisers == "shared" or self.stage != "semi":
+            params = {"supervised": g["encoder"] + g["head"], "vae": g["encoder"] + g["decoder"]}.get(
+                self.stage, list(self.model.parameters()))
+            opts = [torch.optim.Adam(params, lr=self.cfg.lr)]
+        else:
+            opts = [torch.optim.Adam(g["encoder"] + g["head"], lr=self.cfg.lr),
+                    torch.optim.Adam(g["encoder"] + g["decoder"], lr=self.cfg.lr)]
+        self._plain_optimisers = opts
+        return opts
 
 
 def vote_rmse(fractions: torch.Tensor | np.ndarray, counts: torch.Tensor | np.ndarray) -> float:
@@ -166,12 +255,24 @@ def vote_rmse(fractions: torch.Tensor | np.ndarray, counts: torch.Tensor | np.nd
     return float(torch.sqrt(((f.to(obs)[ok] - obs) ** 2).mean()))
 
 
-def _loader(ds, rows, cfg, shuffle):
+def steps_per_epoch(cfg: SemiSupConfig, n_labelled: int, n_unlabelled: int) -> int:
+    """Classifier updates per epoch, the same in every regime: ``cfg.steps_per_epoch``, or enough batches
+    for one pass over the unlabelled pool and over the labelled galaxies, whichever is longer."""
+    if cfg.steps_per_epoch is not None:
+        return int(cfg.steps_per_epoch)
+    return max(1, -(-max(n_labelled, n_unlabelled) // cfg.batch_size))
+
+
+def _loader(ds, rows, cfg, shuffle, steps: int | None = None, seed_offset: int = 0):
+    """Evaluation order (``shuffle=False``), or ``steps`` full batches drawn as successive shuffles of all
+    ``rows``: no galaxy is dropped and none repeats before every one was drawn."""
     g = torch.Generator()
-    g.manual_seed(cfg.seed)
+    g.manual_seed(cfg.seed * 1000 + seed_offset)
     data = VoteDataset(ds, rows, cfg.preprocess(ds))
-    return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.num_workers,
-                                       drop_last=shuffle and len(data) > cfg.batch_size, generator=g)
+    if not shuffle:
+        return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    sampler = torch.utils.data.RandomSampler(data, replacement=False, num_samples=steps * cfg.batch_size, generator=g)
+    return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers)
 
 
 def _fit_stage(run: Run, module: SemiSupModule, train, val, cfg: SemiSupConfig, epochs: int, progress: bool,
@@ -183,15 +284,36 @@ def _fit_stage(run: Run, module: SemiSupModule, train, val, cfg: SemiSupConfig, 
     return load_semisup(run.fit(trainer, module, train, val, stage=stage))
 
 
-def select_rows(datasets, cfg: "SemiSupConfig | None" = None, *, labels: int | None = None, seed: int = 0) -> dict:
+def split_label_budget(rows, labels: int, *, val_fraction: float = 0.2, seed: int = 0) -> tuple:
+    """``labels`` of ``rows`` drawn with ``seed``, split into (training, validation) rows: the model is
+    selected within the label budget, never on more labels than it may learn from. ``val_fraction`` of the
+    budget (at least 1, and at least 1 left to train) validates."""
+    rows = np.asarray(rows)
+    if labels > len(rows):
+        raise SettingsError(f"{labels} labelled galaxies asked for; only {len(rows)} have votes")
+    if labels < 2:
+        raise SettingsError(f"a label budget of {labels} cannot both train and select a model (at least 2)")
+    drawn = np.random.default_rng(seed).permutation(rows)[:labels]
+    n_val = min(labels - 1, max(1, int(round(val_fraction * labels))))
+    return np.sort(drawn[n_val:]), np.sort(drawn[:n_val])
+
+
+def select_rows(datasets, cfg: "SemiSupConfig | None" = None, *, labels: int | None = None, seed: int = 0,
+                selection: str = "budget", val_fraction: float = 0.2) -> dict:
     """Rows of the one dataset of ``datasets`` for the semi-supervised regimes.
 
-    ``labelled``: training rows with votes (at most ``labels`` of them, drawn
-    with ``seed``); ``unlabelled``: every row of splits ``train`` and
-    ``unlabelled`` (their votes are never read); ``val`` / ``test``: rows with
-    votes of those splits. Parts are ``(dataset, rows, None)``.
+    ``labelled``: training rows with votes; ``unlabelled``: every row of
+    splits ``train`` and ``unlabelled`` (their votes are never read); ``test``:
+    rows with votes of split ``test``. With a label budget ``labels`` and
+    ``selection="budget"`` (default), ``labels`` voted training galaxies are
+    drawn with ``seed`` and ``val_fraction`` of them form ``val``
+    (:func:`split_label_budget`); with ``selection="split"``, or without a
+    budget, ``val`` is the voted rows of split ``val``. Parts are
+    ``(dataset, rows, None)``.
     """
     (ds,) = datasets
+    if selection not in ("budget", "split"):
+        raise SettingsError(f"unknown selection {selection!r}; expected 'budget' or 'split'")
     missing = [c for c in VOTE_COLUMNS if c not in ds.catalog.column_names]
     if missing:
         raise DatasetError(f"{ds.path}: no vote column(s) {missing}; semisup needs Galaxy Zoo votes")
@@ -199,9 +321,11 @@ def select_rows(datasets, cfg: "SemiSupConfig | None" = None, *, labels: int | N
     voted = sum(ds.column(c) for c in VOTE_COLUMNS) > 0
     pool = np.flatnonzero(np.isin(split, ["train", "unlabelled"]))
     labelled = np.flatnonzero((split == "train") & voted)
-    if labels is not None:
-        labelled = np.sort(np.random.default_rng(seed).permutation(labelled)[:labels])
     val, test = np.flatnonzero((split == "val") & voted), np.flatnonzero((split == "test") & voted)
+    if labels is not None and selection == "budget":
+        labelled, val = split_label_budget(labelled, labels, val_fraction=val_fraction, seed=seed)
+    elif labels is not None:
+        labelled = np.sort(np.random.default_rng(seed).permutation(labelled)[:labels])
     for name, rows in (("labelled training", labelled), ("validation", val)):
         if not len(rows):
             raise DatasetError(f"{ds.path}: no {name} galaxies with votes (votes_* > 0 and split train / val)")
@@ -235,15 +359,18 @@ def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, va
             "unlabelled": describe_parts([(ds, unlabelled_rows, None)]), "val": describe_parts([(ds, val_rows, None)])}
     run = Run.start(run_dir, method="semisup", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
                     inputs=[ds.path], extra={"dataset": str(ds.path), "n_labelled": int(len(labelled_rows)),
+                                             "steps_per_epoch": steps_per_epoch(cfg, len(labelled_rows),
+                                                                                len(unlabelled_rows)),
                                              "n_unlabelled": int(len(unlabelled_rows)), "n_val": int(len(val_rows))})
-    labelled = _loader(ds, labelled_rows, cfg, True)
+    steps = steps_per_epoch(cfg, len(labelled_rows), len(unlabelled_rows))
+    labelled = _loader(ds, labelled_rows, cfg, True, steps)
     val = _loader(ds, val_rows, cfg, False)
     if cfg.regime == "supervised":
         return _fit_stage(run, SemiSupModule(cfg.to_dict(), in_chans, size, "supervised"), labelled, val, cfg,
                           cfg.max_epochs, progress)
-    unlabelled = _loader(ds, unlabelled_rows, cfg, True)
+    unlabelled = _loader(ds, unlabelled_rows, cfg, True, steps, seed_offset=1)
     if cfg.regime == "semi":
-        train = CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
+        train = CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="min_size")
         return _fit_stage(run, SemiSupModule(cfg.to_dict(), in_chans, size, "semi"), train, val, cfg,
                           cfg.max_epochs, progress)
     vae = _fit_stage(run, SemiSupModule(cfg.to_dict(), in_chans, size, "vae"), unlabelled,
