@@ -3,10 +3,14 @@
 Simulated galaxies of every class carry Galaxy Zoo-style votes for "smooth /
 featured / artifact" (3-60 volunteers each). For each seed, ``n_labels``
 galaxies of the training pool are "labelled" (the same subsets for every
-regime); the whole pool serves, without votes, as unlabelled data. Each
-regime (``supervised``, ``semi``, ``two_step``) is trained with and, for the
-ablation, without the ET layers, and scored by the RMSE of predicted vote
-fractions on the test galaxies.
+regime); ``val_fraction`` of them select the model and stop training (the
+label budget is never exceeded), the rest train; the whole pool serves,
+without votes, as unlabelled data. Each regime (``supervised``, ``semi``,
+``two_step``) is trained with and, for the ablation, without the ET layers,
+with one budget: ``epochs`` x ``steps_per_epoch`` classifier updates (one
+pass over the pool per epoch, in every regime; early stopping may end a run
+sooner, and the updates the selected model had are recorded), and scored by
+the RMSE of predicted vote fractions on the test galaxies.
 
 Outputs: ``results.json`` (every run, mean ± std per cell), ``table.md``
 (regimes x label counts), ``figures/rmse_vs_labels.png``, reconstructions
@@ -46,6 +50,9 @@ class ETVAEReproConfig:
     pretrain_epochs: int = 10
     batch_size: int = 64
     likelihood: str = "multinomial"
+    val_fraction: float = 0.2  # of each label budget: selects the model
+    optimisers: str = "separate"
+    patience: int = 6
     sim_seed: int = 0
     workers: int | None = None
 
@@ -119,7 +126,8 @@ def _curve_figure(path: Path, results: dict, rc: ETVAEReproConfig) -> None:
 def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: bool = True) -> dict:
     """Simulate, train every (seed, label count, regime, ET or not), evaluate; returns the results."""
     from labelsky.data.simulate import simulate_galaxies
-    from labelsky.methods.semisup.module import SemiSupConfig, fit_semisup, load_semisup, predict_votes, vote_rmse
+    from labelsky.methods.semisup.module import (SemiSupConfig, fit_semisup, load_semisup, predict_votes,
+                                                 split_label_budget, steps_per_epoch, vote_rmse)
 
     rc = rc or ETVAEReproConfig()
     out = Path(out)
@@ -131,14 +139,13 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
     votes_total = sum(ds.column(c) for c in ("votes_smooth", "votes_featured", "votes_artifact"))
     has_votes = votes_total > 0
     pool = np.flatnonzero((split == "train") & has_votes)
-    val, test = (np.flatnonzero((split == s) & has_votes) for s in ("val", "test"))
+    test = np.flatnonzero((split == "test") & has_votes)
     if max(rc.label_counts) > len(pool):
         raise SettingsError(f"{max(rc.label_counts)} labelled galaxies asked for, the training pool has {len(pool)}")
     runs = []
     for seed in rc.seeds:
-        order = np.random.default_rng([rc.sim_seed, seed]).permutation(pool)
         for n in rc.label_counts:
-            labelled = np.sort(order[:n])
+            labelled, val = split_label_budget(pool, n, val_fraction=rc.val_fraction, seed=seed)
             for et in rc.et_variants:
                 for regime in rc.regimes:
                     key = f"{regime}{'' if et else '_no_et'}"
@@ -149,11 +156,17 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
                         cfg = SemiSupConfig(regime=regime, latent_dim=rc.latent_dim, width=rc.width,
                                             et_groups=["translation", "rotation_scale"] if et else [],
                                             likelihood=rc.likelihood, max_epochs=rc.epochs,
-                                            pretrain_epochs=rc.pretrain_epochs, batch_size=rc.batch_size, seed=seed)
+                                            pretrain_epochs=rc.pretrain_epochs, batch_size=rc.batch_size, seed=seed,
+                                            optimisers=rc.optimisers, patience=rc.patience)
                         model = fit_semisup(run_dir, ds, labelled, pool, val, cfg, progress=progress, overwrite=True)
                         pred = predict_votes(model, ds, test)
                         atomic_write_json(done, {"rmse": vote_rmse(pred["fractions"], pred["counts"]),
-                                                 "n_test": int(len(test)), "seconds": round(time.time() - t1, 1)})
+                                                 "n_test": int(len(test)), "n_train": int(len(labelled)),
+                                                 "n_val": int(len(val)),
+                                                 "steps_per_epoch": steps_per_epoch(cfg, len(labelled), len(pool)),
+                                                 "vote_updates": int(model.n_vote_updates),
+                                                 "elbo_updates": int(model.n_elbo_updates),
+                                                 "seconds": round(time.time() - t1, 1)})
                     runs.append({"seed": seed, "n_labels": n, "regime": regime, "et": et,
                                  **json.loads(done.read_text())})
     summary = {}
@@ -162,8 +175,16 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
             key = f"{regime}{'' if et else '_no_et'}"
             summary[key] = {str(n): _cell([r["rmse"] for r in runs if r["regime"] == regime and r["et"] == et
                                            and r["n_labels"] == n]) for n in rc.label_counts}
-    results = {"config": dataclasses.asdict(rc), "n_pool": int(len(pool)), "n_val": int(len(val)),
-               "n_test": int(len(test)), "runs": runs, "summary": summary, "claims": _claims(summary, rc)}
+    updates = {key: {str(n): _cell([r.get("vote_updates") for r in runs if r["n_labels"] == n
+                                    and f"{r['regime']}{'' if r['et'] else '_no_et'}" == key])
+                     for n in rc.label_counts} for key in summary}
+    budget = {"steps_per_epoch": steps_per_epoch(SemiSupConfig(batch_size=rc.batch_size), 0, len(pool)),
+              "max_classifier_updates": rc.epochs * steps_per_epoch(SemiSupConfig(batch_size=rc.batch_size), 0,
+                                                                    len(pool)),
+              "selected_model_vote_updates": updates,
+              "selection": f"{rc.val_fraction:.0%} of each label budget (the rest trains)"}
+    results = {"config": dataclasses.asdict(rc), "n_pool": int(len(pool)), "n_test": int(len(test)),
+               "budget": budget, "runs": runs, "summary": summary, "claims": _claims(summary, rc)}
     _curve_figure(out / "figures" / "rmse_vs_labels.png", results, rc)
     if True in rc.et_variants:
         best = out / "runs" / f"seed{rc.seeds[0]}" / f"n{max(rc.label_counts)}" / "semi" / "checkpoints" / "best.ckpt"
@@ -176,7 +197,9 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
     for key, cells in summary.items():
         lines.append(f"| {key} | " + " | ".join(f"{c['mean']:.4f} ± {c['std']:.4f}" for c in cells.values()) + " |")
     atomic_write_text(out / "table.md", f"RMSE of predicted vote fractions on {len(test)} test galaxies, "
-                                        f"{len(rc.seeds)} seed(s), mean ± std\n\n" + "\n".join(lines) + "\n")
+                                        f"{len(rc.seeds)} seed(s), mean ± std; every regime up to "
+                                        f"{budget['max_classifier_updates']} classifier updates, model selected "
+                                        f"on {budget['selection']}\n\n" + "\n".join(lines) + "\n")
     atomic_write_json(out / "results.json", results)
     return results
 
