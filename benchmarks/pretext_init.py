@@ -3,8 +3,10 @@
 The generality row of the band-identity pretext (Liang et al.): the ResNet-18 trained by `labelsky pretrain` on
 simulated SDSS cluster fields (``RUN/backbone.safetensors``, one input band, first convolution adapted to the
 classifier's bands) initialises `labelsky train` on simulated SDSS galaxies (elliptical vs spiral, ugriz), against
-the same network from random initialisation, over seeds; test accuracy on the SDSS test split. With pretrained
-weights the transfer method trains the head first, then unfreezes the backbone progressively (its protocol).
+the same network from random initialisation, over seeds; test accuracy on the SDSS test split. Both starts train
+under the same protocol (every block from the first epoch, as random initialisation does); as extra rows, the
+transfer method's protocol for pretrained weights (head first, then progressive unfreezing) from the pretext
+weights and from random weights in a file (the control that separates protocol from weights).
 Writes benchmarks/results/pretext_init.json and .md.
 """
 
@@ -40,32 +42,47 @@ def main(argv=None):
     weights = a.pretext_run / "backbone.safetensors"
     if not weights.exists():
         raise SystemExit(f"{weights} not found: run benchmarks/owg.py first (or pass --pretext-run)")
+    from safetensors.torch import load_file, save_file
+
+    from labelsky.models.backbones import create_backbone
+
+    random_file = a.work_dir / "random_backbone.safetensors"  # random weights of the pretext's shapes
+    a.work_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(12345)
+    shapes = load_file(str(weights))
+    rnd = create_backbone("resnet18", int(shapes["conv1.weight"].shape[1]))[0].state_dict()
+    save_file({k: v.contiguous() for k, v in rnd.items()}, str(random_file))
     ds = simulate_galaxies(a.work_dir / "sim", n_objects=a.n, surveys=["sdss"],
                            classes={"elliptical": 0.5, "spiral": 0.5}, stamp_size=64, workers=2, progress=False,
                            reuse=True)["sdss"]
     split, label = ds.column("split"), ds.column("label")
     tr, va, te = (np.flatnonzero((split == s) & (label >= 0)) for s in ("train", "val", "test"))
     runs = []
-    for init in ("random", "pretext"):
+    starts = {"random": (None, "all"), "pretext": (str(weights), "all"),
+              "pretext, progressive": (str(weights), "progressive"),
+              "random file, progressive": (str(random_file), "progressive")}
+    for init, (w, protocol) in starts.items():
         for seed in a.seeds:
-            cfg = TransferConfig(backbone="resnet18", weights=str(weights) if init == "pretext" else None,
-                                 max_epochs=a.epochs, batch_size=32, seed=seed, patience=a.epochs, device="cpu")
-            model = train_classifier(a.work_dir / "runs" / f"{init}_seed{seed}", [(ds, tr, None)], [(ds, va, None)],
-                                     ds.classes, cfg, progress=False)
+            every = dict(head_epochs=0, unfreeze_groups=10_000) if protocol == "all" else {}
+            cfg = TransferConfig(backbone="resnet18", weights=w, max_epochs=a.epochs, batch_size=32, seed=seed,
+                                 patience=a.epochs, device="cpu", **every)
+            model = train_classifier(a.work_dir / "runs" / f"{init.replace(', ', '_').replace(' ', '_')}_seed{seed}",
+                                     [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
             p = predict(model, ds, te, model.cfg, embed=False)["probs"]
             rep = classification_report(label[te], p.argmax(1), len(ds.classes), ds.classes)
             runs.append({"init": init, "seed": seed, "accuracy": rep["accuracy"], "f1": rep["f1"]})
     summary = {}
-    for init in ("random", "pretext"):
+    for init in starts:
         acc = [r["accuracy"] for r in runs if r["init"] == init]
         f1 = [r["f1"] for r in runs if r["init"] == init]
         summary[init] = {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc, ddof=1)),
                          "f1_mean": float(np.mean(f1)), "f1_std": float(np.std(f1, ddof=1))}
-    rows = [[init, f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}", f"{s['f1_mean']:.3f} ± {s['f1_std']:.3f}"]
+    rows = [[init, "every block from epoch 0" if starts[init][1] == "all" else "head first, progressive unfreezing",
+             f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}", f"{s['f1_mean']:.3f} ± {s['f1_std']:.3f}"]
             for init, s in summary.items()]
     md = (f"### ResNet-18 morphology classifier (elliptical vs spiral, SDSS ugriz 64 px, {len(tr)} training / "
           f"{len(te)} test galaxies, {a.epochs} epochs, {len(a.seeds)} seeds): random initialisation vs the band-"
-          f"pretext backbone ({weights})\n\n" + md_table(["initialisation", "test accuracy", "F1"], rows))
+          f"pretext backbone ({weights})\n\n" + md_table(["initialisation", "protocol", "test accuracy", "F1"], rows))
     write_results("pretext_init", {"summary": summary, "runs": runs, "n_train": int(len(tr)), "n_test": int(len(te))},
                   md)
 

@@ -28,6 +28,9 @@ def add_train(sub):
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--head-epochs", type=non_negative_int, default=2, help="epochs of head-only training first")
     p.add_argument("--unfreeze-every", type=positive_int, default=2, help="epochs between unfreezing steps")
+    p.add_argument("--unfreeze-groups", type=positive_int, default=1, help="backbone groups unfrozen per step; with "
+                   "--head-epochs 0 and a number >= the groups (e.g. 100) every group trains from the first epoch, "
+                   "as from random initialisation (weak weights, e.g. of labelsky pretrain)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--patience", type=non_negative_int, default=5, help="early stopping on validation loss")
@@ -48,7 +51,7 @@ def cmd_train(a) -> int:
         print("labelsky: no 'val' split: checkpoints and early stopping follow the training loss", file=sys.stderr)
     cfg = TransferConfig(backbone=a.backbone, weights=a.weights, bands=a.bands, stretch=a.stretch,
                          mask_channel=a.mask_channel, image_size=a.image_size, max_epochs=a.epochs,
-                         head_epochs=a.head_epochs,
+                         head_epochs=a.head_epochs, unfreeze_groups=a.unfreeze_groups,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                          seed=a.seed, device=a.device, num_workers=a.workers, **dist(a))
     model = train_classifier(a.out, parts["train"], parts["val"], datasets[0].classes, cfg, overwrite=a.overwrite)

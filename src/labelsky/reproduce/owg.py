@@ -4,15 +4,21 @@
    redMaPPer-style richness (:mod:`labelsky.data.simulate.clusters`),
    lambda >= 20 as the redMaPPer SDSS DR8 catalogue the paper draws from.
 2. Pretext: ResNet-18 (one input band) learns which band each single-band
-   image is, on a cluster-grouped 4:1 split; its test accuracy is compared
-   with a gradient-boosting classifier on per-image summary statistics of the
-   raw and of the normalised images (how much a trivial statistic explains).
-3. Richness: Base (random initialisation) vs Ours (pretext extractor), the
-   same network (Table S2) and the same training subsets, cluster-grouped
-   K-fold cross-validation with repeats, per fraction of the training folds;
-   MAE and Sigma of ln(lambda), mean ± std over repeats (Table 1, Figure S2).
-4. Occlusion maps of the pretext classifier over cluster images with members
-   and stars marked (Figure 2).
+   image is, on a cluster-grouped 70/10/20 % split (train / checkpoint
+   selection / test); its accuracy on the test clusters, which neither
+   training nor the checkpoint choice saw, is compared with a
+   gradient-boosting classifier on per-image summary statistics of the raw and
+   of the normalised images (how much a trivial statistic explains).
+3. Richness: Base (random initialisation, the whole network trained on the
+   labels) vs Ours (pretext extractor, then the whole network fine-tuned), the
+   same network (Table S2), optimiser, epochs, epoch selection and training
+   subsets, cluster-grouped K-fold cross-validation with repeats, per fraction
+   of the training folds; MAE, Sigma = std(|y - y_hat|) (the paper's) and the
+   scatter std(y - y_hat) of ln(lambda), mean ± std over repeats (Table 1,
+   Figure S2). With ``protocols`` including ``frozen``, the same comparison
+   with the extractor fixed (only the head trains) as extra rows.
+4. Occlusion maps of the pretext classifier over test-cluster images with
+   members and stars marked (Figure 2).
 
 Outputs: ``results.json``, ``table.md``, ``figures/richness_vs_fraction.png``,
 ``figures/occlusion.png``; the pretext run in ``pretext/`` (resumable).
@@ -30,35 +36,67 @@ import numpy as np
 
 from labelsky.utils import atomic_write_json, atomic_write_text
 
-__all__ = ["OWGConfig", "run_owg"]
+__all__ = ["OWGConfig", "run_owg", "claims"]
+
+_NAMES = {"base": "Base", "ours": "Ours", "base_frozen": "Base (frozen extractor)",
+          "ours_frozen": "Ours (frozen extractor)"}
+_METRIC_NAMES = {"mae": "MAE", "sigma": "Sigma", "scatter": "scatter"}
 
 
 @dataclass
 class OWGConfig:
-    n_clusters: int = 600
-    npix: int = 64
+    """Settings of the reproduction. The defaults are a protocol two CPU cores run in about an hour (fine-tuned
+    ResNet-18 on 32 px fields, narrower features and head than the paper's); :meth:`paper` gives the paper's
+    settings where it states them (a GPU's work)."""
+
+    n_clusters: int = 500
+    npix: int = 32
     survey: str = "sdss"
     # the paper's clusters come from the SDSS DR8 redMaPPer catalogue, which lists lambda >= 20
     lambda_range: tuple = (20.0, 150.0)
     backbone: str = "resnet18"
-    pretext_epochs: int = 8
-    feature_dim: int = 512
-    fc_widths: list = field(default_factory=lambda: [1024, 512])
-    freeze_extractor: bool = True
-    richness_epochs: int = 40
+    pretext_epochs: int = 15
+    pretext_optimizer: str = "adam"  # the paper: SGD, lr 1e-4, momentum 0.9, 100 epochs
+    pretext_lr: float = 1e-3
+    feature_dim: int = 64  # the paper: 512
+    fc_widths: list = field(default_factory=lambda: [256, 64])  # the paper: 1024, 512
+    # finetune: Base and Ours train the whole network (the comparison of the paper); frozen: extra rows, the
+    # extractor fixed and only the head trained
+    protocols: list = field(default_factory=lambda: ["finetune", "frozen"])
+    richness_epochs: int = 20
+    patience: int | None = 5
+    optimizer: str = "adam"  # the paper: SGD, lr 5e-6, momentum 0.9
+    lr: float = 1e-3
+    batch_size: int = 32
     alpha: float = 1.0
-    fractions: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
-    folds: int = 10
-    repeats: int = 3
+    fractions: list = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 0.7, 1.0])
+    folds: int = 5
+    repeats: int = 2
     seed: int = 0
     workers: int | None = None
 
     @classmethod
     def quick(cls, **kw) -> "OWGConfig":
         base = dict(n_clusters=40, npix=32, backbone="resnet10t", pretext_epochs=1, feature_dim=32,
-                    fc_widths=[32], richness_epochs=3, fractions=[0.5, 1.0], folds=2, repeats=1)
+                    fc_widths=[32], richness_epochs=3, patience=None, fractions=[0.5, 1.0], folds=2, repeats=1)
         base.update(kw)
         return cls(**base)
+
+    @classmethod
+    def paper(cls, **kw) -> "OWGConfig":
+        """The paper's settings where it gives them: 512-wide features, FC 1024/512, SGD (pretext lr 1e-4 for
+        100 epochs, richness 5e-6), momentum 0.9, 10 folds, 3 repeats, 1-100 % of the labels. It states neither
+        the richness epochs, alpha, nor the image size; 64 px here."""
+        base = dict(n_clusters=2000, npix=64, pretext_epochs=100, pretext_optimizer="sgd", pretext_lr=1e-4,
+                    feature_dim=512, fc_widths=[1024, 512], optimizer="sgd", lr=5e-6, richness_epochs=100,
+                    patience=None, fractions=[0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+                    folds=10, repeats=3)
+        base.update(kw)
+        return cls(**base)
+
+
+def _models(cv: dict) -> list:
+    return [k for k in ("base", "ours", "base_frozen", "ours_frozen") if k in cv["summary"]]
 
 
 def _curve_figure(path: Path, cv: dict) -> None:
@@ -72,56 +110,100 @@ def _curve_figure(path: Path, cv: dict) -> None:
     fr = [float(q) for q in cv["fractions"]]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, metric in zip(axes, ("mae", "sigma")):
-        for model, style in (("base", "--"), ("ours", "-")):
+        for model in _models(cv):
+            style = "-" if model.startswith("ours") else "--"
             cells = [cv["summary"][model][str(q)][metric] for q in cv["fractions"]]
             ax.errorbar(np.array(fr) * 100, [c["mean"] for c in cells], yerr=[c["std"] for c in cells], ls=style,
-                        marker="o", ms=3, capsize=2, label="Base" if model == "base" else "Ours (pretext)")
-        ax.set_xlabel("training data (%)"), ax.set_ylabel(f"{'MAE' if metric == 'mae' else 'Sigma'} of ln(lambda)")
+                        marker="o" if model in ("base", "ours") else "x", ms=3, capsize=2,
+                        alpha=1.0 if model in ("base", "ours") else 0.5, label=_NAMES[model])
+        ax.set_xlabel("training data (%)")
+        ax.set_ylabel(f"{_METRIC_NAMES[metric]} of ln(lambda)" + (" = std(|y - y_hat|)" if metric == "sigma" else ""))
         ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
-def _table(cv: dict) -> str:
+def table(cv: dict) -> str:
+    """Markdown: MAE, Sigma and scatter (mean ± std over repeats) of every model at every fraction."""
     qs = cv["fractions"]
     lines = ["| metric | model | " + " | ".join(f"{100 * float(q):g} %" for q in qs) + " |",
              "|---|---|" + "---|" * len(qs)]
-    for metric in ("mae", "sigma"):
-        for model in ("base", "ours"):
+    for metric in ("mae", "sigma", "scatter"):
+        for model in _models(cv):
             cells = [cv["summary"][model][str(q)][metric] for q in qs]
-            lines.append(f"| {'MAE' if metric == 'mae' else 'Sigma'} | {'Base' if model == 'base' else 'Ours'} | "
+            lines.append(f"| {_METRIC_NAMES[metric]} | {_NAMES[model]} | "
                          + " | ".join(f"{c['mean']:.4f} ± {c['std']:.4f}" for c in cells) + " |")
     return "\n".join(lines)
 
 
-def _reference_line(ref: dict) -> str:
+def reference_line(ref: dict) -> str:
     return ("References with all training data, same folds: predicting the training mean MAE "
-            f"{ref['constant']['mae']['mean']:.4f}, Sigma {ref['constant']['sigma']['mean']:.4f}; gradient "
-            f"boosting on per-band summary statistics MAE {ref['statistics']['mae']['mean']:.4f}, Sigma "
-            f"{ref['statistics']['sigma']['mean']:.4f}.")
+            f"{ref['constant']['mae']['mean']:.4f}, Sigma {ref['constant']['sigma']['mean']:.4f}, scatter "
+            f"{ref['constant']['scatter']['mean']:.4f}; gradient boosting on per-band summary statistics MAE "
+            f"{ref['statistics']['mae']['mean']:.4f}, Sigma {ref['statistics']['sigma']['mean']:.4f}, scatter "
+            f"{ref['statistics']['scatter']['mean']:.4f}.")
 
 
-def _claims(cv: dict) -> dict:
+def claims(cv: dict) -> dict:
+    """The paper's claims, computed from the cross-validation, per protocol (``finetune`` first).
+
+    For MAE and Sigma: Ours - Base at every fraction (means over repeats;
+    negative = Ours better); whether Ours is below Base at every fraction (by
+    the means, and by more than two standard errors of the paired per-fold
+    difference); the smallest fraction at which Ours is at or below Base at
+    the largest fraction (100 %), or None.
+    """
     qs = [str(q) for q in cv["fractions"]]
     s = cv["summary"]
     out = {}
-    for metric in ("mae", "sigma"):
-        diff = {q: s["ours"][q][metric]["mean"] - s["base"][q][metric]["mean"] for q in qs}
-        out[f"{metric}_ours_minus_base"] = diff
-        out[f"{metric}_ours_better_everywhere"] = all(d < 0 for d in diff.values())
-        base_full = s["base"][qs[-1]][metric]["mean"]
-        reach = [float(q) for q in qs if s["ours"][q][metric]["mean"] <= base_full]
-        out[f"{metric}_smallest_fraction_ours_matches_base_at_100"] = min(reach) if reach else None
+    for protocol in cv.get("protocols", ["finetune"]):
+        base, ours = ("base", "ours") if protocol == "finetune" else (f"base_{protocol}", f"ours_{protocol}")
+        if ours not in s:
+            continue
+        c = {}
+        for metric in ("mae", "sigma"):
+            diff = {q: s[ours][q][metric]["mean"] - s[base][q][metric]["mean"] for q in qs}
+            c[f"{metric}_ours_minus_base"] = diff
+            c[f"{metric}_ours_better_everywhere"] = all(d < 0 for d in diff.values())
+            paired = cv.get("paired", {}).get(protocol)
+            if paired:
+                c[f"{metric}_paired_sem"] = {q: paired[q][metric]["sem"] for q in qs}
+                c[f"{metric}_ours_better_everywhere_by_2_sem"] = all(
+                    paired[q][metric]["mean"] + 2 * paired[q][metric]["sem"] < 0 for q in qs)
+            base_full = s[base][qs[-1]][metric]["mean"]
+            reach = [float(q) for q in qs if s[ours][q][metric]["mean"] <= base_full]
+            c[f"{metric}_smallest_fraction_ours_matches_base_at_100"] = min(reach) if reach else None
+        out[protocol] = c
     return out
 
 
-def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True) -> dict:
-    import torch
+def claims_text(cl: dict) -> str:
+    """The claims of :func:`claims` as markdown lines."""
+    lines = []
+    for protocol, c in cl.items():
+        head = "Fine-tuned (Base trained from scratch vs Ours pretrained)" if protocol == "finetune" else \
+            f"{protocol.capitalize()} extractor (extra)"
+        lines.append(f"**{head}.** Ours - Base (negative = Ours better): MAE " + ", ".join(
+            f"{100 * float(q):g} %: {v:+.4f}" for q, v in c["mae_ours_minus_base"].items())
+                     + "; Sigma " + ", ".join(f"{100 * float(q):g} %: {v:+.4f}"
+                                              for q, v in c["sigma_ours_minus_base"].items()) + ".")
+        sem = ""
+        if "mae_ours_better_everywhere_by_2_sem" in c:
+            sem = (f" (by more than 2 standard errors of the paired per-fold difference: MAE "
+                   f"{c['mae_ours_better_everywhere_by_2_sem']}, Sigma {c['sigma_ours_better_everywhere_by_2_sem']})")
+        lines.append(f"Ours below Base at every fraction: MAE {c['mae_ours_better_everywhere']}, Sigma "
+                     f"{c['sigma_ours_better_everywhere']}{sem}. Smallest fraction at which Ours matches Base at "
+                     f"100 %: MAE {c['mae_smallest_fraction_ours_matches_base_at_100']}, Sigma "
+                     f"{c['sigma_smallest_fraction_ours_matches_base_at_100']}.")
+        lines.append("")
+    return "\n".join(lines).strip()
 
+
+def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True) -> dict:
     from labelsky.data.simulate import simulate_clusters
     from labelsky.data.simulate.clusters import source_pixels
     from labelsky.data.transforms import Preprocess
     from labelsky.evaluate.occlusion import occlusion_figure, occlusion_map
-    from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext, statistics_baseline
+    from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext, pretext_accuracy, statistics_baseline
     from labelsky.methods.selfsup.pretext import select_rows as pretext_rows
     from labelsky.methods.selfsup.richness import RichnessConfig, cross_validate, reference_predictions
 
@@ -133,29 +215,27 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
                            lambda_range=tuple(rc.lambda_range), workers=rc.workers, progress=progress,
                            reuse=True)[rc.survey]
     timings = {"simulate_s": round(time.time() - t0, 1)}
-    split = pretext_rows([ds], seed=rc.seed)  # pretext split 4:1, whole clusters
-    tr, te = split["train"][1], split["val"][1]
+    split = pretext_rows([ds], seed=rc.seed)  # whole clusters: 70 % train, 10 % checkpoint choice, 20 % test
+    tr, va, te = split["train"][1], split["val"][1], split["test"][1]
     t1 = time.time()
-    pcfg = PretextConfig(task="bands", backbone=rc.backbone, feature_dim=rc.feature_dim,
-                         max_epochs=rc.pretext_epochs, seed=rc.seed)
-    pretext = fit_pretext(out / "pretext", ds, tr, te, pcfg, progress=progress)
+    pcfg = PretextConfig(task="bands", backbone=rc.backbone, feature_dim=rc.feature_dim, optimizer=rc.pretext_optimizer,
+                         lr=rc.pretext_lr, max_epochs=rc.pretext_epochs, patience=rc.pretext_epochs, seed=rc.seed)
+    pretext = fit_pretext(out / "pretext", ds, tr, va, pcfg, progress=progress, test_rows=te)
     timings["pretext_s"] = round(time.time() - t1, 1)
     pre = Preprocess([0], noise=[1.0], stretch=pcfg.stretch, softening=pcfg.softening)
-    with torch.inference_mode():
-        correct, n = 0, 0
-        for r in te:
-            x = torch.stack([pre(ds.image(int(r))[[b]]) for b in range(len(ds.bands))])
-            correct += int((pretext(x).argmax(1) == torch.arange(len(ds.bands))).sum())
-            n += len(ds.bands)
-    pretext_res = {"cnn_test_accuracy": correct / n, "n_test_images": n, "chance": 1 / len(ds.bands),
+    test_acc = pretext_accuracy(pretext, ds, te, pcfg)
+    pretext_res = {"cnn_test_accuracy": test_acc["accuracy"], "per_band_test_accuracy": test_acc["per_class"],
+                   "cnn_val_accuracy": pretext_accuracy(pretext, ds, va, pcfg)["accuracy"],
+                   "n_test_images": test_acc["n_images"], "n_train_clusters": int(len(tr)),
+                   "n_val_clusters": int(len(va)), "n_test_clusters": int(len(te)), "chance": test_acc["chance"],
                    "stats_raw_accuracy": statistics_baseline(ds, tr, te, seed=rc.seed),
                    "stats_normalised_accuracy": statistics_baseline(ds, tr, te, pre, seed=rc.seed)}
     t2 = time.time()
     cfg = RichnessConfig(backbone=rc.backbone, feature_dim=rc.feature_dim, fc_widths=list(rc.fc_widths),
-                         alpha=rc.alpha, freeze_extractor=rc.freeze_extractor, epochs=rc.richness_epochs,
-                         seed=rc.seed)
+                         alpha=rc.alpha, epochs=rc.richness_epochs, patience=rc.patience, optimizer=rc.optimizer,
+                         lr=rc.lr, batch_size=rc.batch_size, seed=rc.seed)
     cv = cross_validate(ds, cfg, fractions=tuple(rc.fractions), folds=rc.folds, repeats=rc.repeats,
-                        pretrained=pretext.net.extractor.state_dict(), progress=progress)
+                        pretrained=pretext.net.extractor.state_dict(), progress=progress, protocols=rc.protocols)
     timings["richness_cv_s"] = round(time.time() - t2, 1)
     reference = reference_predictions(ds, folds=rc.folds, repeats=rc.repeats, seed=rc.seed)
     _curve_figure(out / "figures" / "richness_vs_fraction.png", cv)
@@ -171,12 +251,15 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
                        "stars": (src["x"][src["kind"] == "star"], src["y"][src["kind"] == "star"])})
     occlusion_figure(panels, out / "figures" / "occlusion.png", patch=max(4, rc.npix // 8),
                      stride=max(2, rc.npix // 32))
-    results = {"config": dataclasses.asdict(rc), "pretext": pretext_res, "richness": cv, "claims": _claims(cv),
+    cl = claims(cv)
+    results = {"config": dataclasses.asdict(rc), "pretext": pretext_res, "richness": cv, "claims": cl,
                "reference": reference,
                "timings": {**timings, "total_s": round(time.time() - t0, 1)}}
     atomic_write_text(out / "table.md", f"Richness (ln lambda) on {cv['n_clusters']} simulated clusters, "
-                                        f"{rc.folds}-fold grouped CV x {rc.repeats} repeats, mean ± std\n\n"
-                      + _table(cv) + "\n\n" + _reference_line(reference) + "\n\nPretext (band identity) test accuracy: "
+                                        f"{rc.folds}-fold grouped CV x {rc.repeats} repeats, mean ± std; "
+                                        "Sigma = std(|y - y_hat|), scatter = std(y - y_hat)\n\n"
+                      + table(cv) + "\n\n" + reference_line(reference) + "\n\n" + claims_text(cl)
+                      + "\n\nPretext (band identity) accuracy on the test clusters: "
                       f"CNN {pretext_res['cnn_test_accuracy']:.3f}; summary statistics raw "
                       f"{pretext_res['stats_raw_accuracy']:.3f}, normalised "
                       f"{pretext_res['stats_normalised_accuracy']:.3f}"

@@ -76,7 +76,18 @@ def test_richness_loss_and_metrics_by_hand():
     want = np.mean(err ** 2) + 0.7 * np.std(np.abs(err))  # population std over the batch
     assert float(richness_loss(p, y, alpha=0.7)) == pytest.approx(want, rel=1e-6)
     m = richness_metrics(p.numpy(), y.numpy())
-    assert m["mae"] == pytest.approx(0.5) and m["sigma"] == pytest.approx(np.std(err))
+    assert m["mae"] == pytest.approx(0.5)
+    assert m["sigma"] == pytest.approx(np.std(np.abs(err))) and m["scatter"] == pytest.approx(np.std(err))
+
+
+def test_sigma_is_the_std_of_absolute_residuals_and_scatter_the_std_of_residuals():
+    """Residuals e = y - y_hat = [1, -1, 3]: |e| = [1, 1, 3], mean 5/3, population std sqrt(8/9) = 0.943 (the
+    paper's Sigma); e has mean 1, deviations [0, -2, 2], std sqrt(8/3) = 1.633 (the scatter)."""
+    m = richness_metrics(np.array([0.0, 1.0, -3.0]), np.array([1.0, 0.0, 0.0]))
+    assert m["mae"] == pytest.approx(5 / 3)
+    assert m["sigma"] == pytest.approx(np.sqrt(8) / 3)
+    assert m["scatter"] == pytest.approx(np.sqrt(8 / 3))
+    assert m["bias"] == pytest.approx(1.0) and m["n"] == 3
 
 
 @pytest.mark.parametrize("bands", [1, 2, 3, 4, 5])
@@ -102,8 +113,62 @@ def test_frozen_extractor_gets_no_gradient_and_cross_validation_runs(clusters):
     assert all(p.grad is not None for p in net.fc.parameters())
     cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], freeze_extractor=True, epochs=2)
     r = cross_validate(clusters["sdss"], cfg, fractions=(0.5, 1.0), folds=2, repeats=2, progress=False)
-    assert set(r["summary"]) == {"base", "ours"} and len(r["per_repeat"]) == 2
-    assert all(np.isfinite(v["mae"]["mean"]) for m in r["summary"].values() for v in m.values())
+    assert set(r["summary"]) == {"base_frozen"} and len(r["per_repeat"]) == 2  # no pretrained extractor: no Ours
+    assert all(np.isfinite(v[m]["mean"]) for v in r["summary"]["base_frozen"].values()
+               for m in ("mae", "sigma", "scatter"))
+
+
+def _extractor_state(seed: int) -> dict:
+    torch.manual_seed(seed)
+    return BandExtractor("resnet10t", 1, feature_dim=16).state_dict()
+
+
+def test_base_is_trained_not_a_frozen_random_network(clusters):
+    """The fine-tuning protocol (the default) trains Base's extractor from its random start, and Ours' from the
+    pretrained weights; the frozen rows leave both extractors exactly as they started."""
+    from labelsky.methods.selfsup.richness import cross_validate, make_richness_net, train_richness
+
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], epochs=3, lr=1e-3)
+    assert not cfg.freeze_extractor
+    ds = clusters["sdss"]
+    net = make_richness_net(cfg, 5)
+    before = {k: v.clone() for k, v in net.extractor.state_dict().items()}
+    x = torch.stack([cfg.preprocess(5)(ds.image(i)) for i in range(len(ds))])
+    train_richness(net, x, torch.tensor(np.log(ds.column("richness")), dtype=torch.float32), cfg)
+    conv = [k for k in before if k.endswith("weight") and before[k].ndim == 4]
+    assert all(not torch.equal(before[k], net.extractor.state_dict()[k]) for k in conv)  # every conv trained
+
+    r = cross_validate(ds, cfg, fractions=(1.0,), folds=2, repeats=1, progress=False, pretrained=_extractor_state(1),
+                       protocols=("finetune", "frozen"))
+    assert set(r["summary"]) == {"base", "ours", "base_frozen", "ours_frozen"}
+    change = {k: v["1.0"]["extractor_change"]["mean"] for k, v in r["summary"].items()}
+    assert change["base"] > 1e-3 and change["ours"] > 1e-3
+    assert change["base_frozen"] == 0.0 and change["ours_frozen"] == 0.0
+    assert set(r["paired"]) == {"finetune", "frozen"} and r["paired"]["finetune"]["1.0"]["mae"]["n"] == 2
+
+
+def test_richness_sgd_option_and_patience_stop_early(monkeypatch):
+    """SGD (the paper's optimiser) is an option; with patience 1 and a validation loss that only grows after the
+    first epoch, training stops after two epochs whatever ``epochs`` says."""
+    from labelsky.errors import SettingsError
+    from labelsky.methods.selfsup import richness as rich
+
+    with pytest.raises(SettingsError, match="optimizer"):
+        RichnessConfig(optimizer="lbfgs")
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], epochs=50, patience=1, optimizer="sgd",
+                         lr=1e-4)
+    net = rich.make_richness_net(cfg, 5)
+    x, y = torch.randn(8, 5, 32, 32), torch.linspace(3, 4, 8)
+    calls = []
+
+    def worse_each_epoch(net, x, features=False, batch_size=128):  # validation predictions drift away
+        calls.append(1)
+        return y[6:].numpy() + len(calls)
+
+    monkeypatch.setattr(rich, "predict_richness", worse_each_epoch)
+    rich.train_richness(net, x[:6], y[:6], cfg, val=(x[6:], y[6:]))
+    assert len(calls) == 2
+    assert isinstance(rich._optimizer(net.parameters(), cfg), torch.optim.SGD)
 
 
 def test_occlusion_map_shape_and_bright_member_matters_more_than_empty_sky(clusters):
@@ -142,6 +207,7 @@ def test_cli_pretrain_richness_and_quick_reproduction(tmp_path, clusters):
                  "16", "--epochs", "1", "--batch-size", "8", "--baseline"]) == 0
     rep = json.loads((run / "eval.json").read_text())
     assert 0 <= rep["stats_raw_accuracy"] <= 1 and (run / "extractor.pt").exists()
+    assert rep["test_accuracy"] == json.loads((run / "test.json").read_text())["accuracy"] and rep["n_test"] >= 1
     # the pretext backbone initialises a 3-band morphology backbone (first convolution adapted from one band)
     from labelsky.models.backbones import create_backbone
 
@@ -151,20 +217,122 @@ def test_cli_pretrain_richness_and_quick_reproduction(tmp_path, clusters):
                  str(run / "extractor.pt"), "--backbone", "resnet10t", "--feature-dim", "16", "--fc-widths", "16",
                  "--freeze", "--fractions", "1.0", "--folds", "2", "--repeats", "1", "--epochs", "2"]) == 0
     res = json.loads((tmp_path / "rich" / "results.json").read_text())
-    assert set(res["summary"]) == {"base", "ours"}
+    assert set(res["summary"]) == {"base_frozen", "ours_frozen"}
     assert main(["pretrain", "--data", str(ds.path), "--out", str(tmp_path / "rgb"), "--task", "channel-order",
                  "--bands", "g", "r", "i", "--backbone", "resnet10t", "--feature-dim", "16", "--epochs", "1",
                  "--batch-size", "8"]) == 0
     assert json.loads((tmp_path / "rgb" / "config.json").read_text())["classes"][1] == "021"
 
 
-def test_quick_owg_reproduction_writes_table_and_figures(tmp_path):
-    from labelsky.reproduce.owg import OWGConfig, run_owg
+class _Groups:
+    """The part of a dataset the pretext split reads: a catalog with ``cluster_id`` (or only ``id_str``)."""
 
-    res = run_owg(tmp_path, OWGConfig.quick(n_clusters=16, workers=1), progress=False)
-    assert {"cnn_test_accuracy", "stats_raw_accuracy", "stats_normalised_accuracy"} <= set(res["pretext"])
-    assert set(res["richness"]["summary"]) == {"base", "ours"}
-    assert "mae_ours_minus_base" in res["claims"]
-    for fig in ("richness_vs_fraction.png", "occlusion.png"):
-        assert (tmp_path / "figures" / fig).stat().st_size > 1000
-    assert "| MAE | Ours |" in (tmp_path / "table.md").read_text()
+    def __init__(self, ids, column="cluster_id"):
+        self.ids, self.path = np.asarray(ids), "stub"
+        self.catalog = type("Catalog", (), {"column_names": [column, "id_str"] if column == "cluster_id"
+                                            else ["id_str"]})()
+
+    def column(self, name):
+        return self.ids if name in ("cluster_id", "id_str") else None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pretext_split_has_a_test_part_disjoint_by_cluster_from_training_and_selection(clusters, seed):
+    from labelsky.methods.selfsup.pretext import select_rows
+
+    ds = _Groups(np.repeat([f"c{i:03d}" for i in range(100)], 3))  # 100 clusters, 3 views each
+    parts = select_rows([ds], seed=seed)
+    assert set(parts) == {"train", "val", "test"}
+    groups = {k: set(ds.ids[rows]) for k, (_, rows, _) in parts.items()}
+    assert [len(groups[k]) for k in ("train", "val", "test")] == [70, 10, 20]
+    assert not groups["train"] & groups["test"] and not groups["val"] & groups["test"]
+    assert not groups["train"] & groups["val"]
+    assert sum(len(rows) for _, rows, _ in parts.values()) == 300  # every view of every cluster, once
+    small = clusters["sdss"]  # 6 clusters: every part gets at least one
+    p = select_rows([small], seed=seed)
+    g = {k: set(small.column("cluster_id")[rows]) for k, (_, rows, _) in p.items()}
+    assert all(g.values()) and not g["test"] & (g["train"] | g["val"]) and not g["train"] & g["val"]
+    from labelsky.data.io import DatasetError
+
+    with pytest.raises(DatasetError, match="at least 3"):
+        select_rows([_Groups(["a", "a", "b"])], seed=seed)
+
+
+def test_pretext_test_accuracy_is_computed_on_the_test_rows_and_overlaps_are_refused(tmp_path, clusters):
+    import json
+
+    from labelsky.errors import SettingsError
+    from labelsky.methods.selfsup.pretext import fit_pretext, select_rows
+
+    ds = clusters["sdss"]
+    parts = select_rows([ds], seed=0)
+    tr, va, te = (parts[k][1] for k in ("train", "val", "test"))
+    cfg = PretextConfig(backbone="resnet10t", feature_dim=8, max_epochs=1, batch_size=8, device="cpu")
+    with pytest.raises(SettingsError, match="val and test rows share"):
+        fit_pretext(tmp_path / "bad", ds, tr, va, cfg, progress=False, test_rows=np.concatenate([te, va[:1]]))
+    assert not (tmp_path / "bad").exists()
+    model = fit_pretext(tmp_path / "run", ds, tr, va, cfg, progress=False, test_rows=te)
+    rep = json.loads((tmp_path / "run" / "test.json").read_text())
+    pre = Preprocess([0], noise=[1.0], stretch="robust_asinh")
+    with torch.inference_mode():  # by hand: every band image of every test cluster view
+        hits = [int(model(pre(ds.image(int(r))[[b]])[None]).argmax(1)) == b for r in te for b in range(5)]
+    assert rep["n_images"] == 5 * len(te) == len(hits) and rep["n_objects"] == len(te)
+    assert rep["accuracy"] == pytest.approx(np.mean(hits)) and rep["chance"] == pytest.approx(0.2)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["n_test"] == len(te) and set(config["data"]) == {"train", "val", "test"}
+
+
+def _labelled_galaxies(path, n=24, size=16):
+    """A finalized g r z dataset of ``n`` labelled objects (round vs elongated blobs), splits train/val/test."""
+    from labelsky.data.io import DatasetWriter, open_dataset
+
+    rng = np.random.default_rng(0)
+    w = DatasetWriter(path, "decals", (3, size, size), classes=["round", "long"], n_shards=1, config={"seed": 0})
+    label = np.arange(n) % 2
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    imgs = rng.normal(0, 0.05, size=(n, 3, size, size)).astype(np.float32)
+    for i in range(n):
+        imgs[i] += np.exp(-(xx ** 2 * (1.0 if label[i] == 0 else 0.25) + yy ** 2) / 8.0)[None]
+    w.write_shard(0, imgs, {"id_str": [f"o{i:03d}" for i in range(n)], "ra": rng.uniform(0, 10, n),
+                            "dec": rng.uniform(-5, 5, n), "survey": ["decals"] * n,
+                            "split": np.array(["train", "train", "val", "test"])[np.arange(n) % 4].tolist(),
+                            "label": label.astype(np.int16), "label_name": [["round", "long"][k] for k in label],
+                            "votes_smooth": np.full(n, -1), "votes_featured": np.full(n, -1),
+                            "votes_artifact": np.full(n, -1), "richness": np.full(n, np.nan, np.float32)})
+    w.finalize()
+    return open_dataset(path)
+
+
+def test_train_from_pretext_weights_can_train_every_block_from_the_first_epoch(tmp_path):
+    """With weights, `labelsky train` trains the head first and unfreezes blocks progressively, so after one epoch
+    the stem still holds the (adapted) pretext weights; --head-epochs 0 --unfreeze-groups 100 trains every block
+    from the first epoch, the protocol of random initialisation (a fair comparison of the two starts)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from labelsky.cli import main
+    from labelsky.methods.transfer import load_classifier
+    from labelsky.models.backbones import create_backbone
+
+    ds = _labelled_galaxies(tmp_path / "gal")
+    torch.manual_seed(0)
+    one_band = BandExtractor("resnet10t", 1, feature_dim=8).backbone  # what labelsky pretrain exports
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in one_band.state_dict().items()}, str(weights))
+    start, _ = create_backbone("resnet10t", 3, weights)  # the one-band stem adapted to g r z
+    stem = next(k for k, v in start.state_dict().items() if v.ndim == 4)
+
+    def trained_stem(name, *extra):
+        assert main(["train", "--data", str(ds.path), "--out", str(tmp_path / name), "--backbone", "resnet10t",
+                     "--weights", str(weights), "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                     *extra]) == 0
+        config = json.loads((tmp_path / name / "config.json").read_text())["config"]
+        model = load_classifier(tmp_path / name / "checkpoints" / "last.ckpt")
+        return config, model.model.backbone.state_dict()[stem]
+
+    config, w = trained_stem("progressive")
+    assert config["unfreeze_groups"] == 1 and torch.equal(w, start.state_dict()[stem])  # frozen in epoch 0
+    config, w = trained_stem("all", "--head-epochs", "0", "--unfreeze-groups", "100")
+    assert config["unfreeze_groups"] == 100 and config["head_epochs"] == 0
+    assert not torch.equal(w, start.state_dict()[stem])  # the stem trained in the first epoch

@@ -13,6 +13,11 @@ structure (which sources are bright, how many, their colours relative to each
 other). :func:`summary_statistics` and :func:`statistics_baseline` measure
 how far per-image statistics alone still get, on raw and on normalised
 images, for the same split.
+
+Splits (:func:`select_rows`): whole clusters (or objects) go to ``train``,
+``val`` (picks the checkpoint) or ``test`` (70 / 10 / 20 %); the accuracy a
+run reports (``RUN/test.json``, :func:`pretext_accuracy`) is that of ``test``,
+which neither training nor checkpoint selection has seen.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from labelsky.training import InputSettings, build_trainer
 
 __all__ = ["PretextConfig", "PretextModule", "BandPretextDataset", "ChannelOrderDataset", "PERMUTATIONS",
            "summary_statistics", "statistics_baseline", "fit_pretext", "fit_pretext_run", "select_rows", "load_pretext",
-           "TASKS"]
+           "pretext_accuracy", "split_groups", "TASKS", "SPLIT_FRACTIONS"]
 
 TASKS = ("bands", "channel_order")
+#: shares of the groups (clusters, else objects) in the pretext's training, validation and test parts
+SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 PERMUTATIONS = list(itertools.permutations(range(3)))
 
 
@@ -48,7 +55,8 @@ class PretextConfig(InputSettings):
     weights: str | None = None  # a local weight file for the backbone (default: random initialisation)
     feature_dim: int = 512
     stretch: str = "robust_asinh"
-    lr: float = 1e-3  # Adam (the paper: SGD 1e-4 with momentum 0.9 over 100 epochs)
+    optimizer: str = "adam"  # or "sgd" with momentum 0.9 (the paper: SGD, lr 1e-4, 100 epochs)
+    lr: float = 1e-3
     batch_size: int = 64
     max_epochs: int = 10
     patience: int = 4
@@ -57,6 +65,8 @@ class PretextConfig(InputSettings):
     def __post_init__(self):
         if self.task not in TASKS:
             raise SettingsError(f"unknown pretext task {self.task!r}; expected one of {TASKS}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise SettingsError(f"unknown optimizer {self.optimizer!r}; expected 'adam' or 'sgd'")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -139,22 +149,38 @@ class PretextModule(L.LightningModule):
         return {"probs": F.softmax(self.net.head(F.relu(f)), dim=1), "embedding": f}
 
     def configure_optimizers(self):
+        if self.cfg.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=self.cfg.lr, momentum=0.9)
         return torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
 
 
+def split_groups(ds: LabelskyDataset) -> np.ndarray:
+    """The group of every row: its galaxy cluster (``cluster_id``) when the catalog has one, else the object."""
+    return ds.column("cluster_id") if "cluster_id" in ds.catalog.column_names else ds.column("id_str")
+
+
 def select_rows(datasets, cfg: "PretextConfig | None" = None, *, seed: int = 0) -> dict:
-    """Pretext training and validation rows of the one dataset in ``datasets``: a 4:1 split of whole groups.
+    """Pretext ``train``, ``val`` and ``test`` rows of the one dataset in ``datasets``: whole groups, 70/10/20 %.
 
     Groups are galaxy clusters (``cluster_id``) when the catalog has them,
-    else single objects (``id_str``), so no cluster is in both parts. Labels
-    are never read: the pretext makes its own. Parts are ``(dataset, rows, None)``.
+    else single objects (``id_str``), so no cluster is in two parts (every
+    part gets at least one group). ``val`` picks the checkpoint; ``test`` is
+    seen by neither training nor that choice. Labels are never read: the
+    pretext makes its own. Parts are ``(dataset, rows, None)``.
     """
-    from labelsky.methods.selfsup.richness import grouped_folds
+    from labelsky.utils import stable_hash
 
     (ds,) = datasets
-    groups = ds.column("cluster_id") if "cluster_id" in ds.catalog.column_names else ds.column("id_str")
-    fold = grouped_folds(groups, 5, seed)
-    return {"train": (ds, np.flatnonzero(fold != 0), None), "val": (ds, np.flatnonzero(fold == 0), None)}
+    groups = np.asarray(split_groups(ds)).astype(str)
+    uniq = sorted(np.unique(groups), key=lambda g: stable_hash(seed, "pretext-split", g))
+    if len(uniq) < 3:
+        raise DatasetError(f"{ds.path}: {len(uniq)} cluster(s) / object(s); the pretext needs at least 3 (training, "
+                           f"validation and test)")
+    n_test = max(1, int(round(SPLIT_FRACTIONS["test"] * len(uniq))))
+    n_val = max(1, int(round(SPLIT_FRACTIONS["val"] * len(uniq))))
+    part = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, g in enumerate(uniq)}
+    label = np.array([part[g] for g in groups])
+    return {k: (ds, np.flatnonzero(label == k), None) for k in ("train", "val", "test")}
 
 
 def fit_pretext_run(run_dir, datasets, cfg: PretextConfig, *, overwrite: bool = False,
@@ -162,19 +188,39 @@ def fit_pretext_run(run_dir, datasets, cfg: PretextConfig, *, overwrite: bool = 
     """:func:`select_rows` then :func:`fit_pretext` (the registry's ``fit``)."""
     parts = select_rows(datasets, cfg, seed=cfg.seed)
     return fit_pretext(run_dir, datasets[0], parts["train"][1], parts["val"][1], cfg, progress=progress,
-                       overwrite=overwrite)
+                       overwrite=overwrite, test_rows=parts["test"][1])
+
+
+def _check_disjoint(ds: LabelskyDataset, parts: dict) -> None:
+    """No cluster (or object) in two of ``parts`` (``{name: rows}``)."""
+    groups = np.asarray(split_groups(ds)).astype(str)
+    seen = {name: set(groups[np.asarray(rows, dtype=np.int64)]) for name, rows in parts.items() if rows is not None}
+    names = list(seen)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = seen[a] & seen[b]
+            if both:
+                raise SettingsError(f"{ds.path}: the pretext's {a} and {b} rows share {len(both)} cluster(s) / "
+                                    f"object(s) (e.g. {sorted(both)[0]!r}); the parts must be disjoint")
 
 
 def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: PretextConfig, progress: bool = True,
-                overwrite: bool = False) -> PretextModule:
+                overwrite: bool = False, *, test_rows=None) -> PretextModule:
     """Train the pretext classifier into ``run_dir`` (resumable); returns the best model (highest val accuracy).
+
+    ``val_rows`` pick the checkpoint; with ``test_rows`` (clusters in neither
+    other part) the best model's accuracy on them is written to
+    ``run_dir/test.json`` (:func:`pretext_accuracy`).
 
     The extractor's weights are also written to ``run_dir/extractor.pt`` for
     the richness network (or any band-wise model) to start from, and the
     timm backbone's alone to ``run_dir/backbone.safetensors``, a weight file any
     labelsky model of that backbone can start from (e.g. ``labelsky train
-    --backbone resnet18 --weights RUN/backbone.safetensors``: the one-band
-    first convolution is adapted to the bands used).
+    --backbone resnet18 --weights RUN/backbone.safetensors --head-epochs 0
+    --unfreeze-groups 100``: the one-band first convolution is adapted to the
+    bands used, and every block trains from the first epoch, as from random
+    initialisation; the head-first progressive unfreezing meant for ImageNet
+    weights leaves these weaker early blocks untrained, see docs/selfsup.md).
     """
     from labelsky.methods.run import Run, describe_parts
 
@@ -188,11 +234,15 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     if len(train_rows) < 1 or len(val_rows) == 0:
         raise DatasetError(f"{ds.path}: the pretext needs training and validation images "
                            f"({len(train_rows)} and {len(val_rows)} objects given)")
+    _check_disjoint(ds, {"train": train_rows, "val": val_rows, "test": test_rows})
     data = {"train": describe_parts([(ds, train_rows, None)]), "val": describe_parts([(ds, val_rows, None)])}
+    if test_rows is not None:
+        data["test"] = describe_parts([(ds, test_rows, None)])
     run = Run.start(run_dir, method="pretext", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
                     inputs=[ds.path] + ([cfg.weights] if cfg.weights else []),
                     extra={"classes": names, "dataset": str(ds.path), "n_train": int(len(train_rows)),
-                           "n_val": int(len(val_rows))})
+                           "n_val": int(len(val_rows)),
+                           "n_test": int(len(test_rows)) if test_rows is not None else 0})
     module = PretextModule(cfg.to_dict(), len(names), in_chans, names)
     g = torch.Generator()
     g.manual_seed(cfg.seed)
@@ -211,7 +261,10 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     best = load_pretext(run.fit(trainer, module, train, val))
     if not trainer.is_global_zero:  # a distributed run: rank 0 writes the weight files
         return best
-    from labelsky.utils import atomic_path
+    from labelsky.utils import atomic_path, atomic_write_json
+
+    if test_rows is not None and len(test_rows):
+        atomic_write_json(run_dir / "test.json", pretext_accuracy(best, ds, test_rows, cfg))
 
     with atomic_path(run_dir / "extractor.pt") as tmp:
         torch.save(best.net.extractor.state_dict(), tmp)
@@ -231,6 +284,28 @@ def load_pretext(checkpoint, map_location="cpu") -> PretextModule:
     m = PretextModule(dict(hp["config"], weights=None), hp["n_classes"], hp["in_chans"], hp.get("class_names"))
     load_state(m, ckpt, checkpoint)
     return m.eval()
+
+
+@torch.inference_mode()
+def pretext_accuracy(model: PretextModule, ds: LabelskyDataset, rows, cfg: PretextConfig | None = None,
+                     batch_size: int = 256) -> dict:
+    """Accuracy of ``model`` on the pretext images of ``rows`` (every band, or every permutation, of each).
+
+    Returns ``{"accuracy", "per_class": {class: accuracy}, "n_images", "n_objects", "chance"}``.
+    """
+    cfg = cfg or model.cfg
+    data = _dataset(ds, rows, cfg)
+    names = list(model.hparams.get("class_names") or range(model.hparams["n_classes"]))
+    correct = np.zeros(len(names))
+    total = np.zeros(len(names))
+    model.eval()
+    for x, y in torch.utils.data.DataLoader(data, batch_size=batch_size):
+        hit = (model(x).argmax(1) == y).numpy()
+        np.add.at(correct, y.numpy(), hit)
+        np.add.at(total, y.numpy(), 1)
+    return {"accuracy": float(correct.sum() / max(total.sum(), 1)),
+            "per_class": {str(n): float(c / t) if t else None for n, c, t in zip(names, correct, total)},
+            "n_images": int(total.sum()), "n_objects": int(len(rows)), "chance": 1.0 / len(names)}
 
 
 def summary_statistics(images: np.ndarray) -> np.ndarray:

@@ -5,16 +5,23 @@ standardised with the training subset's mean and standard deviation (kept in
 the network's buffers).
 Loss (eq. 1): ``MSE + alpha std(|y - y_hat|)`` over the batch (population
 standard deviation, the batch being the set the paper's ``std`` runs over).
-Metrics: MAE and ``Sigma = std(y - y_hat)`` (the scatter) of ``ln(lambda)``.
+Metrics of ``ln(lambda)`` (:func:`richness_metrics`): ``mae``; ``sigma``, the
+paper's Sigma ``std(|y - y_hat|)``; ``scatter`` ``std(y - y_hat)``, the usual
+scatter (about 1.7 times ``sigma`` for Gaussian residuals); ``bias``.
 
 Evaluation (:func:`cross_validate`): cluster-grouped K-fold cross-validation
 (every view of a cluster on the same side), repeated with different fold
 assignments; for each fraction of the training folds, the *same* subset of
 clusters trains *Base* (random initialisation) and *Ours* (extractor from the
-band pretext); ``val_fraction`` of those clusters pick the training epoch
-(early stopping; both models alike); the predictions of all test folds give
-MAE and Sigma per repeat, reported as mean ± std over repeats. With a frozen extractor the
-band features of every image are computed once and only the head trains.
+band pretext) under the same protocol (optimiser, epochs, early stopping);
+``val_fraction`` of those clusters pick the training epoch (both models
+alike); the predictions of all test folds give the metrics per repeat,
+reported as mean ± std over repeats, and the paired Ours - Base difference
+per test fold. Protocols: ``finetune`` (the extractor trains with the head:
+the paper's Base is the whole network trained on the labels) and ``frozen``
+(the extractor is fixed; its band features of every image are computed once
+and only the head trains: a probe of the features, where Base is a random
+network).
 """
 
 from __future__ import annotations
@@ -35,7 +42,15 @@ from labelsky.utils import stable_hash
 
 __all__ = ["RichnessConfig", "RichnessModel", "richness_loss", "richness_metrics", "grouped_folds", "cross_validate",
            "make_richness_net", "train_richness", "predict_richness", "band_features", "reference_predictions",
-           "select_rows", "fit_richness", "load_richness", "load_extractor_state"]
+           "select_rows", "fit_richness", "load_richness", "load_extractor_state", "PROTOCOLS", "OPTIMIZERS",
+           "METRICS", "model_key"]
+
+#: ``finetune``: the extractor trains with the head; ``frozen``: only the head trains on fixed band features
+PROTOCOLS = ("finetune", "frozen")
+#: ``adam`` (with weight decay) or ``sgd`` (momentum ``momentum``, the paper's optimiser)
+OPTIMIZERS = ("adam", "sgd")
+#: what :func:`richness_metrics` reports and :func:`cross_validate` summarises
+METRICS = ("mae", "sigma", "scatter", "bias")
 
 
 @dataclass
@@ -45,9 +60,12 @@ class RichnessConfig:
     fc_widths: list = field(default_factory=lambda: [1024, 512])
     alpha: float = 1.0
     freeze_extractor: bool = False
-    lr: float = 1e-3  # Adam (the paper: SGD 5e-6, momentum 0.9)
+    optimizer: str = "adam"  # the paper: SGD with lr 5e-6 and momentum 0.9
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4
     epochs: int = 30  # at most; with validation clusters the epoch of lowest validation loss is kept
+    patience: int | None = None  # stop after this many epochs without a lower validation loss (None: never)
     val_fraction: float = 0.2  # of the training clusters held out to pick the epoch (none with < 5 clusters)
     batch_size: int = 32
     stretch: str = "robust_asinh"
@@ -55,6 +73,12 @@ class RichnessConfig:
     image_size: int | None = None
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingsError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.patience is not None and (isinstance(self.patience, bool) or int(self.patience) < 1):
+            raise SettingsError(f"patience = {self.patience!r}; expected a number of epochs >= 1 or None")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -177,9 +201,15 @@ def richness_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) 
 
 
 def richness_metrics(pred, target) -> dict:
-    """MAE and Sigma (standard deviation of the residuals) of ``ln(lambda)``."""
+    """Metrics of the residuals ``e = target - pred`` (of ``ln(lambda)``), population standard deviations.
+
+    ``mae`` mean(|e|); ``sigma`` std(|e|), the paper's Sigma (the "intrinsic
+    scatter" of its eq. 1 and Table 1); ``scatter`` std(e), the usual scatter
+    of a regression; ``bias`` mean(e); ``n``.
+    """
     e = np.asarray(target, dtype=float) - np.asarray(pred, dtype=float)
-    return {"mae": float(np.abs(e).mean()), "sigma": float(e.std()), "bias": float(e.mean()), "n": int(len(e))}
+    return {"mae": float(np.abs(e).mean()), "sigma": float(np.abs(e).std()), "scatter": float(e.std()),
+            "bias": float(e.mean()), "n": int(len(e))}
 
 
 def grouped_folds(groups, k: int, seed: int = 0) -> np.ndarray:
@@ -211,15 +241,23 @@ def band_features(net: RichnessNet, images: torch.Tensor, batch_size: int = 64) 
     return torch.cat([net.band_features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
+def _optimizer(params, cfg: RichnessConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: RichnessConfig,
                    features: bool = False, val: tuple | None = None) -> RichnessNet:
     """Train ``net`` on images ``x`` (or precomputed band features with ``features``) and targets ``y``.
 
     A plain loop: the data are small tensors in memory (cross-validation trains
-    hundreds of these), Adam with weight decay, at most ``cfg.epochs`` epochs,
-    fixed seed. With ``val = (x_val, y_val)`` the weights of the epoch with the
-    lowest validation loss (eq. 1) are kept, so a small training subset does
-    not end on an overfitted head.
+    hundreds of these), ``cfg.optimizer`` (Adam, or SGD with momentum), at most
+    ``cfg.epochs`` epochs, fixed seed. The extractor trains too unless
+    ``cfg.freeze_extractor`` or ``features``. With ``val = (x_val, y_val)`` the
+    weights of the epoch with the lowest validation loss (eq. 1) are kept, so a
+    small training subset does not end on an overfitted head, and training
+    stops after ``cfg.patience`` epochs without a lower one.
     """
     import copy
 
@@ -229,11 +267,13 @@ def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: Rich
     y = (y - net.target_mean) / net.target_std  # the loss of eq. 1 on the standardised target
     params = [p for n, p in net.named_parameters() if p.requires_grad and (not features or
                                                                            not n.startswith("extractor."))]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _optimizer(params, cfg)
     n = len(y)
     bs = min(cfg.batch_size, n)
-    best, best_state = float("inf"), None
+    best, best_state, since_best = float("inf"), None, 0
+    net.epochs_run = 0
     for _ in range(cfg.epochs):
+        net.epochs_run += 1
         net.train()
         if cfg.freeze_extractor or features:
             net.extractor.eval()
@@ -251,7 +291,11 @@ def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: Rich
             pred = torch.as_tensor(predict_richness(net, val[0], features=features))
             vloss = float(richness_loss(pred, torch.as_tensor(val[1], dtype=pred.dtype), cfg.alpha))
             if vloss < best:
-                best, best_state = vloss, copy.deepcopy(net.state_dict())
+                best, best_state, since_best = vloss, copy.deepcopy(net.state_dict()), 0
+            else:
+                since_best += 1
+                if cfg.patience is not None and since_best >= cfg.patience:
+                    break
     if best_state is not None:
         net.load_state_dict(best_state)
     return net.eval()
@@ -267,29 +311,66 @@ def predict_richness(net: RichnessNet, x: torch.Tensor, features: bool = False, 
     return (torch.cat(out) * net.target_std + net.target_mean).numpy()
 
 
+def model_key(init: str, protocol: str) -> str:
+    """The name of a model in :func:`cross_validate`'s results: ``base`` / ``ours`` (fine-tuned), or
+    ``base_frozen`` / ``ours_frozen``."""
+    return init if protocol == "finetune" else f"{init}_{protocol}"
+
+
+def _extractor_change(before: list, net: RichnessNet) -> float:
+    """Relative change of the extractor's weights, ``|theta_after - theta_before| / |theta_before|``."""
+    num = sum(float((p.detach() - b).pow(2).sum()) for b, p in zip(before, net.extractor.parameters()))
+    den = sum(float(b.pow(2).sum()) for b in before)
+    return float(np.sqrt(num / den)) if den > 0 else 0.0
+
+
+def _mean_std(values) -> dict:
+    values = [float(v) for v in values]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
 def cross_validate(ds: LabelskyDataset, cfg: RichnessConfig, fractions=(0.01, 0.05, 0.1, 0.2, 0.5, 1.0),
                    folds: int = 10, repeats: int = 3, pretrained: dict | None = None, rows=None,
-                   progress: bool = True) -> dict:
-    """Base vs Ours (``pretrained`` extractor state) per training fraction; MAE and Sigma mean ± std over repeats.
+                   progress: bool = True, protocols=None) -> dict:
+    """Base vs Ours (``pretrained`` extractor state) per training fraction and protocol.
 
-    Returns ``{"per_repeat": [...], "summary": {model: {fraction: {mae, sigma}}}}``.
+    ``protocols``: any of :data:`PROTOCOLS` (default: ``frozen`` with
+    ``cfg.freeze_extractor``, else ``finetune``); every protocol trains Base
+    (random initialisation) and, with ``pretrained``, Ours, on the same
+    clusters with the same settings. Model names: :func:`model_key`.
+
+    Returns ``{"per_repeat": [{"model/fraction": metrics}], "summary": {model:
+    {fraction: {metric: {mean, std}, "extractor_change": {mean, std}, "epochs_run": {mean, std}}}},
+    "paired": {protocol: {fraction: {metric: {mean, sem, n}}}}, ...}``: the
+    summary over repeats of the metrics of all test folds together; the
+    relative change of the extractor's weights in training (0 when frozen);
+    the epochs trained (fewer than ``cfg.epochs`` when ``cfg.patience`` stopped them);
+    ``paired`` the Ours - Base difference of each metric per test fold and
+    repeat (mean and standard error; negative: Ours better).
     """
     from tqdm.auto import tqdm
 
+    protocols = tuple(protocols) if protocols is not None else (("frozen",) if cfg.freeze_extractor
+                                                                 else ("finetune",))
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise SettingsError(f"protocols {list(protocols)}: expected some of {PROTOCOLS}")
     rows = np.arange(len(ds)) if rows is None else np.asarray(rows)
     y_all = torch.tensor(np.log(ds.column("richness")[rows]), dtype=torch.float32)
     groups = ds.column("cluster_id")[rows]
     x_all = _images(ds, rows, cfg)
-    models = {"base": None, "ours": pretrained}
+    inits = {"base": None, **({"ours": pretrained} if pretrained is not None else {})}
+    cfgs = {p: dataclasses.replace(cfg, freeze_extractor=p == "frozen") for p in protocols}
     feats = {}
-    if cfg.freeze_extractor:  # one pass of each extractor over every image
-        for name, state in models.items():
-            feats[name] = band_features(make_richness_net(cfg, len(ds.bands), state), x_all)
-    per_repeat = []
-    bar = tqdm(total=repeats * folds * len(fractions) * 2, desc="richness CV", disable=not progress)
+    if "frozen" in protocols:  # one pass of each extractor over every image
+        for name, state in inits.items():
+            feats[name] = band_features(make_richness_net(cfgs["frozen"], len(ds.bands), state), x_all)
+    keys = [(model_key(i, p), i, p) for p in protocols for i in inits]
+    per_repeat, fold_metrics, change, epochs_run = [], {}, {}, {}
+    bar = tqdm(total=repeats * folds * len(fractions) * len(keys), desc="richness CV", disable=not progress)
     for r in range(repeats):
         fold = grouped_folds(groups, folds, seed=cfg.seed * 1000 + r)
-        preds = {(m, q): np.full(len(rows), np.nan) for m in models for q in fractions}
+        preds = {(k, q): np.full(len(rows), np.nan) for k, _, _ in keys for q in fractions}
         for f in range(folds):
             test, pool = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
             pool_groups = np.unique(groups[pool])
@@ -299,27 +380,44 @@ def cross_validate(ds: LabelskyDataset, cfg: RichnessConfig, fractions=(0.01, 0.
                 n_val = int(round(cfg.val_fraction * len(chosen))) if len(chosen) >= 5 else 0
                 fit_rows = pool[np.isin(groups[pool], chosen[n_val:])]
                 val_rows = pool[np.isin(groups[pool], chosen[:n_val])]
-                for m, state in models.items():
-                    run_cfg = dataclasses.replace(cfg, seed=cfg.seed + 7919 * r + 31 * f)
-                    net = make_richness_net(run_cfg, len(ds.bands), state)
-                    src = feats[m] if cfg.freeze_extractor else x_all
-                    net = train_richness(net, src[fit_rows], y_all[fit_rows], run_cfg, features=cfg.freeze_extractor,
+                for key, init, protocol in keys:
+                    frozen = protocol == "frozen"
+                    run_cfg = dataclasses.replace(cfgs[protocol], seed=cfg.seed + 7919 * r + 31 * f)
+                    net = make_richness_net(run_cfg, len(ds.bands), inits[init])
+                    before = [p.detach().clone() for p in net.extractor.parameters()]
+                    src = feats[init] if frozen else x_all
+                    net = train_richness(net, src[fit_rows], y_all[fit_rows], run_cfg, features=frozen,
                                          val=(src[val_rows], y_all[val_rows]) if n_val else None)
-                    preds[(m, q)][test] = predict_richness(net, src[test], features=cfg.freeze_extractor)
+                    change.setdefault((key, q), []).append(_extractor_change(before, net))
+                    epochs_run.setdefault((key, q), []).append(net.epochs_run)
+                    preds[(key, q)][test] = predict_richness(net, src[test], features=frozen)
+                    fold_metrics.setdefault((key, q), []).append(
+                        richness_metrics(preds[(key, q)][test], y_all.numpy()[test]))
                     bar.update(1)
-        per_repeat.append({f"{m}/{q}": richness_metrics(p, y_all.numpy()) for (m, q), p in preds.items()})
+        per_repeat.append({f"{k}/{q}": richness_metrics(p, y_all.numpy()) for (k, q), p in preds.items()})
     bar.close()
     summary = {}
-    for m in models:
-        summary[m] = {}
+    for key, _, _ in keys:
+        summary[key] = {}
         for q in fractions:
-            vals = [pr[f"{m}/{q}"] for pr in per_repeat]
-            summary[m][str(q)] = {k: {"mean": float(np.mean([v[k] for v in vals])),
-                                      "std": float(np.std([v[k] for v in vals], ddof=1)) if len(vals) > 1 else 0.0}
-                                  for k in ("mae", "sigma")}
-    return {"per_repeat": per_repeat, "summary": summary, "n_clusters": int(len(np.unique(groups))),
-            "n_images": int(len(rows)), "fractions": list(fractions), "folds": folds, "repeats": repeats,
-            "config": cfg.to_dict()}
+            vals = [pr[f"{key}/{q}"] for pr in per_repeat]
+            summary[key][str(q)] = {m: _mean_std([v[m] for v in vals]) for m in METRICS}
+            summary[key][str(q)]["extractor_change"] = _mean_std(change[(key, q)])
+            summary[key][str(q)]["epochs_run"] = _mean_std(epochs_run[(key, q)])
+    paired = {}
+    if "ours" in inits:
+        for p in protocols:
+            paired[p] = {}
+            for q in fractions:
+                ours, base = fold_metrics[(model_key("ours", p), q)], fold_metrics[(model_key("base", p), q)]
+                paired[p][str(q)] = {}
+                for m in ("mae", "sigma", "scatter"):
+                    d = np.array([o[m] - b[m] for o, b in zip(ours, base)])
+                    paired[p][str(q)][m] = {"mean": float(d.mean()), "n": int(len(d)),
+                                            "sem": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0}
+    return {"per_repeat": per_repeat, "summary": summary, "paired": paired, "protocols": list(protocols),
+            "n_clusters": int(len(np.unique(groups))), "n_images": int(len(rows)), "fractions": list(fractions),
+            "folds": folds, "repeats": repeats, "config": cfg.to_dict()}
 
 
 def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3, seed: int = 0, rows=None) -> dict:
@@ -329,7 +427,7 @@ def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3
     nothing scores this); ``statistics``: gradient boosting on per-band
     summary statistics of the raw images (total flux, percentiles, fraction of
     pixels above 5 sigma) — how much richness a trivial photometric summary
-    carries. Returns MAE and Sigma mean ± std over repeats for each.
+    carries. Returns every metric of :data:`METRICS`, mean ± std over repeats, for each.
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -350,9 +448,7 @@ def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3
             pred["statistics"][test] = gbm.predict(feats[test])
         for k in per:
             per[k].append(richness_metrics(pred[k], y))
-    return {k: {m: {"mean": float(np.mean([v[m] for v in vals])),
-                    "std": float(np.std([v[m] for v in vals], ddof=1)) if len(vals) > 1 else 0.0}
-                for m in ("mae", "sigma")} for k, vals in per.items()}
+    return {k: {m: _mean_std([v[m] for v in vals]) for m in METRICS} for k, vals in per.items()}
 
 
 def load_extractor_state(path: str | Path) -> dict:
