@@ -32,10 +32,11 @@ def main(argv=None):
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/etvae15"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 when another job shares the cores)")
     a = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     from labelsky.reproduce.etvae import ETVAEReproConfig, run_etvae
 
     rc = (ETVAEReproConfig.quick(workers=a.workers) if a.quick else
