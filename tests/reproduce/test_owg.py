@@ -54,7 +54,7 @@ def test_pretext_accuracy_is_on_test_clusters_that_neither_trained_nor_chose_the
     assert test and not test & train and not test & val and not train & val
     # the run trained on train, chose its checkpoint on val, and was scored on test
     assert cfg["n_train"] == len(parts["train"][1]) and cfg["n_val"] == len(parts["val"][1])
-    assert cfg["n_test"] == len(parts["test"][1]) == res["pretext"]["n_test_clusters"]
+    assert cfg["n_test"] == len(parts["test"][1]) and res["pretext"]["n_test_clusters"] == len(test)
     assert res["pretext"]["n_test_images"] == len(ds.bands) * len(parts["test"][1])
     assert json.loads((out / "pretext" / "test.json").read_text())["accuracy"] == res["pretext"]["cnn_test_accuracy"]
 

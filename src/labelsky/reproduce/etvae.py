@@ -132,6 +132,7 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
     rc = rc or ETVAEReproConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, rc)
     t0 = time.time()
     ds = simulate_galaxies(out / "sim", n_objects=rc.n_objects, surveys=[rc.survey], stamp_size=rc.stamp_size,
                            seed=rc.sim_seed, workers=rc.workers, progress=progress, reuse=True)[rc.survey]
@@ -202,6 +203,27 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
                                         f"on {budget['selection']}\n\n" + "\n".join(lines) + "\n")
     atomic_write_json(out / "results.json", results)
     return results
+
+
+# settings that change what a finished run means; seeds, label counts, regimes, variants and workers may differ
+_VARYING = ("seeds", "label_counts", "regimes", "et_variants", "workers")
+
+
+def _check_settings(out: Path, rc: ETVAEReproConfig) -> None:
+    """Finished runs are reused only by a reproduction with the same settings: a folder made with others is
+    refused by name instead of being reported under the new settings."""
+    settings = {k: v for k, v in dataclasses.asdict(rc).items() if k not in _VARYING}
+    record = out / "settings.json"
+    if record.exists():
+        old = json.loads(record.read_text())
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            raise SettingsError(f"{out} holds runs made with other settings {diff} (recorded, new); use another "
+                                "folder")
+    elif (out / "runs").exists():
+        raise SettingsError(f"{out} holds runs without a settings record (an older labelsky); use another folder")
+    else:
+        atomic_write_json(record, settings)
 
 
 def _claims(summary: dict, rc: ETVAEReproConfig) -> dict:

@@ -198,6 +198,13 @@ def claims_text(cl: dict) -> str:
     return "\n".join(lines).strip()
 
 
+def _n_groups(ds, rows) -> int:
+    """Distinct galaxy clusters among ``rows`` (a cluster may have several rows)."""
+    from labelsky.methods.selfsup.pretext import split_groups
+
+    return int(len(np.unique(np.asarray(split_groups(ds)).astype(str)[np.asarray(rows)])))
+
+
 def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True) -> dict:
     from labelsky.data.simulate import simulate_clusters
     from labelsky.data.simulate.clusters import source_pixels
@@ -226,8 +233,9 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
     test_acc = pretext_accuracy(pretext, ds, te, pcfg)
     pretext_res = {"cnn_test_accuracy": test_acc["accuracy"], "per_band_test_accuracy": test_acc["per_class"],
                    "cnn_val_accuracy": pretext_accuracy(pretext, ds, va, pcfg)["accuracy"],
-                   "n_test_images": test_acc["n_images"], "n_train_clusters": int(len(tr)),
-                   "n_val_clusters": int(len(va)), "n_test_clusters": int(len(te)), "chance": test_acc["chance"],
+                   "n_test_images": test_acc["n_images"], "n_train_clusters": _n_groups(ds, tr),
+                   "n_val_clusters": _n_groups(ds, va), "n_test_clusters": _n_groups(ds, te),
+                   "chance": test_acc["chance"],
                    "stats_raw_accuracy": statistics_baseline(ds, tr, te, seed=rc.seed),
                    "stats_normalised_accuracy": statistics_baseline(ds, tr, te, pre, seed=rc.seed)}
     t2 = time.time()

@@ -42,14 +42,14 @@ import numpy as np
 import torch
 
 from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
-from labelsky.errors import SettingsError
+from labelsky.errors import RunFolderError, SettingsError
 from labelsky.methods.run import Run, describe_parts, load_checkpoint, load_state
 from labelsky.methods.semisup.losses import LIKELIHOODS, predicted_fractions, vote_loss
 from labelsky.models.etvae import ETVAE
 from labelsky.training import InputSettings, build_trainer
 
 __all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit_semisup", "fit_semisup_run", "select_rows",
-           "split_label_budget", "steps_per_epoch", "predict_votes", "vote_rmse", "load_semisup", "REGIMES"]
+           "split_label_budget", "steps_per_epoch", "SuccessiveShuffles", "predict_votes", "vote_rmse", "load_semisup", "REGIMES"]
 
 REGIMES = ("supervised", "semi", "two_step")
 OPTIMISERS = ("separate", "shared")
@@ -263,15 +263,35 @@ def steps_per_epoch(cfg: SemiSupConfig, n_labelled: int, n_unlabelled: int) -> i
     return max(1, -(-max(n_labelled, n_unlabelled) // cfg.batch_size))
 
 
+class SuccessiveShuffles(torch.utils.data.Sampler):
+    """``num_samples`` indices of ``range(n)``: successive random permutations of all ``n``, cut at
+    ``num_samples``. Not a ``RandomSampler``, so that under DDP Lightning shards it (keeping its length and
+    order) instead of replacing it by one pass over the data."""
+
+    def __init__(self, n: int, num_samples: int, seed: int = 0):
+        self.n, self.num_samples, self.seed, self.epoch = int(n), int(num_samples), int(seed), 0
+
+    def __len__(self):
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed * 100_003 + self.epoch)
+        self.epoch += 1  # a new order next epoch even where nobody calls set_epoch
+        reps = -(-self.num_samples // self.n)
+        return iter(torch.cat([torch.randperm(self.n, generator=g) for _ in range(reps)])[:self.num_samples].tolist())
+
+
 def _loader(ds, rows, cfg, shuffle, steps: int | None = None, seed_offset: int = 0):
     """Evaluation order (``shuffle=False``), or ``steps`` full batches drawn as successive shuffles of all
     ``rows``: no galaxy is dropped and none repeats before every one was drawn."""
-    g = torch.Generator()
-    g.manual_seed(cfg.seed * 1000 + seed_offset)
     data = VoteDataset(ds, rows, cfg.preprocess(ds))
     if not shuffle:
         return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    sampler = torch.utils.data.RandomSampler(data, replacement=False, num_samples=steps * cfg.batch_size, generator=g)
+    sampler = SuccessiveShuffles(len(data), steps * cfg.batch_size, seed=cfg.seed * 1000 + seed_offset)
     return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers)
 
 
@@ -378,6 +398,7 @@ def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, va
     fine = SemiSupModule(cfg.to_dict(), in_chans, size, "supervised")
     if not (run.checkpoint_dir() / "last.ckpt").exists():
         fine.model.load_state_dict(vae.model.state_dict())
+        fine.n_elbo_updates.copy_(vae.n_elbo_updates)  # the VAE stage's updates are part of this model's training
     return _fit_stage(run, fine, labelled, val, cfg, cfg.max_epochs, progress)
 
 
@@ -385,6 +406,14 @@ def load_semisup(checkpoint, map_location="cpu") -> SemiSupModule:
     """A trained :class:`SemiSupModule` from a checkpoint (weights-only load)."""
     ckpt = load_checkpoint(checkpoint, map_location)
     hp = ckpt["hyper_parameters"]
+    state = ckpt.get("state_dict", {})
+    if isinstance(state, dict) and state and "n_vote_updates" not in state:
+        # made before update counting and the isotropic translation layer
+        if "translation" in hp.get("config", {}).get("et_groups", []):
+            raise RunFolderError(f"{checkpoint} was made by an older labelsky whose translation ET layer is not "
+                                 "rotation-equivariant; its weights mean something else now: train the run again")
+        state.setdefault("n_vote_updates", torch.zeros((), dtype=torch.long))
+        state.setdefault("n_elbo_updates", torch.zeros((), dtype=torch.long))
     m = SemiSupModule(hp["config"], hp["in_chans"], hp["size"], hp.get("stage", "semi"))
     load_state(m, ckpt, checkpoint)
     return m.eval()
