@@ -28,11 +28,12 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/pretext_init"))
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 when another job shares the cores)")
     a = ap.parse_args(argv)
     import numpy as np
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     from labelsky.data.simulate import simulate_galaxies
     from labelsky.evaluate.metrics import classification_report
     from labelsky.methods.transfer import train_classifier
