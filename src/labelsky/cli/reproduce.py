@@ -27,6 +27,8 @@ def add_reproduce(sub):
     p.add_argument("--stretch", choices=["fixed", "survey"], default=None,
                    help="deepastrouda: one asinh stretch set by the source survey's noise (fixed, default) or each "
                         "survey's own (survey)")
+    p.add_argument("--stamp-size", type=positive_int, default=None,
+                   help="deepastrouda, etvae: side of the simulated cutouts in pixels (default 32)")
     p.add_argument("--rounds", type=int, default=None, help="khan2019: recursive-training rounds")
     p.add_argument("--pretrain", choices=["selfsup", "none", "labelled"], default=None,
                    help="khan2019: how the backbone is pretrained (default selfsup: no class label, no DES image)")
@@ -55,7 +57,8 @@ def cmd_reproduce(a) -> int:
         from labelsky.reproduce.etvae import ETVAEReproConfig as cfg_cls
         from labelsky.reproduce.etvae import run_etvae as run
 
-        cfg = dict(workers=a.workers, sim_seed=a.seed, **_given(a, n_objects="n", epochs="epochs", seeds="seeds"))
+        cfg = dict(workers=a.workers, sim_seed=a.seed, **_given(a, n_objects="n", epochs="epochs", seeds="seeds",
+                                                                     stamp_size="stamp_size"))
         out, table = Path("runs") / "etvae", "table.md"
     elif a.paper == "deepastrouda":
         from labelsky.reproduce.deepastrouda import ReproConfig as cfg_cls
@@ -63,7 +66,7 @@ def cmd_reproduce(a) -> int:
 
         cfg = dict(experiment=a.experiment, workers=a.workers, sim_seed=a.seed,
                    **_given(a, n_objects="n", backbone="backbone", epochs="epochs", lr="lr", methods="methods",
-                            seeds="seeds", stretch="stretch"))
+                            seeds="seeds", stretch="stretch", stamp_size="stamp_size"))
         out, table = Path("runs") / f"deepastrouda-{a.experiment}", "table.md"
     else:
         from labelsky.reproduce.khan2019 import KhanConfig as cfg_cls
