@@ -13,6 +13,9 @@ def add_evaluate(sub):
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--split", default="test", help="split to evaluate, or 'all'")
+    p.add_argument("--reference", type=Path, default=None, help="also print the domain gap between this dataset "
+                   "(e.g. the training survey) and --data in the model's embedding; needs no label")
+    p.add_argument("--reference-split", default="test", help="rows of --reference for the domain gap (or 'all')")
     add_device(p, workers=False)
     p.set_defaults(func=cmd_evaluate)
 
@@ -23,11 +26,24 @@ def cmd_evaluate(a) -> int:
 
     ds = open_dataset(a.data)
     _warn_inputs(a.run, ds)
-    rep = evaluate_run(a.run, ds, split=a.split, device=a.device)
-    print(f"{rep['survey']} {a.split}: n={rep['n']} accuracy={rep['accuracy']:.4f} F1={rep['f1']:.4f}"
-          + (f" -> {rep['path']}" if rep["path"] else ""))
-    if rep.get("write_error"):
-        print(f"labelsky: warning: {rep['write_error']}", file=sys.stderr)
+    label, split = ds.column("label"), ds.column("split").astype(str)
+    labelled = (label >= 0) if a.split == "all" else (label >= 0) & (split == a.split)
+    if a.reference is None or labelled.any():
+        rep = evaluate_run(a.run, ds, split=a.split, device=a.device)
+        print(f"{rep['survey']} {a.split}: n={rep['n']} accuracy={rep['accuracy']:.4f} F1={rep['f1']:.4f}"
+              + (f" -> {rep['path']}" if rep["path"] else ""))
+        if rep.get("write_error"):
+            print(f"labelsky: warning: {rep['write_error']}", file=sys.stderr)
+    else:
+        print(f"{ds.path} has no labelled rows in split {a.split!r}: no accuracy, only the domain gap")
+    if a.reference is not None:
+        from labelsky.evaluate.domain_gap import run_domain_gap
+
+        gap = run_domain_gap(a.run, ds, open_dataset(a.reference), split=a.split,
+                             reference_split=a.reference_split, device=a.device)
+        print(f"domain gap {a.reference} -> {a.data}: AUROC {gap['auroc']:.3f} (0.5 = indistinguishable, 1 = "
+              f"fully separable; {gap['n_target']} galaxies per domain, folds "
+              f"{' '.join(f'{x:.2f}' for x in gap['auroc_folds'])}); figures: {a.run / 'figures'}")
     return 0
 
 
