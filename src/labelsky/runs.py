@@ -40,7 +40,9 @@ def load_run(run: str | Path):
 def input_warnings(run: str | Path, ds) -> list[str]:
     """Why ``ds`` may not be what the run's model was trained on: other pixel units (flux images vs 8-bit
     pictures) or another image size. Empty when they match or the run does not record its data."""
-    data = Run(run).read_config().get("data") or {}
+    record = Run(run).read_config()
+    data = record.get("data") or {}
+    rendered = bool((record.get("config") or {}).get("render"))  # flux rendered as pictures: both units fit
     seen = []
 
     def walk(x):
@@ -59,7 +61,7 @@ def input_warnings(run: str | Path, ds) -> list[str]:
     out = []
     units = sorted({d["flux_unit"] for d in seen})
     unit = ds.meta.get("flux_unit", "nanomaggy")
-    if unit not in units:
+    if unit not in units and not (rendered and unit in ("display", "nanomaggy")):
         out.append(f"{ds.path} holds {unit} images; the model of {run} was trained on {', '.join(units)} images "
                    f"(flux images and 8-bit pictures look different to a network)")
     sizes = sorted({tuple(d["image_shape"][1:]) for d in seen})

@@ -45,6 +45,12 @@ class InputSettings:
     noise_survey: str | None = None
     image_size: int | None = None
     mask_channel: bool = False  # append a bad-pixel channel (imported data with masked pixels)
+    # render flux images as this survey viewer shows them (labelsky.data.display.RENDERERS): the model then takes
+    # 8-bit RGB pictures (Galaxy Zoo, Galaxy10, viewer JPEG cutouts) as they are
+    render: str | None = None
+    jpeg_quality: int | None = None  # JPEG-compress rendered pictures at this quality
+    # nuisance randomisation of rendered training images (NuisanceRandomisation fields; {} = its defaults)
+    randomise: dict | None = None
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
@@ -54,26 +60,57 @@ class InputSettings:
     num_nodes: int = 1
     strategy: str = "auto"
 
-    def preprocess(self, ds: LabelskyDataset) -> Preprocess:
-        """The preprocessing of ``ds`` images under these settings."""
+    def preprocess(self, ds: LabelskyDataset, train: bool = False):
+        """The preprocessing of ``ds`` images under these settings (``train``: with the training randomisation)."""
         return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size, self.noise_survey,
-                               self.mask_channel)
+                               self.mask_channel, render=getattr(self, "render", None),
+                               jpeg_quality=getattr(self, "jpeg_quality", None),
+                               randomise=getattr(self, "randomise", None) if train else None,
+                               seed=self.seed)
 
     def in_chans(self, ds: LabelskyDataset | None = None) -> int:
-        """Input channels of a model: the bands used (all of ``ds``'s by default), plus the mask channel."""
+        """Input channels of a model: the bands used (all of ``ds``'s by default; 3 when rendered), plus the
+        mask channel."""
+        if getattr(self, "render", None):
+            return 3
         n = len(self.bands) if self.bands else len(ds.bands)
         return n + int(self.mask_channel)
 
 
 def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None,
-                    noise_survey: str | None = None, mask_channel: bool = False) -> Preprocess:
+                    noise_survey: str | None = None, mask_channel: bool = False, *, render: str | None = None,
+                    jpeg_quality: int | None = None, randomise: dict | None = None, seed: int = 0):
     """The preprocessing of ``ds`` images: band selection by name, survey-noise asinh stretch, resize.
 
     ``noise_survey`` names the survey whose pixel noise sets the asinh
     softening of every band (default: the dataset's own survey). Datasets of
     8-bit colour pictures (``flux_unit`` "display": Galaxy10, JPEG cutouts)
     are already stretched: ``asinh`` leaves them as they are (0-1).
+
+    With ``render`` (a renderer of :data:`labelsky.data.display.RENDERERS`),
+    flux images become the RGB picture that survey's viewer would show
+    (:class:`~labelsky.data.transforms.RenderPreprocess`, optionally
+    JPEG-compressed and, with ``randomise``, with random nuisances), and
+    8-bit RGB pictures are taken as they are: both give the same input.
     """
+    if render:
+        from labelsky.data.transforms import NuisanceRandomisation, RenderPreprocess
+
+        if mask_channel:
+            raise SettingsError("--mask-channel cannot be combined with --render (a rendered picture has no "
+                                "bad-pixel channel)")
+        if ds.meta.get("flux_unit", "nanomaggy") == "display":
+            if len(ds.bands) != 3:
+                raise SettingsError(f"{ds.path}: {len(ds.bands)}-channel pictures; a model on rendered pictures "
+                                    f"takes 3-channel RGB pictures")
+            return Preprocess([0, 1, 2], stretch="none", size=size)
+        scales = (ds.column("pixel_scale") if "pixel_scale" in ds.catalog.column_names
+                  else ds.survey.pixel_scale)
+        noise = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
+        rand = NuisanceRandomisation(**{k: tuple(v) if isinstance(v, list) else v for k, v in randomise.items()}) \
+            if randomise is not None else None
+        return RenderPreprocess(ds.bands, render, pixel_scale=scales, noise=noise, jpeg_quality=jpeg_quality,
+                                randomise=rand, size=size, seed=seed)
     idx = select_bands(ds.bands, bands)
     if stretch == "asinh" and ds.meta.get("flux_unit", "nanomaggy") != "nanomaggy":
         return Preprocess(idx, stretch="none", size=size, mask_channel=mask_channel)
@@ -95,7 +132,7 @@ def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | No
     """A DataLoader over several ``(dataset, indices, labels)`` parts."""
     sets = []
     for ds, indices, labels in parts:
-        pre = cfg.preprocess(ds)
+        pre = cfg.preprocess(ds, train=shuffle) if isinstance(cfg, InputSettings) else cfg.preprocess(ds)
         sets.append(ImageDataset(ds, indices=np.asarray(indices), transform=pre, labels=labels))
     data = ConcatDataset(sets) if len(sets) > 1 else sets[0]
     g = torch.Generator()

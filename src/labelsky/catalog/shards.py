@@ -98,6 +98,8 @@ def predict_shard(ds: LabelskyDataset, shard: int, x: torch.Tensor, predictor, b
 
 def load_shard(ds: LabelskyDataset, shard: int, transform) -> torch.Tensor:
     """Read and preprocess every image of a shard in one go."""
+    if getattr(transform, "per_row", False):  # e.g. per-row pixel scales of rendered cutouts
+        return transform.batch(ds.shard_images(shard), rows=ds.shard_rows(shard))
     return transform.batch(ds.shard_images(shard))
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from labelsky.errors import SettingsError
 
 __all__ = ["add_out", "add_seed", "add_overwrite", "add_device", "add_distributed", "dist", "rank_zero",
-           "positive_int", "non_negative_int", "positive_float", "at_least_2", "fraction", "OneLineParser"]
+           "positive_int", "non_negative_int", "positive_float", "at_least_2", "fraction", "OneLineParser",
+           "add_render", "render_settings"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -115,3 +116,58 @@ def dist(a) -> dict:
         except ValueError:
             raise SettingsError(f"--devices must be a count or 'auto', got {devices!r}") from None
     return {"devices": devices, "num_nodes": a.num_nodes, "strategy": a.strategy}
+
+
+def add_render(p) -> None:
+    """``--render``, ``--jpeg-quality``, ``--randomise``: train on simulated flux rendered as viewer pictures."""
+    p.add_argument("--render", default=None, metavar="VIEWER",
+                   help="render flux images as this survey viewer shows them (sdss, legacysurvey, hsc): the model "
+                        "then takes 8-bit RGB pictures (Galaxy Zoo, Galaxy10, viewer JPEGs) as they are")
+    p.add_argument("--jpeg-quality", type=_quality, default=None, help="with --render: JPEG-compress every "
+                   "rendered picture at this quality (1-100)")
+    p.add_argument("--randomise", nargs="?", const="", default=None, metavar="NAME=VALUE,...",
+                   help="with --render: random nuisances on every rendered training image (brightness, colour "
+                        "balance, blur, noise, sky residual, JPEG); optional overrides, e.g. "
+                        "'blur=1.5,noise=2,jpeg_quality=40:95'")
+
+
+def _quality(text: str) -> int:
+    value = _int_at_least(text, 1)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{value} must be <= 100")
+    return value
+
+
+def render_settings(a) -> dict:
+    """The InputSettings fields of :func:`add_render`'s options."""
+    if a.randomise is not None and not a.render:
+        raise SettingsError("--randomise needs --render (the nuisances are drawn on rendered pictures)")
+    if a.jpeg_quality is not None and not a.render:
+        raise SettingsError("--jpeg-quality needs --render")
+    if a.render:
+        from labelsky.data.display import RENDERERS
+
+        if a.render not in RENDERERS:
+            raise SettingsError(f"--render {a.render!r}: expected one of {', '.join(sorted(RENDERERS))}")
+    rand = None
+    if a.randomise is not None:
+        from labelsky.data.transforms import NuisanceRandomisation
+
+        rand = {}
+        fields = {f for f in NuisanceRandomisation.__dataclass_fields__}
+        for item in filter(None, (x.strip() for x in a.randomise.split(","))):
+            name, _, value = item.partition("=")
+            if name not in fields or not value:
+                raise SettingsError(f"--randomise {item!r}: expected NAME=VALUE with NAME one of "
+                                    f"{', '.join(sorted(fields))}")
+            try:
+                nums = [float(v) for v in value.split(":")]
+            except ValueError:
+                raise SettingsError(f"--randomise {item!r}: {value!r} is not a number or LOW:HIGH") from None
+            if name in ("brightness", "jpeg_quality") and len(nums) != 2:
+                raise SettingsError(f"--randomise {name}: expected LOW:HIGH, got {value!r}")
+            if name == "jpeg_quality":
+                nums = [int(v) for v in nums]
+            rand[name] = nums if len(nums) == 2 else nums[0]
+        NuisanceRandomisation(**{k: tuple(v) if isinstance(v, list) else v for k, v in rand.items()})  # checked
+    return {"render": a.render, "jpeg_quality": a.jpeg_quality, "randomise": rand}

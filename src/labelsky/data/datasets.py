@@ -74,8 +74,9 @@ class ImageDataset(Dataset):
         """``(image float32 [bands, H, W], label int64)``, or a dict with ``return_meta``."""
         index = int(self.indices[i])
         image = np.asarray(self.dataset.image(index), dtype=np.float32)
-        if self.transform is not None:
-            image = self.transform(image)
+        if self.transform is not None:  # a transform with ``per_row`` also gets the row (per-row pixel scales)
+            image = self.transform(image, index) if getattr(self.transform, "per_row", False) else \
+                self.transform(image)
         image = torch.as_tensor(image, dtype=torch.float32)
         label = torch.tensor(self.labels[index], dtype=torch.int64)
         if self.return_meta:

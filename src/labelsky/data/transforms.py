@@ -27,7 +27,9 @@ and bad pixels are filled with 0 *after* normalisation (the sky level for
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 
 from labelsky.errors import SettingsError
 
-__all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES"]
+__all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES", "RenderPreprocess", "NuisanceRandomisation"]
 
 STRETCHES = ("asinh", "khan", "standardize", "robust_asinh", "none")
 
@@ -197,3 +199,145 @@ class BatchAugment(torch.nn.Module):
         theta = torch.stack([torch.stack([cos * sx, -sin * sy, tx], 1), torch.stack([sin * sx, cos * sy, ty], 1)], 1)
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+@dataclass
+class NuisanceRandomisation:
+    """Random nuisances added to a flux image before it is rendered (training only).
+
+    Each image draws: an overall brightness factor, log-uniform in
+    ``brightness``; a per-band calibration gain ``exp(N(0, colour))`` (colour
+    balance); a Gaussian blur of ``U(0, blur)`` pixels (a broader PSF); extra
+    Gaussian noise of ``U(0, noise)`` times the band's pixel noise (shallower
+    data); a sky residual: a constant plus a linear gradient, each up to
+    ``sky`` times the band's pixel noise; and, with probability
+    ``jpeg_probability``, JPEG compression at a quality drawn uniformly from
+    ``jpeg_quality``. All draws come from one generator seeded by the run's seed
+    (and the loader worker), so a training run is reproducible.
+    """
+
+    brightness: tuple = (0.5, 2.0)
+    colour: float = 0.1
+    blur: float = 1.0
+    noise: float = 1.0
+    sky: float = 0.5
+    jpeg_probability: float = 0.8
+    jpeg_quality: tuple = (50, 95)
+
+    def __post_init__(self):
+        lo, hi = self.brightness
+        if not 0 < lo <= hi:
+            raise SettingsError(f"randomisation brightness = {self.brightness!r}; expected 0 < low <= high")
+        for name in ("colour", "blur", "noise", "sky"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise SettingsError(f"randomisation {name} = {v!r}; expected a number >= 0")
+        if not 0 <= self.jpeg_probability <= 1:
+            raise SettingsError(f"randomisation jpeg_probability = {self.jpeg_probability!r}; expected 0..1")
+        q0, q1 = self.jpeg_quality
+        if not 1 <= q0 <= q1 <= 100:
+            raise SettingsError(f"randomisation jpeg_quality = {self.jpeg_quality!r}; expected 1 <= low <= high "
+                                f"<= 100")
+
+    def apply(self, image: np.ndarray, noise: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int | None]:
+        """The randomised flux image [bands, H, W] and the JPEG quality to encode at (None: no JPEG)."""
+        from scipy.ndimage import gaussian_filter
+
+        x = np.array(image, dtype=np.float64, copy=True)
+        nb, h, w = x.shape
+        x *= np.exp(rng.uniform(np.log(self.brightness[0]), np.log(self.brightness[1])))
+        x *= np.exp(rng.normal(0.0, self.colour, size=nb))[:, None, None]
+        sigma = rng.uniform(0.0, self.blur)
+        if sigma > 0.05:
+            x = np.stack([gaussian_filter(b, sigma, mode="nearest") for b in x])
+        sig = np.asarray(noise, dtype=np.float64)[:, None, None]
+        x += rng.normal(size=x.shape) * sig * rng.uniform(0.0, self.noise)
+        yy, xx = np.mgrid[0:h, 0:w]
+        u, v = (xx / max(w - 1, 1) - 0.5), (yy / max(h - 1, 1) - 0.5)
+        a = rng.uniform(-self.sky, self.sky, size=(3, nb))[:, :, None, None] * sig[None]
+        x += a[0] + a[1] * u + a[2] * v
+        quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)) \
+            if rng.uniform() < self.jpeg_probability else None
+        return x, quality
+
+
+class RenderPreprocess:
+    """A flux image rendered the way a survey viewer shows it: RGB [3, H, W] in [0, 1], as an 8-bit picture.
+
+    A model trained on rendered simulations sees the same kind of input as one
+    fed imported pictures (Galaxy Zoo, Galaxy10 or viewer JPEG cutouts, stored
+    as value / 255 in R, G, B order), so it can be applied to them as they are.
+    See :func:`labelsky.data.display.render` for the renderers.
+
+    Parameters
+    ----------
+    bands
+        Band names of the dataset's images.
+    renderer
+        A renderer name of :data:`labelsky.data.display.RENDERERS`.
+    pixel_scale
+        Arcsec per pixel: one number, or one per dataset row (cutouts scaled to each galaxy's size).
+    noise
+        Pixel noise sigma per band (nanomaggies), for the randomised extra noise and sky.
+    jpeg_quality
+        JPEG-compress every picture at this quality (the viewers serve JPEG), or None.
+    randomise
+        A :class:`NuisanceRandomisation` (training only), or None.
+    size
+        Output side in pixels, or None.
+    seed
+        Seed of the randomisation.
+    """
+
+    per_row = True
+
+    def __init__(self, bands: Sequence[str], renderer: str, *, pixel_scale, noise: Sequence[float],
+                 jpeg_quality: int | None = None, randomise: NuisanceRandomisation | None = None,
+                 size: int | None = None, seed: int = 0):
+        from labelsky.data.display import RENDERERS
+
+        if renderer not in RENDERERS:
+            raise SettingsError(f"unknown renderer (--render) {renderer!r}; expected one of {sorted(RENDERERS)}")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
+            raise SettingsError(f"image size (--image-size) = {size!r}; expected a side in pixels >= 1")
+        self.bands, self.renderer, self.size = list(bands), renderer, size
+        self.pixel_scale = np.asarray(pixel_scale, dtype=np.float64)
+        self.noise = np.asarray(noise, dtype=np.float64)
+        self.jpeg_quality, self.randomise, self.seed = jpeg_quality, randomise, int(seed)
+        self._rng = None
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:
+            info = torch.utils.data.get_worker_info()
+            self._rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1])
+        return self._rng
+
+    def __call__(self, image: np.ndarray, row: int | None = None) -> torch.Tensor:
+        from labelsky.data.display import render
+
+        x = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        quality = self.jpeg_quality
+        if self.randomise is not None:
+            x, q = self.randomise.apply(x, self.noise, self._generator())
+            quality = q if q is not None else quality
+        ps = float(self.pixel_scale if self.pixel_scale.ndim == 0 or row is None else self.pixel_scale[int(row)])
+        if self.pixel_scale.ndim and row is None:
+            ps = float(np.median(self.pixel_scale))
+        t = torch.from_numpy(np.ascontiguousarray(render(x, self.bands, self.renderer, pixel_scale=ps,
+                                                         jpeg_quality=quality), dtype=np.float32))
+        if self.size is not None and t.shape[-1] != self.size:
+            t = F.interpolate(t[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
+        return t
+
+    def batch(self, images: np.ndarray, rows=None) -> torch.Tensor:
+        """Every image of a batch [N, bands, H, W] (``rows``: their dataset rows, for per-row pixel scales)."""
+        images = np.asarray(images)
+        if not len(images):
+            side = images.shape[2:] if self.size is None else (self.size, self.size)
+            return torch.zeros((0, 3, *side))
+        rows = [None] * len(images) if rows is None else list(rows)
+        return torch.stack([self(im, r) for im, r in zip(images, rows)])
+
+    def describe(self) -> dict:
+        return {"render": self.renderer, "bands": self.bands, "size": self.size, "jpeg_quality": self.jpeg_quality,
+                "randomise": None if self.randomise is None else dataclasses.asdict(self.randomise)}

@@ -69,19 +69,21 @@ class FieldSample:
 
 def sample_field(rng: np.random.Generator, half_side: float, mag_limit: float, stars: bool = True,
                  galaxies: bool = True, galactic_latitude: float = 60.0, star_mag_bright: float = 12.0,
-                 galaxy_mag_bright: float = 16.0, exclude_radius: float = 0.0) -> FieldSample:
+                 galaxy_mag_bright: float = 16.0, exclude_radius: float = 0.0, star_scale: float = 1.0,
+                 galaxy_scale: float = 1.0) -> FieldSample:
     """Stars and field galaxies in a square of side ``2 * half_side`` arcsec.
 
     Counts are Poisson with the densities of this module down to
-    ``mag_limit``; ``exclude_radius`` keeps a hole around the target centre
-    free (set 0 to allow chance alignments on the target itself).
+    ``mag_limit``, times ``star_scale`` and ``galaxy_scale`` (0: none);
+    ``exclude_radius`` keeps a hole around the target centre free (set 0 to
+    allow chance alignments on the target itself).
     """
     import galsim
 
     out = FieldSample()
     area = (2.0 * half_side / 60.0) ** 2  # arcmin^2
     if galaxies and mag_limit > galaxy_mag_bright:
-        n = rng.poisson(area * (galaxy_density(mag_limit) - galaxy_density(galaxy_mag_bright)))
+        n = rng.poisson(area * (galaxy_density(mag_limit) - galaxy_density(galaxy_mag_bright)) * galaxy_scale)
         mags = _sample_powerlaw_mags(rng, n, galaxy_mag_bright, mag_limit, 0.31)
         for m in mags:
             x, y = rng.uniform(-half_side, half_side, 2)
@@ -101,7 +103,7 @@ def sample_field(rng: np.random.Generator, half_side: float, mag_limit: float, s
             out.hlr.append(hlr)
     if stars and mag_limit > star_mag_bright:
         n = rng.poisson(area * (star_density(mag_limit, galactic_latitude)
-                                - star_density(star_mag_bright, galactic_latitude)))
+                                - star_density(star_mag_bright, galactic_latitude)) * star_scale)
         mags = _sample_powerlaw_mags(rng, n, star_mag_bright, mag_limit, 0.15)
         for m in mags:
             x, y = rng.uniform(-half_side, half_side, 2)

@@ -16,6 +16,11 @@ blended with the target), ``sky_residuals`` (imperfect sky subtraction),
 ``source_noise`` (Poisson noise of the sources), ``saturation`` (clipping and
 charge bleeding of bright stars), ``noise`` (all noise; off gives noise-free
 stamps for checks).
+
+Domain randomisation (``randomise=``, off by default): every object draws its
+own PSF width, depth, sky-residual amplitude, neighbour densities, per-band
+calibration gain and saturation level, recorded in ``rand_*`` catalog columns;
+see :mod:`labelsky.data.simulate.randomise`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from labelsky.data import photometry
 from labelsky.data.io import DatasetError, DatasetWriter, open_dataset
 from labelsky.data.simulate import galaxies as gal
 from labelsky.data.simulate import scene
-from labelsky.data.simulate.render import add_noise, band_flux, draw_band, saturate
+from labelsky.data.simulate.randomise import Randomisation, level_columns, observation_levels, scene_levels
+from labelsky.data.simulate.render import add_noise, band_flux, draw_band, gsparams, saturate
 from labelsky.data.simulate.runner import (SimulationError, SkySettings, check_splits, check_surveys, default_workers,
                                            finish_output, is_finished, prepare_output, read_simulation_meta,
                                            reference_band, run_shards)
@@ -62,6 +68,11 @@ class GalaxySimConfig(SkySettings):
     shard_size: int | None = None  # None: min(256, max(16, n_objects / 8)), so small runs use every core
     saturation: bool = True
     id_prefix: str = "sim"
+    #: Domain randomisation: None (off), True (default ranges), a :class:`Randomisation` or a dict of its fields.
+    randomise: Randomisation | None = field(default=None, kw_only=True)
+
+    def __post_init__(self):
+        self.randomise = Randomisation.from_value(self.randomise)
 
     def validate(self) -> None:
         if int(self.n_objects) <= 0:
@@ -96,6 +107,10 @@ class GalaxySimConfig(SkySettings):
         d["surveys"] = [s if isinstance(s, str) and not s.lower().endswith((".yaml", ".yml"))
                         else get_survey(s).to_dict() for s in self.surveys]
         d["mag_range"] = list(self.mag_range)
+        if self.randomise is None:  # off: the settings recorded are those of a simulation without the option
+            d.pop("randomise")
+        else:
+            d["randomise"] = self.randomise.to_dict()
         return d
 
 
@@ -134,6 +149,19 @@ def _setup(config: dict):
     return _STATE["cfg"], _STATE["surveys"], _STATE["labels"], _STATE["names"]
 
 
+def _observed(survey: Survey, levels: dict | None) -> tuple[Survey, Survey, float]:
+    """(survey with this observation's depth, the same with its PSF too, PSF factor); ``survey`` itself when off.
+
+    The pixel noise follows the shifted depth at the nominal PSF: it does not
+    change with the PSF factor (the sky is as bright whatever the seeing).
+    """
+    if not levels:
+        return survey, survey, 1.0
+    deeper = dataclasses.replace(survey, depth=tuple(d + levels["depth"] for d in survey.depth))
+    seen_as = dataclasses.replace(deeper, psf_fwhm=tuple(f * levels["psf"] for f in survey.psf_fwhm))
+    return deeper, seen_as, float(levels["psf"])
+
+
 def render_object(i: int, config: dict) -> dict:
     """Producer for :func:`~labelsky.data.simulate.runner.run_shards`: object ``i`` in every survey that sees it."""
     cfg, surveys, labels, names = _setup(config)
@@ -158,13 +186,22 @@ def render_object(i: int, config: dict) -> dict:
     sp = np.array([cfg.splits[k] for k in split_names], float)
     split = split_names[int(object_seed(cfg.seed, i, "split").choice(len(sp), p=sp / sp.sum()))]
 
+    # nuisance levels (domain randomisation): the sky's once, each survey's observation on its own
+    rand = cfg.randomise
+    sky_levels = scene_levels(rand, cfg.seed, i) if rand else {"stars": 1.0, "field_galaxies": 1.0}
+    obs_levels = {k: observation_levels(rand, cfg.seed, i, surveys[k]) for k in seen} if rand else {}
+    observed = {k: _observed(surveys[k], obs_levels.get(k)) for k in seen}
+
     # neighbours: one field shared by every survey (same sky)
     geoms = {k: _stamp_geometry(cfg, surveys[k], truth["true_hlr"]) for k in seen}
     half = max(n * s for n, s in geoms.values()) / 2.0
     mag_limit = max(s.depth[reference_band(s)] for s in surveys) + 0.5
+    if rand:  # a survey observed deeper than its nominal depth sees fainter neighbours
+        mag_limit = max(mag_limit, max(observed[k][0].depth[reference_band(surveys[k])] for k in seen) + 0.5)
     field_ = scene.sample_field(object_seed(cfg.seed, i, "scene"), half + 4.0, mag_limit, stars=cfg.stars,
                                 galaxies=cfg.field_galaxies, galactic_latitude=cfg.galactic_latitude,
-                                exclude_radius=0.5)
+                                exclude_radius=0.5, star_scale=sky_levels["stars"],
+                                galaxy_scale=sky_levels["field_galaxies"])
     hlr_t = truth["true_hlr"] if np.isfinite(truth["true_hlr"]) else 1.0
     blended = any(field_.mag[k] < truth["true_mag_r"] + 2.0
                   and math.hypot(field_.x[k], field_.y[k]) < 1.5 * (hlr_t + max(field_.hlr[k], 1.0))
@@ -172,7 +209,9 @@ def render_object(i: int, config: dict) -> dict:
 
     out = {}
     for k in seen:
-        survey = surveys[k]
+        # survey: depth and noise of this observation; seen_as: also its PSF (for the votes)
+        survey, seen_as, psf_scale = observed[k]
+        levels = obs_levels.get(k)
         n, scale = geoms[k]
         rb = reference_band(survey)
         visible = field_.within(n * scale / 2.0, margin=3.0)
@@ -185,23 +224,33 @@ def render_object(i: int, config: dict) -> dict:
         bands = []
         saturated = False
         for b in range(survey.n_bands):
-            img = draw_band(components + neighbours, survey, b, n, pixel_scale=scale)
+            psf = seen_as.psf(b).withGSParams(gsparams()) if levels else None
+            img = draw_band(components + neighbours, survey, b, n, pixel_scale=scale, psf=psf)
             if cfg.noise:
                 img = add_noise(img[None], survey, noise_rng, pixel_scale=scale, source_noise=cfg.source_noise,
                                 bands=[b])[0]
                 if cfg.sky_residuals:
-                    img = img + scene.sky_residual(img.shape, survey.noise_sigma(b, scale), noise_rng)
+                    if levels:
+                        img = img + scene.sky_residual(img.shape, survey.noise_sigma(b, scale), noise_rng,
+                                                       amplitude=0.3 * levels["sky_residuals"])
+                    else:
+                        img = img + scene.sky_residual(img.shape, survey.noise_sigma(b, scale), noise_rng)
             if cfg.saturation:
                 level = survey.saturation_level(b) * (scale / survey.pixel_scale) ** 2  # binned pixels hold more
+                if levels:
+                    level *= levels["saturation"]
                 if (img > level).any():
                     saturated = True
                     img = saturate(img, level)
+            if levels:  # calibration error of the band: signal and noise alike
+                img = img * np.float32(levels["gain"][b])
             bands.append(img)
         image = np.stack(bands).astype(np.float32)
-        vis = feature_visibility(truth["true_mag_r"], truth["true_hlr"], survey)
+        vis = feature_visibility(truth["true_mag_r"], truth["true_hlr"], seen_as)
         votes = sample_votes(cls, vis, object_seed(cfg.seed, i, "votes", survey.name))
         flux_r = band_flux(components, survey.filters[rb])
-        snr = flux_r / (survey.noise_sigma(rb, scale) * math.sqrt(survey.n_eff(rb, scale) + (hlr_t / scale) ** 2 * 4))
+        n_eff = survey.n_eff(rb, scale) * psf_scale ** 2 if levels else survey.n_eff(rb, scale)
+        snr = flux_r / (survey.noise_sigma(rb, scale) * math.sqrt(n_eff + (hlr_t / scale) ** 2 * 4))
         row = {
             "id_str": f"{cfg.id_prefix}-{i:08d}", "ra": ra, "dec": dec, "survey": survey.name, "split": split,
             "label": label, "label_name": cls, "votes_smooth": int(votes[0]), "votes_featured": int(votes[1]),
@@ -212,6 +261,8 @@ def render_object(i: int, config: dict) -> dict:
             "in_surveys": ",".join(surveys[j].name for j in seen),
         }
         row.update({k2: (float(v) if isinstance(v, (float, np.floating)) else v) for k2, v in truth.items()})
+        if levels:
+            row.update(level_columns(sky_levels, levels, survey))
         out[survey.name] = (image, row)
     return out
 

@@ -361,7 +361,7 @@ def uda_loaders(source_part, target_part, cfg: UDAConfig, shuffle: bool = True):
 
     loaders = {}
     for name, (ds, rows, labels) in (("source", source_part), ("target", target_part)):
-        pre = cfg.preprocess(ds)
+        pre = cfg.preprocess(ds, train=shuffle)
         data = IndexedDataset(ImageDataset(ds, indices=rows, transform=pre, labels=labels))
         g = torch.Generator()
         g.manual_seed(cfg.seed + (name == "target"))

@@ -1,0 +1,111 @@
+"""Models on rendered pictures: flux datasets rendered like a viewer, 8-bit pictures taken as they are."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from labelsky.data.display import render
+from labelsky.data.io import DatasetWriter, open_dataset
+from labelsky.data.transforms import NuisanceRandomisation
+from labelsky.errors import SettingsError
+from labelsky.training import InputSettings
+from conftest import make_columns
+
+
+def _dataset(path, unit: str, n: int = 8, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    imgs = rng.uniform(0, 1, size=(n, 3, 16, 16)).astype(np.float32) if unit == "display" else \
+        (rng.normal(0, 0.004, size=(n, 3, 16, 16)) + 0.05 * (np.arange(3)[None, :, None, None] + 1)).astype(np.float32)
+    w = DatasetWriter(path, "decals", (3, 16, 16), classes=["smooth", "featured", "artifact"], n_shards=1,
+                      config={"seed": seed}, extra_meta={"flux_unit": unit})
+    w.write_shard(0, imgs, make_columns(n))
+    w.finalize()
+    return open_dataset(path), imgs
+
+
+def test_flux_is_rendered_and_pictures_pass_unchanged(tmp_path):
+    flux, fimgs = _dataset(tmp_path / "flux", "nanomaggy")
+    pics, pimgs = _dataset(tmp_path / "pics", "display")
+    cfg = InputSettings(render="legacysurvey")
+    assert cfg.in_chans(flux) == 3
+    x = cfg.preprocess(flux)(flux.image(2), 2)
+    ref = render(fimgs[2], ["g", "r", "z"], "legacysurvey", pixel_scale=flux.survey.pixel_scale)
+    assert torch.allclose(x, torch.from_numpy(ref))
+    y = cfg.preprocess(pics)(pics.image(3))
+    assert torch.allclose(y, torch.from_numpy(pimgs[3]))  # already a picture: R, G, B as stored
+    # JPEG at the viewer's quality moves pixels; the evaluation preprocessing never randomises
+    q = InputSettings(render="legacysurvey", jpeg_quality=20).preprocess(flux)(flux.image(2), 2)
+    assert not torch.equal(q, x)
+    rnd = InputSettings(render="legacysurvey", randomise={})
+    assert torch.equal(rnd.preprocess(flux)(flux.image(2), 2), x)
+
+
+def test_training_randomisation_varies_images_reproducibly(tmp_path):
+    flux, _ = _dataset(tmp_path / "flux", "nanomaggy")
+    cfg = InputSettings(render="legacysurvey", randomise={"blur": 1.5}, seed=4)
+    a, b = cfg.preprocess(flux, train=True), cfg.preprocess(flux, train=True)
+    xa = [a(flux.image(0), 0) for _ in range(3)]
+    xb = [b(flux.image(0), 0) for _ in range(3)]
+    assert not torch.equal(xa[0], xa[1])  # every draw differs
+    assert all(torch.equal(u, v) for u, v in zip(xa, xb))  # the same seed, the same draws
+    assert all(float(t.min()) >= 0 and float(t.max()) <= 1 for t in xa)
+
+
+def test_nuisances_act_as_documented():
+    rng = np.random.default_rng(0)
+    img = np.zeros((3, 21, 21))
+    img[:, 10, 10] = 1.0
+    r = NuisanceRandomisation(brightness=(1, 1), colour=0, blur=2.0, noise=0, sky=0, jpeg_probability=0)
+    out, q = r.apply(img, np.ones(3), rng)
+    assert q is None and out[:, 10, 10].max() < 1.0 and out.sum() == pytest.approx(3.0, rel=1e-6)  # blur keeps flux
+    r = NuisanceRandomisation(brightness=(2, 2), colour=0, blur=0, noise=0, sky=0, jpeg_probability=1,
+                              jpeg_quality=(70, 70))
+    out, q = r.apply(img, np.ones(3), rng)
+    assert q == 70 and out[:, 10, 10] == pytest.approx([2, 2, 2])
+    r = NuisanceRandomisation(brightness=(1, 1), colour=0, blur=0, noise=1.0, sky=0, jpeg_probability=0)
+    outs = [r.apply(np.zeros((3, 64, 64)), np.full(3, 0.5), np.random.default_rng(s))[0].std() for s in range(20)]
+    assert 0 < np.mean(outs) < 0.5  # extra noise up to the band's noise
+    with pytest.raises(SettingsError, match="brightness"):
+        NuisanceRandomisation(brightness=(2, 1))
+    with pytest.raises(SettingsError, match="jpeg_quality"):
+        NuisanceRandomisation(jpeg_quality=(50, 101))
+
+
+def test_render_options_parse_and_refuse():
+    from labelsky.cli.options import render_settings
+
+    ns = lambda **kw: argparse.Namespace(**{"render": None, "jpeg_quality": None, "randomise": None, **kw})  # noqa
+    assert render_settings(ns(render="sdss", randomise="")) == {"render": "sdss", "jpeg_quality": None,
+                                                                "randomise": {}}
+    got = render_settings(ns(render="legacysurvey", randomise="blur=1.5,jpeg_quality=40:90,brightness=0.5:3"))
+    assert got["randomise"] == {"blur": 1.5, "jpeg_quality": [40, 90], "brightness": [0.5, 3.0]}
+    for bad, msg in ((ns(randomise=""), "needs --render"), (ns(render="nope"), "expected one of"),
+                     (ns(render="sdss", randomise="wobble=1"), "NAME=VALUE"),
+                     (ns(render="sdss", randomise="blur=x"), "not a number"),
+                     (ns(render="sdss", randomise="brightness=2"), "LOW:HIGH")):
+        with pytest.raises(SettingsError, match=msg):
+            render_settings(bad)
+
+
+def test_adapt_from_rendered_simulation_to_pictures(tmp_path):
+    """A flux source and a picture target meet as pictures: adaptation runs and the gap is measured."""
+    import json
+
+    from labelsky.cli import main
+    from labelsky.data.simulate import simulate_galaxies
+
+    sims = simulate_galaxies(tmp_path / "sim", n_objects=48, surveys=["decals"], stamp_size=24,
+                             classes={"elliptical": 1, "spiral": 1}, workers=1, progress=False)
+    pics, _ = _dataset(tmp_path / "pics", "display", n=24)
+    run = tmp_path / "run"
+    assert main(["adapt", "--source", str(sims["decals"].path), "--target", str(pics.path), "--out", str(run),
+                 "--backbone", "resnet10t", "--epochs", "1", "--batch-size", "8", "--render", "legacysurvey",
+                 "--randomise", "", "--known", "elliptical", "spiral"]) == 0
+    rep = json.loads((run / "eval.json").read_text())
+    assert rep["domain_gap"]["after"]["n_target"] >= 4
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    assert cfg["render"] == "legacysurvey" and cfg["randomise"] == {}
