@@ -109,3 +109,9 @@ def test_adapt_from_rendered_simulation_to_pictures(tmp_path):
     assert rep["domain_gap"]["after"]["n_target"] >= 4
     cfg = json.loads((run / "config.json").read_text())["config"]
     assert cfg["render"] == "legacysurvey" and cfg["randomise"] == {}
+    import pyarrow.parquet as pq
+
+    cat = tmp_path / "pics.parquet"  # the catalog of the unlabelled pictures: classes, confidences, unknown flags
+    assert main(["catalog", "--run", str(run), "--data", str(pics.path), "--out", str(cat)]) == 0
+    t = pq.read_table(cat)
+    assert t.num_rows == 24 and {"p_elliptical", "p_spiral", "confidence", "unknown"} <= set(t.column_names)
