@@ -35,24 +35,28 @@ OPTIONS = {  # name: (simulation, input settings)
 }
 
 
-def prepare(work: Path, n: int, stamp: int, workers: int) -> dict:
-    """The two simulations and the detected Hubble Deep Field sources (made once, reused)."""
-    from labelsky.data.importers.detect import example_image, import_detections
+def simulation(work: Path, name: str, n: int, stamp: int, workers: int):
+    """The simulation ``base`` or ``randomised`` (per-object nuisance levels), made once and reused."""
     from labelsky.data.io import open_dataset
     from labelsky.data.simulate import simulate_galaxies
 
-    sims = {}
-    for name, rand in (("base", None), ("randomised", True)):
-        path = work / f"sim_{name}"
-        if not (path / "decals" / "labelsky.json").is_file():
-            simulate_galaxies(path, n_objects=n, surveys=["decals"], stamp_size=stamp, cutout="scaled",
-                              classes={"elliptical": 1, "spiral": 1}, workers=workers, progress=False,
-                              randomise=rand)
-        sims[name] = open_dataset(path / "decals")
+    path = work / f"sim_{name}"
+    if not (path / "decals" / "labelsky.json").is_file():
+        simulate_galaxies(path, n_objects=n, surveys=["decals"], stamp_size=stamp, cutout="scaled",
+                          classes={"elliptical": 1, "spiral": 1}, workers=workers, progress=False,
+                          randomise=True if name == "randomised" else None)
+    return open_dataset(path / "decals")
+
+
+def real_target(work: Path, stamp: int):
+    """The sources of the Hubble Deep Field picture, detected and cut out (made once and reused)."""
+    from labelsky.data.importers.detect import example_image, import_detections
+    from labelsky.data.io import open_dataset
+
     hdf = work / "hdf"
     if not (hdf / "labelsky.json").is_file():
         import_detections(example_image("hubble-deep-field"), hdf, size=stamp, cutout="scaled", progress=False)
-    return {"sims": sims, "hdf": open_dataset(hdf)}
+    return open_dataset(hdf)
 
 
 def run_option(work: Path, name: str, data: dict, a) -> dict:
@@ -62,6 +66,8 @@ def run_option(work: Path, name: str, data: dict, a) -> dict:
     from labelsky.evaluate.metrics import entropy
 
     sim_name, settings = OPTIONS[name]
+    if sim_name not in data["sims"]:
+        data["sims"][sim_name] = simulation(work, sim_name, a.n, a.stamp_size, a.workers)
     source, target = data["sims"][sim_name], data["hdf"]
     out = {"simulation": sim_name, "settings": settings}
     for method in ("source_only", "deepastrouda"):
@@ -106,7 +112,7 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     mon = CpuMonitor().__enter__()
-    data = prepare(a.work_dir, a.n, a.stamp_size, a.workers)
+    data = {"sims": {}, "hdf": real_target(a.work_dir, a.stamp_size)}
     results = {}
     for name in a.options:
         results[name] = run_option(a.work_dir, name, data, a)
@@ -134,7 +140,7 @@ def report(a, data, results, mon):
                      f"{so['source_test_accuracy']:.3f} / {da['source_test_accuracy']:.3f}",
                      f"{so['real_called_elliptical']:.2f} / {da['real_called_elliptical']:.2f}",
                      f"{so['real_flagged_unknown']:.2f} / {da['real_flagged_unknown']:.2f}"])
-    md = (f"Simulated DECaLS (elliptical, spiral; {metrics['n_source']['base']} galaxies per simulation, scaled "
+    md = (f"Simulated DECaLS (elliptical, spiral; {a.n} galaxies per simulation, scaled "
           f"cutouts, {a.stamp_size} px) -> {len(hdf)} real sources detected in the Hubble Deep Field (no labels). "
           f"{a.backbone} from random initialisation, {a.epochs} epochs, batch {a.batch_size}, seed {a.seed}; "
           f"source-only and DeepAstroUDA with the same budget. Domain gap: out-of-fold AUROC of a logistic "

@@ -8,9 +8,11 @@ show       colour mosaics (one row per class) of a dataset or a simulation folde
 import     import real data: FITS cutouts, cutouts from large FITS images, Galaxy10 HDF5, PNG / JPEG pictures
 validate   list every problem of a dataset (catalog fields, image shards, bad pixels)
 crossmatch match two datasets by sky position (e.g. SDSS and DES) into aligned overlap datasets
-train      train a transfer-learning classifier (timm backbone, progressive unfreezing) into a run folder
+train      train a transfer-learning classifier (timm backbone, progressive unfreezing; recursive pseudo-label
+           rounds with --unlabelled) into a run folder
 evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion, confidence curve)
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
+cluster    t-SNE / UMAP map and k-means / HDBSCAN clusters of a run's embeddings of a dataset, named by class
 adapt      universal domain adaptation (DeepAstroUDA, DANCE, source-only) with unknown-class detection
 semisup    semi-supervised vote fractions with the Equivariant-Transformer VAE (three regimes)
 pretrain   self-supervised pretext training on band images (which band / which colour order)
@@ -24,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from labelsky.cli import data, predict, reproduce, train
+from labelsky.cli import cluster, data, predict, reproduce, train
 from labelsky.cli.options import OneLineParser
 
 __all__ = ["main", "build_parser"]
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_train(sub)
     predict.add_evaluate(sub)
     predict.add_catalog(sub)
+    cluster.add_cluster(sub)
     train.add_adapt(sub)
     train.add_semisup(sub)
     train.add_pretrain(sub)

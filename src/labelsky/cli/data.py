@@ -75,6 +75,11 @@ def add_simulate(sub):
                        ("sky-residuals", "sky-subtraction residuals"), ("source-noise", "source Poisson noise"),
                        ("saturation", "saturation and bleeding (galaxies only)"), ("noise", "all noise")):
         p.add_argument(f"--no-{name}", dest=name.replace("-", "_"), action="store_false", help=f"switch off {what}")
+    p.add_argument("--randomise", nargs="?", const="", default=None, metavar="NAME=LOW:HIGH,...",
+                   help="galaxies: domain randomisation, every object draws its own nuisance levels (rand_* "
+                        "columns); alone: the default ranges psf=0.7:1.5,depth=-1:0.5,sky-residuals=0:2,"
+                        "stars=0:2,field-galaxies=0:2,gain=0.9:1.1,saturation=0.5:2; items override them "
+                        "(NAME=VALUE fixes a level)")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -82,16 +87,23 @@ def cmd_simulate(a) -> int:
     switches = dict(stars=a.stars, field_galaxies=a.field_galaxies, sky_residuals=a.sky_residuals,
                     source_noise=a.source_noise, noise=a.noise)
     if a.kind == "galaxies":
-        from labelsky.data.simulate import simulate_galaxies
+        from labelsky.data.simulate import parse_randomisation, simulate_galaxies
 
         kwargs = dict(n_objects=a.n, surveys=a.surveys or ["sdss", "des"], stamp_size=a.stamp_size,
                       cutout=a.cutout, overlap=a.overlap, mag_range=tuple(a.mag_range), seed=a.seed,
                       shard_size=a.shard_size, saturation=a.saturation, **switches)
+        if a.randomise is not None:
+            kwargs["randomise"] = parse_randomisation(a.randomise)
         if a.classes:
             kwargs["classes"] = a.classes
         result = simulate_galaxies(a.out, workers=a.workers, overwrite=a.overwrite, **kwargs)
     else:
         from labelsky.data.simulate.clusters import simulate_clusters
+
+        if a.randomise is not None:
+            from labelsky.data.simulate import SimulationError
+
+            raise SimulationError("--randomise: domain randomisation is for --kind galaxies only")
 
         result = simulate_clusters(a.out, workers=a.workers, overwrite=a.overwrite, n_clusters=a.n,
                                    surveys=a.surveys or ["sdss"], views_per_cluster=a.views, npix=a.npix,
@@ -112,25 +124,41 @@ def _datasets_at(path: Path) -> dict:
 
 
 def add_show(sub):
+    from labelsky.data.display import COLOUR_METHODS
+
     p = sub.add_parser("show", help="colour mosaics of a dataset or simulation, one row per class")
     p.add_argument("path", type=Path, help="a dataset folder or a simulation folder")
     p.add_argument("--out", "-o", type=Path, default=None, help="folder for PNGs (default: PATH/figures)")
     p.add_argument("--per-class", type=int, default=6)
-    p.add_argument("--method", choices=["lupton", "desi", "asinh"], default="lupton")
+    p.add_argument("--method", choices=list(COLOUR_METHODS), default="lupton",
+                   help="colour method; sdss, legacysurvey and hsc render as those survey viewers do "
+                        "(bands i r g, z r g, i r g)")
+    p.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
+                   help="JPEG-encode each picture at quality Q (1-100) first, as viewers serve them "
+                        "(Legacy Survey viewer: 90)")
     add_seed(p)
     p.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs")
     p.set_defaults(func=cmd_show)
 
 
 def cmd_show(a) -> int:
-    from labelsky.data.display import mosaic
+    from labelsky.data.display import RENDERERS, mosaic
+    from labelsky.errors import SettingsError
 
     datasets = _datasets_at(a.path)
     out = a.out or (a.path / "figures")
+    if a.jpeg_quality is not None and not all(ds.classes for ds in datasets.values()):
+        raise SettingsError(f"{a.path}: --jpeg-quality applies to class mosaics; cluster fields have no classes")
+    need = RENDERERS[a.method].bands if a.method in RENDERERS else ()
+    for ds in datasets.values():
+        missing = [b for b in need if b not in ds.bands]
+        if missing:
+            raise SettingsError(f"{ds.path}: renderer {a.method!r} (--method) needs bands {list(need)}; missing "
+                                f"{missing} (available: {list(ds.bands)})")
     for name, ds in datasets.items():
         if ds.classes:
             png = mosaic(ds, out / f"mosaic_{name}.png", per_class=a.per_class, method=a.method, seed=a.seed,
-                         dpi=a.dpi)
+                         dpi=a.dpi, jpeg_quality=a.jpeg_quality)
         else:  # clusters: no classes, show a row of fields
             png = _field_strip(ds, out / f"fields_{name}.png", a.per_class, a.method)
         print(png)
@@ -196,27 +224,34 @@ def cmd_crossmatch(a) -> int:
 
 
 def add_import(sub):
-    p = sub.add_parser("import", help="import real survey data (FITS, Galaxy10, pictures) into a labelsky dataset",
+    p = sub.add_parser("import", help="import real survey data (FITS, Galaxy10, pictures, detections) into a "
+                                      "labelsky dataset",
                        description="Streaming, resumable import: rerun the same command to resume. Every object "
                                    "left out or flagged is listed in OUT/import_report.json.")
-    p.add_argument("kind", choices=["fits-cutouts", "fits-images", "galaxy10", "pictures"],
+    p.add_argument("kind", choices=["fits-cutouts", "fits-images", "galaxy10", "pictures", "detect"],
                    help="fits-cutouts: one FITS file per object (catalog column 'file'); fits-images: cutouts "
                         "from large FITS images with WCS (--image BAND=FILE ...); galaxy10: a Galaxy10 DECaLS "
-                        "HDF5 file; pictures: PNG / JPEG colour cutouts (catalog column 'file')")
-    p.add_argument("source", type=Path, help="catalog (CSV / FITS / Parquet) or, for galaxy10, the HDF5 file")
+                        "HDF5 file; pictures: PNG / JPEG colour cutouts (catalog column 'file'); detect: find the "
+                        "sources of one large image (PNG / JPEG or FITS) and import them as unlabelled cutouts")
+    p.add_argument("source", type=Path, nargs="?", default=None,
+                   help="catalog (CSV / FITS / Parquet); galaxy10: the HDF5 file; detect: the image")
     p.add_argument("--out", "-o", required=True, type=Path, help="dataset folder")
     p.add_argument("--survey", default=None, help="survey name or YAML file of the images (default: decals for "
-                                                  "galaxy10 / pictures, sdss otherwise)")
+                                                  "galaxy10 / pictures / detect on a picture, sdss otherwise)")
     p.add_argument("--bands", nargs="+", default=None, help="band of every image channel, in order")
     p.add_argument("--image", action="append", default=[], metavar="BAND=FILE", help="fits-images: one per band")
-    p.add_argument("--size", type=int, default=None, help="output cutout side, pixels")
-    p.add_argument("--pixel-scale", type=float, default=None, help="fits-cutouts: input arcsec/pixel when the "
-                                                                   "files give none")
+    p.add_argument("--size", type=int, default=None, help="output cutout side, pixels (detect: default 64)")
+    p.add_argument("--pixel-scale", type=float, default=None, help="fits-cutouts, detect: input arcsec/pixel "
+                                                                   "when the files give none")
     p.add_argument("--flux-scale", type=float, default=None, help="multiply FITS data by this to get nanomaggies "
                                                                   "(default: from a zeropoint keyword, else 1)")
     p.add_argument("--classes", nargs="+", default=None, help="class names in label order (integer labels)")
-    p.add_argument("--votes", type=Path, default=None, help="a Galaxy Zoo vote table to join on id_str (GZ2 / GZ "
-                                                            "DECaLS / labelsky columns; galaxy10: or by position)")
+    p.add_argument("--votes", type=Path, default=None, help="a Galaxy Zoo vote table to join by id (id_str, GZ "
+                   "DECaLS iauname, GZ DESI dr8_id, GZ2 dr7objid, objid; galaxy10: or by position)")
+    p.add_argument("--votes-id", default=None, metavar="COLUMN", help="the vote table's id column (default: the "
+                   "first of id_str, iauname, dr8_id, dr7objid, objid it has)")
+    p.add_argument("--catalog-id", default=None, metavar="COLUMN", help="the catalog's column matching --votes-id "
+                   "(default: a column of the same name, else id_str)")
     p.add_argument("--base-dir", type=Path, default=None, help="folder of relative 'file' paths (default: the "
                                                                "catalog's)")
     p.add_argument("--max-masked", type=float, default=0.2, help="flag cutouts with more bad pixels in a band")
@@ -229,6 +264,23 @@ def add_import(sub):
     p.add_argument("--allow-outside-base", action="store_true", help="read 'file' paths outside --base-dir "
                    "(absolute paths, '..'); refused by default")
     p.add_argument("--shard-size", type=int, default=256)
+    d = p.add_argument_group("detect")
+    d.add_argument("--example", default=None, choices=["hubble-deep-field"],
+                   help="detect in a bundled image instead of SOURCE (hubble-deep-field: the Hubble Deep Field "
+                        "picture of scikit-image)")
+    d.add_argument("--threshold", type=float, default=3.0, help="detection threshold, background RMS (default 3)")
+    d.add_argument("--npixels", type=int, default=20, help="fewest connected pixels of a source (default 20)")
+    d.add_argument("--no-deblend", dest="deblend", action="store_false", help="do not split blended sources")
+    d.add_argument("--min-area", type=int, default=None, help="leave out sources of fewer pixels (default "
+                                                              "--npixels)")
+    d.add_argument("--max-sources", type=int, default=None, help="keep the N brightest sources")
+    d.add_argument("--cutout", choices=["fixed", "scaled"], default="fixed",
+                   help="fixed: --size image pixels; scaled: 20 x semimajor_sigma (at least --size) resampled "
+                        "to --size (Galaxy Zoo style framing)")
+    d.add_argument("--edge", choices=["pad", "drop"], default="pad",
+                   help="cutouts crossing the image edge: pad with masked pixels (default) or leave out")
+    d.add_argument("--box-size", type=int, default=64, help="background box side, pixels (default 64)")
+    d.add_argument("--id-prefix", default=None, help="id_str = PREFIX_000123 (default: the image file name)")
     add_seed(p, help="seed of the train/val/test split (when no 'split' column)")
     add_overwrite(p)
     p.set_defaults(func=cmd_import)
@@ -238,7 +290,29 @@ def cmd_import(a) -> int:
     from labelsky.data.importers.base import ImportSettings
     from labelsky.data.io import DatasetError
 
+    if a.kind == "detect":
+        if a.example is not None and a.source is not None:
+            raise DatasetError("import detect: give either IMAGE or --example, not both")
+        if a.example is None and a.source is None:
+            raise DatasetError("import detect needs an IMAGE (PNG / JPEG or FITS) or --example hubble-deep-field")
+        if a.votes is not None:
+            raise DatasetError("--votes is for fits-cutouts, galaxy10 and pictures; detected sources have no votes")
+    elif a.source is None:
+        raise DatasetError(f"import {a.kind} needs a SOURCE (the catalog{', the HDF5 file' * (a.kind == 'galaxy10')})")
+    elif a.example is not None:
+        raise DatasetError("--example is for import detect")
+    if (a.votes_id or a.catalog_id) and a.votes is None:
+        raise DatasetError("--votes-id / --catalog-id name the id columns of a --votes join; give --votes")
+    if a.kind == "galaxy10" and a.catalog_id:
+        raise DatasetError("--catalog-id: galaxy10 ids come from the HDF5 file; use --votes-id only")
+    if a.kind == "fits-cutouts" and (a.votes_id or a.catalog_id):
+        raise DatasetError("--votes-id / --catalog-id are for pictures and galaxy10; fits-cutouts joins on the id "
+                           "column found in the vote table (id_str, iauname, dr8_id, dr7objid, objid)")
     display = a.kind in ("galaxy10", "pictures")
+    if a.kind == "detect":
+        from labelsky.data.importers.detect import is_fits_file
+
+        display = a.example is not None or not is_fits_file(a.source)
     settings = ImportSettings(survey=a.survey or ("decals" if display else "sdss"), bands=a.bands,
                               classes=a.classes, shard_size=a.shard_size, max_masked=a.max_masked,
                               reject_masked=a.reject_masked, seed=a.seed, max_abs_flux=a.max_flux,
@@ -246,7 +320,22 @@ def cmd_import(a) -> int:
                               allow_outside_base=a.allow_outside_base)
     if a.votes is not None and a.kind == "fits-images":
         raise DatasetError("--votes is for fits-cutouts, galaxy10 and pictures; put vote columns in the catalog")
-    if a.kind == "fits-cutouts":
+    if a.kind == "detect":
+        from labelsky.data.importers.detect import EXAMPLES, example_image, import_detections
+
+        image = example_image(a.example) if a.example else a.source
+        prefix = a.id_prefix or (EXAMPLES[a.example][2] if a.example else None)
+        ds, rep = import_detections(image, a.out, settings=settings, size=a.size or 64, threshold=a.threshold,
+                                    npixels=a.npixels, deblend=a.deblend, min_area=a.min_area,
+                                    max_sources=a.max_sources, cutout=a.cutout, edge=a.edge,
+                                    box_size=a.box_size, flux_scale=a.flux_scale, pixel_scale=a.pixel_scale,
+                                    id_prefix=prefix,
+                                    overwrite=a.overwrite)
+        det = rep["detection"]
+        print(f"{image}: {det['n_detected']} source(s) detected above {det['threshold']:g} x the background RMS; "
+              f"{det['n_sources']} kept ({det['n_too_small']} below the area limit, {det['n_beyond_max_sources']} "
+              f"beyond --max-sources); ra/dec from {det['radec_source']}")
+    elif a.kind == "fits-cutouts":
         from labelsky.data.importers.fits import import_fits_cutouts
 
         ds, rep = import_fits_cutouts(a.source, a.out, settings, base_dir=a.base_dir, size=a.size,
@@ -269,7 +358,13 @@ def cmd_import(a) -> int:
     elif a.kind == "galaxy10":
         from labelsky.data.importers.galaxy10 import import_galaxy10
 
-        ds, rep = import_galaxy10(a.source, a.out, settings, votes=a.votes, size=a.size, overwrite=a.overwrite)
+        extra = {}
+        if a.votes_id:
+            from labelsky.data.importers.votes import table_column
+
+            extra["id_column"] = table_column(a.votes, a.votes_id, "--votes-id")
+        ds, rep = import_galaxy10(a.source, a.out, settings, votes=a.votes, size=a.size, overwrite=a.overwrite,
+                                  **extra)
     else:
         from labelsky.data.importers.base import read_table
         from labelsky.data.importers.pictures import import_pictures
@@ -277,7 +372,10 @@ def cmd_import(a) -> int:
 
         source = a.source
         if a.votes is not None:
-            source = join_votes(read_table(a.source), a.votes)
+            source = join_votes(read_table(a.source), a.votes, votes_id=a.votes_id, catalog_id=a.catalog_id)
+            j = source.meta["votes_join"]
+            print(f"votes: {j['n_matched']} of {j['n_catalog']} objects matched on {j['votes']}:{j['votes_id']} = "
+                  f"catalog {j['catalog_id']}")
         ds, rep = import_pictures(source, a.out, settings, base_dir=a.base_dir or a.source.parent, size=a.size,
                                   overwrite=a.overwrite)
     print(f"{ds.path}: {len(ds)} objects written of {rep['n_input']}; {rep['n_rejected']} left out, "

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelsky.cli.options import (add_device, add_distributed, add_overwrite, add_seed, at_least_2,
-                                  dist, fraction, non_negative_int, positive_float, positive_int, rank_zero)
+from labelsky.cli.options import (add_device, add_distributed, add_overwrite, add_render, add_seed, at_least_2,
+                                  dist, fraction, non_negative_int, positive_float, positive_int, rank_zero,
+                                  render_settings)
 from labelsky.errors import SettingsError
 from labelsky.methods.registry import get_method
 
@@ -24,6 +25,7 @@ def add_train(sub):
     p.add_argument("--stretch", choices=["asinh", "khan", "standardize", "none"], default="asinh",
                    help="asinh (survey noise), khan ([-1, 1] per image), standardize (per band), none")
     p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
+    add_render(p)
     p.add_argument("--image-size", type=int, default=None, help="resize to this side (e.g. 224)")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--head-epochs", type=non_negative_int, default=2, help="epochs of head-only training first")
@@ -34,6 +36,19 @@ def add_train(sub):
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--patience", type=non_negative_int, default=5, help="early stopping on validation loss")
+    g = p.add_argument_group("recursive training with pseudo-labels (Khan et al. 2019)")
+    g.add_argument("--unlabelled", nargs="+", type=Path, default=None,
+                   help="dataset folder(s) whose every row may be pseudo-labelled (their labels are never used); "
+                        "the run gets round_0 ... round_R, rounds.json, and the final model")
+    g.add_argument("--rounds", type=non_negative_int, default=None,
+                   help="pseudo-labelling rounds after round 0 (default with --unlabelled: 1)")
+    g.add_argument("--k-per-class", type=positive_int, default=1000,
+                   help="pseudo-labels per class and round, the most confident (default 1000, the paper's)")
+    g.add_argument("--min-confidence", type=fraction, default=0.9,
+                   help="least confidence of a pseudo-label; also the threshold of the confident fraction "
+                        "(default 0.9)")
+    g.add_argument("--cluster-filter", action="store_true",
+                   help="keep only pseudo-labels whose t-SNE + k-means cluster has the same class")
     add_seed(p)
     add_device(p)
     add_overwrite(p)
@@ -53,12 +68,32 @@ def cmd_train(a) -> int:
                          mask_channel=a.mask_channel, image_size=a.image_size, max_epochs=a.epochs,
                          head_epochs=a.head_epochs, unfreeze_groups=a.unfreeze_groups,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
-                         seed=a.seed, device=a.device, num_workers=a.workers, **dist(a))
-    model = train_classifier(a.out, parts["train"], parts["val"], datasets[0].classes, cfg, overwrite=a.overwrite)
-    if not rank_zero():
+                         seed=a.seed, device=a.device, num_workers=a.workers, **render_settings(a), **dist(a))
+    if a.unlabelled is None:
+        if a.rounds is not None or a.cluster_filter:
+            raise SettingsError("--rounds and --cluster-filter need --unlabelled DATA (the datasets to pseudo-label)")
+        model = train_classifier(a.out, parts["train"], parts["val"], datasets[0].classes, cfg,
+                                 overwrite=a.overwrite)
+        if not rank_zero():
+            return 0
+        print(f"trained {cfg.backbone} ({model.weights_info.get('weights') or 'random init'}) -> "
+              f"{a.out / 'checkpoints' / 'best.ckpt'}")
         return 0
-    print(f"trained {cfg.backbone} ({model.weights_info.get('weights') or 'random init'}) -> "
-          f"{a.out / 'checkpoints' / 'best.ckpt'}")
+    if dist(a)["devices"] not in (None, 1) or a.num_nodes != 1:
+        raise SettingsError("recursive training (--unlabelled) runs on one device")
+    from labelsky.methods.transfer import recursive_training
+
+    pool = [open_dataset(p) for p in a.unlabelled]
+    _, report = recursive_training(a.out, parts, pool, cfg, rounds=1 if a.rounds is None else a.rounds,
+                                   k_per_class=a.k_per_class, min_confidence=a.min_confidence,
+                                   cluster_filter=a.cluster_filter, overwrite=a.overwrite)
+    for e in report["rounds"]:
+        added = ", ".join(f"{c} {n}" for c, n in e["pseudo_labels"]["per_class"].items())
+        print(f"round {e['round']}: pseudo-labels {e['pseudo_labels']['n']} ({added}); "
+              f"confident fraction {e['confident_fraction']:.3f} (>= {a.min_confidence:g}), "
+              f"mean confidence {e['mean_confidence']:.3f}")
+    print(f"trained {len(report['rounds'])} round(s) of {cfg.backbone} -> {a.out} (final: "
+          f"{a.out / 'checkpoints' / 'best.ckpt'}; {a.out / 'rounds.json'})")
     return 0
 
 
@@ -77,6 +112,7 @@ def add_adapt(sub):
     p.add_argument("--noise-survey", default=None, help="asinh softening from this survey's noise for both domains "
                                                        "(default: each dataset's own survey)")
     p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
+    add_render(p)
     p.add_argument("--epochs", type=positive_int, default=40)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=1e-3)
@@ -111,7 +147,7 @@ def cmd_adapt(a) -> int:
                     stretch=a.stretch, noise_survey=a.noise_survey, mask_channel=a.mask_channel,
                     batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, ac=a.ac, es=a.es,
                     rank_on=a.rank_on, seed=a.seed, device=a.device,
-                    num_workers=a.workers, **dist(a))
+                    num_workers=a.workers, **render_settings(a), **dist(a))
     _, reports = adapt(a.out, src, tgt, known, cfg, overwrite=a.overwrite)
     if not rank_zero():
         return 0
@@ -120,6 +156,13 @@ def cmd_adapt(a) -> int:
             r = reports[name]
             print(f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} F1={r['f1']:.4f} unknown accuracy="
                   f"{r['unknown_accuracy']:.4f} AUROC={r['auroc']:.4f}")
+    if "target_test" not in reports:
+        print("target: no labelled test rows; the domain gap below is the measure without target labels")
+    gap = reports.get("domain_gap")
+    if gap:
+        print(f"domain gap (AUROC of a classifier telling target from source embeddings; 0.5 = "
+              f"indistinguishable): before {gap['before']['auroc']:.3f}, after {gap['after']['auroc']:.3f} "
+              f"({gap['after']['n_target']} galaxies per domain); figures: {a.out / 'figures'}")
     print(f"run: {a.out}; metrics: {a.out / 'eval.json'}")
     return 0
 

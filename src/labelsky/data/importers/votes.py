@@ -18,6 +18,21 @@ GZ DECaLS DR5      ``smooth-or-featured-dr5_smooth``, ``smooth-or-featured-dr5_f
 
 Missing, masked or -1 counts become -1; other negative or non-integer counts are errors
 naming the table, row and column.
+
+A vote table is joined to a catalog on an identifier (:func:`join_votes`).
+The published tables name their galaxies with these columns
+(:data:`ID_COLUMNS`, tried in this order, names matched case-insensitively):
+
+============  ==========================================================================================
+column        tables
+============  ==========================================================================================
+``id_str``    labelsky datasets; zoobot / galaxy-datasets catalogues (e.g. GZ DESI on Hugging Face)
+``iauname``   GZ DECaLS volunteer votes and automated posteriors (Walmsley et al. 2022), NSA names;
+              also carried by GZ DESI
+``dr8_id``    GZ DESI (Walmsley et al. 2023): Legacy Survey DR8 ``brickid_objid``
+``dr7objid``  GZ2 (Willett et al. 2013; Hart et al. 2016): SDSS DR7 ``objID``
+``objid``     GZ1 (Lintott et al. 2011, ``OBJID``) and other SDSS-based tables: SDSS ``objID``
+============  ==========================================================================================
 """
 
 from __future__ import annotations
@@ -26,7 +41,8 @@ import numpy as np
 
 from labelsky.data.io import VOTE_COLUMNS, DatasetError
 
-__all__ = ["VOTE_CONVENTIONS", "read_votes", "read_vote_table", "rows_by_id", "join_votes"]
+__all__ = ["VOTE_CONVENTIONS", "ID_COLUMNS", "read_votes", "read_vote_table", "rows_by_id",
+           "find_column", "table_column", "resolve_id_columns", "join_votes"]
 
 VOTE_CONVENTIONS = {
     "labelsky": VOTE_COLUMNS,
@@ -36,6 +52,18 @@ VOTE_CONVENTIONS = {
     "gz_decals_dr5": ("smooth-or-featured-dr5_smooth", "smooth-or-featured-dr5_featured-or-disk",
                       "smooth-or-featured-dr5_artifact"),
 }
+
+#: Identifier columns of the published Galaxy Zoo tables, in the order they are tried, with the tables using them.
+ID_COLUMNS = {
+    "id_str": "labelsky; zoobot / galaxy-datasets catalogues (GZ DESI on Hugging Face)",
+    "iauname": "GZ DECaLS volunteers and auto-posteriors (Walmsley et al. 2022); NSA; GZ DESI",
+    "dr8_id": "GZ DESI (Walmsley et al. 2023): Legacy Survey DR8 brickid_objid",
+    "dr7objid": "GZ2 (Willett et al. 2013; Hart et al. 2016): SDSS DR7 objID",
+    "objid": "GZ1 (Lintott et al. 2011, OBJID): SDSS objID",
+}
+
+#: Columns named in an error message before "..." (vote tables have ~150).
+_SHOWN_COLUMNS = 8
 
 
 def _is_count_text(x) -> bool:
@@ -80,11 +108,41 @@ def read_votes(table, source: str = "<table>") -> dict:
     return {"_convention": None, "_source_columns": (), **{v: np.full(n, -1, np.int64) for v in VOTE_COLUMNS}}
 
 
+def _read_ids_as_text(path):
+    """:func:`~labelsky.data.importers.base.read_table`, except that the id columns of a CSV file stay text (the
+    CSV reader would turn GZ DESI ``dr8_id`` values such as ``100011_1131`` into the integer 1000111131)."""
+    import csv
+    from pathlib import Path
+
+    from astropy.io import ascii
+    from astropy.table import Table
+
+    from labelsky.data.importers.base import fill_masked, read_table
+
+    path = Path(path)
+    if not (path.is_file() and path.name.lower().endswith((".csv", ".txt"))):
+        return read_table(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return read_table(path)
+    ids = [c for c in header if c.strip().lower() in ID_COLUMNS]
+    if not ids:
+        return read_table(path)
+    try:
+        table = Table.read(path, format="ascii.csv", encoding="utf-8-sig",
+                           converters={c: [ascii.convert_numpy(str)] for c in ids})
+    except Exception:  # noqa: BLE001 - the usual reader gives the usual error
+        return read_table(path)
+    if len(table) == 0:
+        return read_table(path)
+    return fill_masked(table)
+
+
 def read_vote_table(path) -> tuple:
     """``(table, votes)``: a vote table file and its counts (:func:`read_votes`); an error if it has none."""
-    from labelsky.data.importers.base import read_table
-
-    table = read_table(path)
+    table = _read_ids_as_text(path)
     votes = read_votes(table, str(path))
     if votes["_convention"] is None:
         raise DatasetError(f"{path}: no Galaxy Zoo vote columns; expected the smooth / featured / artifact "
@@ -92,30 +150,175 @@ def read_vote_table(path) -> tuple:
     return table, votes
 
 
-def rows_by_id(table, id_column: str, ids, source: str = "<table>") -> np.ndarray:
-    """Row of ``table`` whose ``id_column`` equals each of ``ids`` (-1 where none); duplicate ids are an error."""
+def _columns_hint(names) -> str:
+    """The first few column names of a table, for a one-line message."""
+    names = list(names)
+    shown = ", ".join(repr(n) for n in names[:_SHOWN_COLUMNS])
+    return f"[{shown}{', ...' if len(names) > _SHOWN_COLUMNS else ''}] ({len(names)} in all)"
+
+
+def _id_text(v) -> str:
+    """An identifier cell as text: bytes decoded, integral floats without '.0', empty for missing."""
     from labelsky.data.importers.base import _text
 
-    if id_column not in table.colnames:
-        raise DatasetError(f"{source}: no column {id_column!r} to join votes on; columns are {table.colnames}")
-    pos = {}
-    for j, s in enumerate(_text(x) for x in np.asarray(table[id_column])):
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return ""
+        if float(v).is_integer():
+            return str(int(v))
+    s = _text(v)
+    return "" if s in ("--", "nan", "None") else s
+
+
+def find_column(table, name: str) -> str | None:
+    """The column of ``table`` called ``name``, matched exactly first, then case-insensitively; None if absent."""
+    if name in table.colnames:
+        return name
+    low = name.lower()
+    return next((c for c in table.colnames if c.lower() == low), None)
+
+
+def _index(table, column: str) -> tuple[dict, tuple | None]:
+    """``{id: row}`` of a column (empty ids left out) and the first duplicate ``(id, row, row)`` or None."""
+    pos, dup = {}, None
+    for j, v in enumerate(np.asarray(table[column])):
+        s = _id_text(v)
+        if not s:
+            continue
         if s in pos:
-            raise DatasetError(f"{source}: field '{id_column}' = {s!r} appears in rows {pos[s]} and {j}; "
-                               f"ids must be unique to join votes")
+            dup = dup or (s, pos[s], j)
+            continue
         pos[s] = j
-    return np.array([pos.get(_text(s), -1) for s in ids], dtype=np.int64)
+    return pos, dup
 
 
-def join_votes(catalog, votes_path, id_column: str = "id_str"):
-    """``catalog`` (astropy Table) with labelsky vote columns joined from a vote table on ``id_column``.
+def rows_by_id(table, id_column: str, ids, source: str = "<table>") -> np.ndarray:
+    """Row of ``table`` whose ``id_column`` equals each of ``ids`` (-1 where none); duplicate ids are an error."""
+    if id_column not in table.colnames:
+        raise DatasetError(f"{source}: no column {id_column!r} to join votes on; columns are "
+                           f"{_columns_hint(table.colnames)}")
+    pos, dup = _index(table, id_column)
+    if dup is not None:
+        raise DatasetError(f"{source}: field '{id_column}' = {dup[0]!r} appears in rows {dup[1]} and {dup[2]}; "
+                           f"ids must be unique to join votes")
+    return np.array([pos.get(_id_text(s), -1) for s in ids], dtype=np.int64)
 
-    The vote table may use any convention of :data:`VOTE_CONVENTIONS`;
-    objects without a row in it get -1. Duplicate ids in the vote table are
-    an error naming the file and rows.
+
+def table_column(path, name: str, option: str = "--votes-id") -> str:
+    """The column ``name`` of the table file at ``path`` (case-insensitive), read from its header only where the
+    format allows (CSV, Parquet, FITS); a one-line :class:`DatasetError` naming the first columns when absent."""
+    from pathlib import Path
+
+    path = Path(path)
+    names = None
+    try:
+        low = path.name.lower()
+        if low.endswith((".csv", ".txt")):
+            import csv
+
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                names = next(csv.reader(fh), [])
+        elif low.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            names = list(pq.read_schema(path).names)
+        elif low.endswith((".fits", ".fit", ".fits.gz")):
+            from astropy.io import fits
+
+            with fits.open(path) as hdul:
+                names = next((list(h.columns.names) for h in hdul if hasattr(h, "columns")), None)
+    except (OSError, ValueError, UnicodeDecodeError):
+        names = None
+    if names is None:
+        from labelsky.data.importers.base import read_table
+
+        names = read_table(path).colnames
+    found = name if name in names else next((c for c in names if c.lower() == name.lower()), None)
+    if found is None:
+        raise DatasetError(f"{path}: no column {name!r} ({option}); columns are {_columns_hint(names)}")
+    return found
+
+
+def resolve_id_columns(catalog, table, votes_id: str | None = None, catalog_id: str | None = None,
+                       source: str = "<votes>", catalog_source: str = "the catalog") -> tuple[str, str]:
+    """``(vote table column, catalog column)`` to join a vote table on.
+
+    ``votes_id`` / ``catalog_id`` name them explicitly. Otherwise every
+    column of :data:`ID_COLUMNS` in the vote table is a candidate, paired
+    with the catalog's column of the same name, else its ``id_str``; with
+    several candidates the one matching most catalog ids wins (ties: the
+    order of :data:`ID_COLUMNS`). Raises :class:`DatasetError` (one line,
+    naming the columns looked for) when there is none.
+    """
+    vcol = ccol = None
+    if votes_id is not None:
+        vcol = find_column(table, votes_id)
+        if vcol is None:
+            raise DatasetError(f"{source}: no column {votes_id!r} (--votes-id); columns are "
+                               f"{_columns_hint(table.colnames)}")
+    if catalog_id is not None:
+        ccol = find_column(catalog, catalog_id)
+        if ccol is None:
+            raise DatasetError(f"{catalog_source}: no column {catalog_id!r} (--catalog-id); columns are "
+                               f"{_columns_hint(catalog.colnames)}")
+    if vcol is not None and ccol is not None:
+        return vcol, ccol
+    cat_default = "id_str" if "id_str" in catalog.colnames else None
+    if vcol is not None:
+        pair = (vcol, ccol or find_column(catalog, vcol) or cat_default)
+        if pair[1] is None:
+            raise DatasetError(f"{catalog_source}: no column {vcol!r} or 'id_str' to join the votes on "
+                               f"(--catalog-id names it)")
+        return pair
+    if ccol is not None:
+        same = find_column(table, ccol)
+        names = [same] if same else [v for v in (find_column(table, n) for n in ID_COLUMNS) if v]
+        pairs = [(v, ccol) for v in names]
+    else:
+        pairs = []
+        for n in ID_COLUMNS:
+            v = find_column(table, n)
+            c = find_column(catalog, n) or cat_default
+            if v is not None and c is not None:
+                pairs.append((v, c))
+    if not pairs:
+        raise DatasetError(f"{source}: no id column to join votes on: looked for {list(ID_COLUMNS)} (or "
+                           f"--votes-id COLUMN); columns are {_columns_hint(table.colnames)}")
+    if len(pairs) == 1:
+        return pairs[0]
+    best, best_n = pairs[0], -1
+    for v, c in pairs:
+        pos, _ = _index(table, v)
+        n = sum(_id_text(s) in pos for s in np.asarray(catalog[c]))
+        if n > best_n:
+            best, best_n = (v, c), n
+    return best
+
+
+def join_votes(catalog, votes_path, votes_id: str | None = None, catalog_id: str | None = None):
+    """``catalog`` (astropy Table) with labelsky vote columns joined from a vote table.
+
+    The vote table may use any convention of :data:`VOTE_CONVENTIONS`. The
+    join columns are ``votes_id`` (vote table) and ``catalog_id`` (catalog),
+    or found by :func:`resolve_id_columns` (e.g. GZ DECaLS ``iauname`` or GZ2
+    ``dr7objid`` against the catalog's column of that name or its
+    ``id_str``). Objects without a row in the table get -1; a join that
+    matches no object, or duplicate ids in the vote table, is an error.
+    ``meta["votes_join"]`` of the result records the columns and the number
+    matched.
     """
     table, v = read_vote_table(votes_path)
-    idx = rows_by_id(table, id_column, np.asarray(catalog["id_str"]), str(votes_path))
+    source = str(votes_path)
+    vcol, ccol = resolve_id_columns(catalog, table, votes_id, catalog_id, source)
+    cat_ids = np.asarray(catalog[ccol])
+    idx = rows_by_id(table, vcol, cat_ids, source)
+    n_matched = int((idx >= 0).sum())
+    if n_matched == 0:
+        ex_cat = [_id_text(x) for x in cat_ids[:2]]
+        ex_vot = [_id_text(x) for x in np.asarray(table[vcol])[:2]]
+        raise DatasetError(f"{source}: no catalog object has votes: none of the {len(cat_ids)} values of the "
+                           f"catalog's '{ccol}' (e.g. {ex_cat}) is in the vote table's '{vcol}' (e.g. {ex_vot}); "
+                           f"--votes-id / --catalog-id name the columns to join on")
     out = catalog.copy(copy_data=False)
     for c in VOTE_COLUMNS:
         out[c] = np.where(idx >= 0, v[c][np.maximum(idx, 0)], -1)
@@ -123,4 +326,6 @@ def join_votes(catalog, votes_path, id_column: str = "id_str"):
         for c in conv:
             if c in out.colnames and c not in VOTE_COLUMNS:
                 out.remove_column(c)
+    out.meta["votes_join"] = {"votes": source, "votes_id": vcol, "catalog_id": ccol, "n_matched": n_matched,
+                              "n_catalog": len(cat_ids)}
     return out

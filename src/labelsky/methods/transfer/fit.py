@@ -71,6 +71,9 @@ def train_classifier(run_dir: str | Path, train_parts: Sequence[tuple], val_part
         # epoch (progressive unfreezing of random blocks also leaves their batch-norm statistics lagging)
         cfg = dataclasses.replace(cfg, head_epochs=0, unfreeze_groups=10_000)
     for ds, _, _ in list(train_parts) + list(val_parts):
+        if cfg.render:  # rendered pictures: the renderer names the bands it needs (checked when preprocessing)
+            cfg.preprocess(ds)
+            continue
         missing = [b for b in cfg.bands if b not in ds.bands]
         if missing:
             raise SettingsError(f"{ds.path}: band(s) {missing} of the model are not in this dataset's {ds.bands}")

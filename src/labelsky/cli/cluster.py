@@ -1,0 +1,50 @@
+"""``labelsky cluster``: embed, map and cluster a run's penultimate features of a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labelsky.cli.options import add_device, add_overwrite, add_seed, positive_float, positive_int
+
+
+def add_cluster(sub):
+    p = sub.add_parser("cluster", help="t-SNE (or UMAP) map and clusters of a run's embeddings of a dataset")
+    p.add_argument("--run", required=True, type=Path, help="run folder of a classifier (e.g. of labelsky train)")
+    p.add_argument("--data", required=True, type=Path, help="dataset, labelled or not")
+    p.add_argument("--split", nargs="+", default=None, help="only rows of these splits (default: every row)")
+    p.add_argument("--out", "-o", required=True, type=Path,
+                   help="output folder: clusters.parquet, summary.json, tsne.png")
+    p.add_argument("--embed", choices=["tsne", "umap"], default="tsne",
+                   help="map: tsne (openTSNE, default) or umap (needs umap-learn)")
+    p.add_argument("--dim", type=int, choices=[2, 3], default=2, help="dimensions of the map (default 2)")
+    p.add_argument("--perplexity", type=positive_float, default=30.0, help="t-SNE perplexity (default 30)")
+    p.add_argument("--algorithm", choices=["kmeans", "hdbscan"], default="kmeans",
+                   help="kmeans (default) or hdbscan (scikit-learn; noise points get cluster -1)")
+    p.add_argument("--k", type=positive_int, default=None, help="k-means clusters (default: number of classes)")
+    p.add_argument("--min-cluster-size", type=positive_int, default=None,
+                   help="hdbscan: smallest cluster (default: max(5, 1%% of the rows))")
+    add_seed(p)
+    add_device(p, workers=False)
+    add_overwrite(p)
+    p.set_defaults(func=cmd_cluster)
+
+
+def cmd_cluster(a) -> int:
+    from labelsky.data.io import open_dataset
+    from labelsky.evaluate.embeddings import cluster_run
+
+    ds = open_dataset(a.data)
+    s = cluster_run(a.run, ds, a.out, split=a.split, embed=a.embed, dim=a.dim, perplexity=a.perplexity,
+                    algorithm=a.algorithm, k=a.k, min_cluster_size=a.min_cluster_size, seed=a.seed,
+                    device=a.device, overwrite=a.overwrite)
+    sizes = ", ".join(f"{c} ({s['cluster_classes'][c]}): {n}" for c, n in s["sizes"].items())
+    print(f"{s['n']} rows, {s['clusters']} cluster(s): {sizes}" + (f"; noise: {s['n_noise']}" if s["n_noise"]
+                                                                      else ""))
+    if s["cluster_purity"] is None:
+        print(f"{s['note']}")
+    else:
+        print(f"{s['n_labelled']} labelled rows: purity {s['cluster_purity']:.4f}"
+              + (f", cluster-label accuracy {s['cluster_label_accuracy']:.4f}"
+                 if s["cluster_label_accuracy"] is not None else ""))
+    print(f"-> {a.out / 'clusters.parquet'}, {a.out / 'summary.json'}, {a.out / 'tsne.png'}")
+    return 0

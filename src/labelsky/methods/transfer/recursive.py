@@ -1,0 +1,299 @@
+"""Recursive training with confident pseudo-labels (Khan et al. 2019, section III).
+
+Round 0 trains on the labelled data. Every round ``r >= 1`` classifies every
+row of the unlabelled datasets with the model of round ``r - 1``, optionally
+keeps only predictions that agree with the class of their t-SNE + k-means
+cluster, takes the ``k_per_class`` most confident of each class (confidence
+``>= min_confidence``) and adds them, with their predicted labels, to the
+*original* labelled training set; then trains again.
+
+Following the paper ("we pick the top 1000 spiral and top 1000 elliptical
+galaxies [...] add them to our original SDSS training dataset, and use deep
+transfer learning again to re-train"):
+
+* pseudo-labels are **re-selected** every round from the whole unlabelled pool
+  by the latest model (not accumulated): the training set of round ``r`` is the
+  labelled set plus the selection of model ``r - 1``, so an early model's
+  mistakes are not kept for good;
+* every round **re-trains by transfer learning from the same starting
+  weights** (``cfg.weights``, with the head first and progressive unfreezing),
+  not by fine-tuning the previous round's model.
+
+The labels of the unlabelled datasets are never used: only images go in, and
+the selection depends on the model's outputs alone.
+
+Layout of ``run_dir``::
+
+    run_dir/config.json, checkpoints/best.ckpt   the final round's model: run_dir is itself a run
+    run_dir/rounds.json                          per round: pseudo-labels per class, confident fraction, ...
+    run_dir/confident_fraction.png               the confident fraction per round
+    run_dir/round_<r>/                           a normal run folder per round (resumable), with
+    run_dir/round_<r>/unlabelled.parquet         its predictions of every unlabelled row
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from labelsky.data.io import DatasetError, LabelskyDataset
+from labelsky.errors import SettingsError
+from labelsky.methods.run import Run, describe_parts
+from labelsky.methods.transfer.fit import select_rows, train_classifier
+from labelsky.methods.transfer.module import TransferClassifier, TransferConfig, load_classifier
+from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
+from labelsky.utils import atomic_path, atomic_write_json
+
+__all__ = ["recursive_training", "cluster_classes", "ROUNDS_FILE", "PREDICTIONS_FILE"]
+
+ROUNDS_FILE = "rounds.json"
+PREDICTIONS_FILE = "unlabelled.parquet"
+
+
+def cluster_classes(embedding: np.ndarray, probs: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """Class of the cluster each row falls into: 2-D t-SNE of ``embedding``
+    (:func:`labelsky.evaluate.embeddings.tsne`, Barnes-Hut below 10,000 rows), k-means with one cluster per
+    class, clusters matched one-to-one to classes on the class-normalised summed probabilities (Hungarian,
+    :func:`~labelsky.evaluate.embeddings.name_clusters`)."""
+    from labelsky.evaluate.embeddings import cluster, name_clusters, tsne
+
+    probs = np.asarray(probs, dtype=np.float64)
+    n, n_classes = probs.shape
+    if n < max(6, n_classes):
+        return probs.argmax(1).astype(np.int64) if n else np.zeros(0, np.int64)
+    xy = tsne(embedding, dim=2, perplexity=perplexity, seed=seed, method="auto")
+    cid = cluster(xy, n_classes, seed=seed)
+    return name_clusters(cid, probs, n_classes, one_to_one=True)[cid]
+
+
+def _pool(unlabelled) -> list[tuple[LabelskyDataset, np.ndarray]]:
+    """``(dataset, rows)`` of each unlabelled input: a dataset (every row) or a part ``(dataset, rows[, labels])``
+    whose labels are dropped."""
+    pool = []
+    for item in unlabelled:
+        if isinstance(item, LabelskyDataset):
+            pool.append((item, np.arange(len(item), dtype=np.int64)))
+        else:
+            pool.append((item[0], np.asarray(item[1], dtype=np.int64)))
+    return pool
+
+
+def _describe_pool(pool) -> list[dict]:
+    """What the unlabelled pool is, without its labels: dataset, survey, count, digests of rows and ids."""
+    out = []
+    for ds, rows in pool:
+        ids = "\n".join(map(str, ds.column("id_str")[rows])).encode()
+        out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
+                    "rows_sha1": hashlib.sha1(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16],
+                    "ids_sha1": hashlib.sha1(ids).hexdigest()[:16],
+                    "flux_unit": ds.meta.get("flux_unit", "nanomaggy"), "image_shape": list(ds.image_shape)})
+    return out
+
+
+def _predict_pool(model: TransferClassifier, pool, cfg: TransferConfig, embed: bool) -> dict:
+    from labelsky.training import predict
+
+    probs, embs = [], []
+    for ds, rows in pool:
+        p = predict(model, ds, rows, model.cfg, device=cfg.device, embed=embed)
+        probs.append(p["probs"])
+        if embed:
+            embs.append(p["embedding"])
+    return {"probs": np.concatenate(probs), "embedding": np.concatenate(embs) if embed else None}
+
+
+def _write_predictions(path: Path, pool, probs: np.ndarray, cclass: np.ndarray | None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = np.concatenate([np.full(len(rows), i, np.int32) for i, (_, rows) in enumerate(pool)])
+    cols = {"dataset": pa.array(source), "row": pa.array(np.concatenate([rows for _, rows in pool])),
+            "id_str": pa.array(np.concatenate([ds.column("id_str")[rows].astype(str) for ds, rows in pool])),
+            "pred_label": pa.array(probs.argmax(1).astype(np.int64)),
+            "confidence": pa.array(probs.max(1).astype(np.float32)),
+            "cluster_class": pa.array((cclass if cclass is not None else np.full(len(probs), -1)).astype(np.int64))}
+    for k in range(probs.shape[1]):
+        cols[f"p_{k}"] = pa.array(probs[:, k].astype(np.float32))
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(cols), tmp)
+
+
+def _read_predictions(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    probs = np.stack([t.column(f"p_{k}").to_numpy() for k in range(n_classes)], axis=1)
+    cclass = t.column("cluster_class").to_numpy()
+    return probs, (None if (cclass < 0).all() else cclass)
+
+
+def _figure(path: Path, rounds: list, min_confidence: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    r = [e["round"] for e in rounds]
+    ax.plot(r, [e["confident_fraction"] for e in rounds], marker="o", label=f"confidence >= {min_confidence:g}")
+    ax.plot(r, [e["mean_confidence"] for e in rounds], marker="s", ls="--", label="mean confidence")
+    ax.set_xlabel("round")
+    ax.set_ylabel("unlabelled rows")
+    ax.set_xticks(r)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def _publish(best: Path, run_dir: Path) -> None:
+    """Make ``run_dir/checkpoints/best.ckpt`` the final round's best checkpoint (a hard link, else a copy)."""
+    dest = run_dir / "checkpoints" / "best.ckpt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name("best.ckpt.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(best, tmp)
+    except OSError:
+        shutil.copyfile(best, tmp)
+    os.replace(tmp, dest)
+
+
+def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg: TransferConfig, *,
+                       rounds: int = 1, k_per_class: int = 1000, min_confidence: float = 0.9,
+                       cluster_filter: bool = False, perplexity: float = 30.0, class_names: Sequence[str] | None = None,
+                       overwrite: bool = False, progress: bool = True) -> tuple[TransferClassifier, dict]:
+    """Recursive pseudo-label training into ``run_dir`` (see the module docstring).
+
+    Parameters
+    ----------
+    run_dir
+        The run folder; ``run_dir/round_<r>/`` holds round ``r``. A rerun with the same settings and data keeps
+        the finished rounds and resumes the unfinished one (more ``rounds`` add rounds); other settings or data
+        are refused; ``overwrite`` starts again.
+    labelled
+        Labelled datasets (rows of split ``train`` / ``val`` with a label, :func:`select_rows`), or a dict
+        ``{"train": parts, "val": parts}`` of ``(dataset, rows, labels or None)``.
+    unlabelled
+        Datasets (every row) or ``(dataset, rows)`` parts to pseudo-label; their labels are never used.
+    cfg
+        The transfer-learning settings of every round (each round starts from ``cfg.weights``).
+    rounds
+        Pseudo-labelling rounds after round 0.
+    k_per_class
+        Pseudo-labels per class and round: the most confident (the paper: 1000).
+    min_confidence
+        Pseudo-labels need at least this confidence; also the threshold of the confident fraction.
+    cluster_filter
+        Keep only pseudo-labels whose prediction agrees with their t-SNE + k-means cluster's class
+        (:func:`cluster_classes`).
+    perplexity
+        t-SNE perplexity of the cluster filter.
+    class_names
+        Class names (default: the first labelled dataset's).
+
+    Returns
+    -------
+    (model, report)
+        The final round's best model (eval mode) and the contents of ``rounds.json``.
+    """
+    run_dir = Path(run_dir)
+    if rounds < 0:
+        raise SettingsError(f"rounds must be >= 0, got {rounds}")
+    if k_per_class < 1:
+        raise SettingsError(f"k_per_class must be >= 1, got {k_per_class}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise SettingsError(f"min_confidence must be in [0, 1], got {min_confidence}")
+    parts = labelled if isinstance(labelled, dict) else select_rows(list(labelled), cfg, seed=cfg.seed)
+    train_parts, val_parts = list(parts["train"]), list(parts.get("val", []))
+    if not train_parts:
+        raise DatasetError(f"{run_dir}: no labelled training rows")
+    names = list(class_names or train_parts[0][0].classes)
+    used = {}
+    for ds, rows, _ in train_parts + val_parts:  # a labelled row is never pseudo-labelled as well
+        key = str(Path(ds.path).resolve())
+        used[key] = np.union1d(used.get(key, np.zeros(0, np.int64)), np.asarray(rows, dtype=np.int64))
+    pool = [(ds, np.setdiff1d(rows, used.get(str(Path(ds.path).resolve()), []))
+             .astype(np.int64))
+            for ds, rows in _pool(unlabelled)]
+    pool = [(ds, rows) for ds, rows in pool if len(rows)]
+    if not pool:
+        raise DatasetError("no unlabelled rows to pseudo-label")
+    n_pool = sum(len(rows) for _, rows in pool)
+
+    settings = {"rounds_selection": "reselect", "rounds_start": "weights", "k_per_class": int(k_per_class),
+                "min_confidence": float(min_confidence), "cluster_filter": bool(cluster_filter),
+                "perplexity": float(perplexity)}
+    data = {"classes": names, "train": describe_parts(train_parts), "val": describe_parts(val_parts),
+            "unlabelled": _describe_pool(pool)}
+    inputs = [ds.path for ds, _, _ in train_parts + val_parts] + [ds.path for ds, _ in pool]
+    if cfg.weights and cfg.weights not in ("timm", "none"):
+        inputs.append(cfg.weights)
+    run = Run.start(run_dir, method="transfer", config={**cfg.to_dict(), "recursive": settings}, data=data,
+                    seed=cfg.seed, overwrite=overwrite, inputs=inputs, extra={"rounds": int(rounds)})
+
+    report_path = run_dir / ROUNDS_FILE
+    old = {}
+    if report_path.is_file():
+        import json
+
+        old = {e["round"]: e for e in json.loads(report_path.read_text()).get("rounds", [])}
+    report = {"classes": names, "n_unlabelled": int(n_pool), **settings, "rounds": []}
+    probs = cclass = None
+    best = None
+    kept = True  # rounds after one that trains again are never kept from before
+    for r in range(rounds + 1):
+        rdir = run_dir / f"round_{r}"
+        pred_path = rdir / PREDICTIONS_FILE
+        kept = kept and r in old and pred_path.is_file() and (rdir / "checkpoints" / "best.ckpt").is_file()
+        if kept:
+            probs, cclass = _read_predictions(pred_path, len(names))  # a finished round is kept as it is
+            best = rdir / "checkpoints" / "best.ckpt"
+            report["rounds"].append(old[r])
+            continue
+        extra, per_class = [], np.zeros(len(names), np.int64)
+        if r > 0:
+            sel, labels = select_pseudo_labels(probs, cclass if cluster_filter else None, k_per_class,
+                                               min_confidence)
+            per_class = np.bincount(labels, minlength=len(names))
+            src = np.concatenate([np.full(len(rows), i) for i, (_, rows) in enumerate(pool)])
+            flat = np.concatenate([rows for _, rows in pool])
+            for i, (ds, _) in enumerate(pool):
+                m = src[sel] == i
+                if m.any():
+                    order = np.argsort(flat[sel][m], kind="stable")
+                    extra.append((ds, flat[sel][m][order], labels[m][order]))
+        model = train_classifier(rdir, train_parts + extra, val_parts, names, cfg, progress=progress)
+        best = Run(rdir).best_checkpoint()
+        pred = _predict_pool(model, pool, cfg, embed=cluster_filter)
+        probs = pred["probs"]
+        cclass = cluster_classes(pred["embedding"], probs, seed=cfg.seed, perplexity=perplexity) \
+            if cluster_filter else None
+        _write_predictions(pred_path, pool, probs, cclass)
+        conf, pl = probs.max(1), probs.argmax(1)
+        entry = {"round": r, "run": rdir.name,
+                 "n_labelled_train": int(sum(len(rows) for _, rows, _ in train_parts)),
+                 "pseudo_labels": {"n": int(per_class.sum()),
+                                   "per_class": {c: int(per_class[i]) for i, c in enumerate(names)},
+                                   "selected_by_round": r - 1 if r else None},
+                 "confident_fraction": float((conf >= min_confidence).mean()),
+                 "mean_confidence": float(conf.mean()),
+                 "predicted_per_class": {c: int((pl == i).sum()) for i, c in enumerate(names)},
+                 "cluster_agreement": float((cclass == pl).mean()) if cclass is not None else None}
+        report["rounds"].append(entry)
+        report["final_round"] = r
+        atomic_write_json(report_path, report)
+        _figure(run_dir / "confident_fraction.png", report["rounds"], min_confidence)
+    report["final_round"] = rounds
+    atomic_write_json(report_path, report)
+    _figure(run_dir / "confident_fraction.png", report["rounds"], min_confidence)
+    _publish(best, run_dir)
+    run.record(final_round=f"round_{rounds}", classes=names)
+    return load_classifier(run_dir / "checkpoints" / "best.ckpt"), report
