@@ -113,6 +113,8 @@ def add_adapt(sub):
                                                        "(default: each dataset's own survey)")
     p.add_argument("--mask-channel", action="store_true", help="add a bad-pixel channel (imported data)")
     add_render(p)
+    p.add_argument("--image-size", type=int, default=None, help="resize both domains to this side (pictures of "
+                   "another size than the simulation, e.g. 48)")
     p.add_argument("--epochs", type=positive_int, default=40)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=1e-3)
@@ -145,6 +147,7 @@ def cmd_adapt(a) -> int:
     known = a.known or list(src.classes)
     cfg = UDAConfig(method=a.method, backbone=a.backbone, weights=a.weights, bands=a.bands, max_epochs=a.epochs,
                     stretch=a.stretch, noise_survey=a.noise_survey, mask_channel=a.mask_channel,
+                    image_size=a.image_size,
                     batch_size=a.batch_size, lr=a.lr, tuner=a.tuner, dsbn=a.dsbn, ac=a.ac, es=a.es,
                     rank_on=a.rank_on, seed=a.seed, device=a.device,
                     num_workers=a.workers, **render_settings(a), **dist(a))
