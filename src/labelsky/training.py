@@ -103,14 +103,15 @@ def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=
             if len(ds.bands) != 3:
                 raise SettingsError(f"{ds.path}: {len(ds.bands)}-channel pictures; a model on rendered pictures "
                                     f"takes 3-channel RGB pictures")
-            return Preprocess([0, 1, 2], stretch="none", size=size)
+            return Preprocess([0, 1, 2], stretch="none", size=size, fill="median")  # off-image pixels: sky
         scales = (ds.column("pixel_scale") if "pixel_scale" in ds.catalog.column_names
                   else ds.survey.pixel_scale)
-        noise = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
         rand = NuisanceRandomisation(**{k: tuple(v) if isinstance(v, list) else v for k, v in randomise.items()}) \
             if randomise is not None else None
-        return RenderPreprocess(ds.bands, render, pixel_scale=scales, noise=noise, jpeg_quality=jpeg_quality,
-                                randomise=rand, size=size, seed=seed)
+        import zlib
+
+        return RenderPreprocess(ds.bands, render, pixel_scale=scales, noise=ds.survey, jpeg_quality=jpeg_quality,
+                                randomise=rand, size=size, seed=seed, salt=zlib.crc32(str(ds.path).encode()))
     idx = select_bands(ds.bands, bands)
     if stretch == "asinh" and ds.meta.get("flux_unit", "nanomaggy") != "nanomaggy":
         return Preprocess(idx, stretch="none", size=size, mask_channel=mask_channel)

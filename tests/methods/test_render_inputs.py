@@ -115,3 +115,35 @@ def test_adapt_from_rendered_simulation_to_pictures(tmp_path):
     assert main(["catalog", "--run", str(run), "--data", str(pics.path), "--out", str(cat)]) == 0
     t = pq.read_table(cat)
     assert t.num_rows == 24 and {"p_elliptical", "p_spiral", "confidence", "unknown"} <= set(t.column_names)
+
+
+def test_randomisation_in_loader_workers_changes_every_epoch_and_replays(tmp_path):
+    from labelsky.training import make_loader
+
+    flux, _ = _dataset(tmp_path / "flux", "nanomaggy", n=8)
+    other, _ = _dataset(tmp_path / "other", "nanomaggy", n=8)
+    cfg = InputSettings(render="legacysurvey", randomise={}, seed=2, num_workers=2)
+    cfg.batch_size = 8
+
+    def epochs(ds):
+        loader = make_loader([(ds, np.arange(8), None)], cfg, shuffle=True)
+        return [torch.cat([x for x, _ in loader]) for _ in range(2)]
+
+    a, b = epochs(flux), epochs(flux)
+    assert not torch.allclose(a[0].sort(0).values, a[1].sort(0).values)  # new nuisances every epoch
+    assert all(torch.equal(u, v) for u, v in zip(a, b))  # the same seed replays the same run
+    c = epochs(other)  # another dataset of the run draws other nuisances (identical images, other draws)
+    assert not torch.equal(a[0], c[0])
+    with pytest.raises(SettingsError, match="needs bands"):
+        InputSettings(render="sdss").preprocess(flux)  # g r z cannot make an SDSS (g r i) picture
+
+
+def test_pictures_off_the_image_edge_get_the_sky_not_black():
+    from labelsky.data.transforms import Preprocess
+
+    img = np.full((3, 8, 8), 0.2, np.float32)
+    img[:, :, 6:] = np.nan  # a cutout that ran over its image's edge
+    img[1, 0, 0] = 0.9
+    out = Preprocess([0, 1, 2], stretch="none", fill="median")(img).numpy()
+    assert np.allclose(out[:, :, 6:], 0.2) and out[1, 0, 0] == pytest.approx(0.9)
+    assert np.allclose(Preprocess([0, 1, 2], stretch="none")(img).numpy()[:, :, 6:], 0.0)

@@ -42,3 +42,12 @@ def test_ctrl_c_during_fit_is_a_keyboard_interrupt(tmp_path):
     run = Run.start(tmp_path / "r", method="transfer", config={"lr": 1}, data={})
     with pytest.raises(KeyboardInterrupt):  # Lightning exits after its graceful shutdown: labelsky says interrupted
         run.fit(_Trainer(SystemExit(1)), None, None)
+
+
+def test_a_config_from_before_the_rendering_settings_still_matches():
+    from labelsky.methods.run import config_differences
+
+    new = {"lr": 0.001, "render": None, "jpeg_quality": None, "randomise": None}
+    assert config_differences({"lr": 0.001}, new, "") == []
+    assert config_differences({"lr": 0.001}, dict(new, render="sdss"), "") == ["render: None -> 'sdss'"]
+    assert config_differences({"lr": 0.001}, {"lr": 0.001, "other": 1}, "") == ["other: '<unset>' -> 1"]

@@ -162,7 +162,9 @@ def cmd_adapt(a) -> int:
     if "target_test" not in reports:
         print("target: no labelled test rows; the domain gap below is the measure without target labels")
     gap = reports.get("domain_gap")
-    if gap:
+    if gap and "error" in gap:
+        print(f"domain gap: not measured ({gap['error']})")
+    elif gap:
         print(f"domain gap (AUROC of a classifier telling target from source embeddings; 0.5 = "
               f"indistinguishable): before {gap['before']['auroc']:.3f}, after {gap['after']['auroc']:.3f} "
               f"({gap['after']['n_target']} galaxies per domain); figures: {a.out / 'figures'}")

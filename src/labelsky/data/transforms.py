@@ -72,10 +72,16 @@ class Preprocess:
         Output side in pixels (bilinear resize), or None to keep the input size.
     mask_channel
         Append a channel marking bad pixels (1) as the last input channel.
+    fill
+        What bad pixels become: ``zero`` (after normalisation), or ``median``: the band's median over the
+        image's valid pixels (a picture's sky, e.g. where a cutout ran over the edge of its image).
     """
 
     def __init__(self, band_index: Sequence[int], noise: Sequence[float] | None = None, stretch: str = "asinh",
-                 softening: float = 3.0, size: int | None = None, mask_channel: bool = False):
+                 softening: float = 3.0, size: int | None = None, mask_channel: bool = False, fill: str = "zero"):
+        if fill not in ("zero", "median"):
+            raise SettingsError(f"fill = {fill!r}; expected 'zero' or 'median'")
+        self.fill = fill
         if stretch not in STRETCHES:
             raise SettingsError(f"unknown stretch (--stretch) {stretch!r}; expected one of {STRETCHES}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
@@ -105,7 +111,9 @@ class Preprocess:
         if not np.isfinite(x[~bad]).all():  # values near float32's limit overflowed: the same stretch in float64
             x = self._stretch(raw.astype(np.float64), bad).astype(np.float32)
         if any_bad:
-            x[bad] = 0.0
+            for b in range(len(x)):
+                valid = x[b][~bad[b]]
+                x[b][bad[b]] = float(np.median(valid)) if self.fill == "median" and valid.size else 0.0
         if self.mask_channel:
             x = np.concatenate([x, bad.any(axis=0, keepdims=True).astype(np.float32)])
         t = torch.from_numpy(np.ascontiguousarray(x))
@@ -278,51 +286,66 @@ class RenderPreprocess:
     pixel_scale
         Arcsec per pixel: one number, or one per dataset row (cutouts scaled to each galaxy's size).
     noise
-        Pixel noise sigma per band (nanomaggies), for the randomised extra noise and sky.
+        Pixel noise sigma per band (nanomaggies) at ``pixel_scale``, for the randomised extra noise and sky;
+        or a :class:`~labelsky.data.surveys.Survey`, whose noise at each row's own pixel scale is used (binned
+        pixels of scaled cutouts are noisier).
     jpeg_quality
         JPEG-compress every picture at this quality (the viewers serve JPEG), or None.
     randomise
         A :class:`NuisanceRandomisation` (training only), or None.
     size
         Output side in pixels, or None.
-    seed
-        Seed of the randomisation.
+    seed, salt
+        Seed of the randomisation, and a number that tells apart the datasets of one run (e.g. source and
+        target), so that they never draw the same nuisances. In a loader worker the draws also follow
+        :func:`torch.initial_seed` (the loader's seeded generator: new in every epoch, reproducible).
     """
 
     per_row = True
 
-    def __init__(self, bands: Sequence[str], renderer: str, *, pixel_scale, noise: Sequence[float],
+    def __init__(self, bands: Sequence[str], renderer: str, *, pixel_scale, noise,
                  jpeg_quality: int | None = None, randomise: NuisanceRandomisation | None = None,
-                 size: int | None = None, seed: int = 0):
+                 size: int | None = None, seed: int = 0, salt: int = 0):
         from labelsky.data.display import RENDERERS
 
         if renderer not in RENDERERS:
             raise SettingsError(f"unknown renderer (--render) {renderer!r}; expected one of {sorted(RENDERERS)}")
+        missing = [b for b in RENDERERS[renderer].bands if b not in bands]
+        if missing:
+            raise SettingsError(f"renderer {renderer!r} (--render) needs bands {list(RENDERERS[renderer].bands)}; "
+                                f"missing {missing} of the dataset's {list(bands)}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
             raise SettingsError(f"image size (--image-size) = {size!r}; expected a side in pixels >= 1")
         self.bands, self.renderer, self.size = list(bands), renderer, size
         self.pixel_scale = np.asarray(pixel_scale, dtype=np.float64)
-        self.noise = np.asarray(noise, dtype=np.float64)
-        self.jpeg_quality, self.randomise, self.seed = jpeg_quality, randomise, int(seed)
-        self._rng = None
+        self.survey = noise if hasattr(noise, "noise_sigma") else None
+        self.noise = None if self.survey is not None else np.asarray(noise, dtype=np.float64)
+        self.jpeg_quality, self.randomise, self.seed, self.salt = jpeg_quality, randomise, int(seed), int(salt)
+        self._rng, self._rng_key = None, None
 
     def _generator(self) -> np.random.Generator:
-        if self._rng is None:
-            info = torch.utils.data.get_worker_info()
-            self._rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1])
+        key = None if torch.utils.data.get_worker_info() is None else int(torch.initial_seed()) % 2 ** 63
+        if self._rng is None or key != self._rng_key:
+            self._rng = np.random.default_rng([self.seed, self.salt] + ([] if key is None else [key]))
+            self._rng_key = key
         return self._rng
+
+    def _noise(self, pixel_scale: float) -> np.ndarray:
+        if self.survey is None:
+            return self.noise
+        return np.array([self.survey.noise_sigma(b, pixel_scale) for b in self.bands])
 
     def __call__(self, image: np.ndarray, row: int | None = None) -> torch.Tensor:
         from labelsky.data.display import render
 
         x = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        quality = self.jpeg_quality
-        if self.randomise is not None:
-            x, q = self.randomise.apply(x, self.noise, self._generator())
-            quality = q if q is not None else quality
         ps = float(self.pixel_scale if self.pixel_scale.ndim == 0 or row is None else self.pixel_scale[int(row)])
         if self.pixel_scale.ndim and row is None:
             ps = float(np.median(self.pixel_scale))
+        quality = self.jpeg_quality
+        if self.randomise is not None:
+            x, q = self.randomise.apply(x, self._noise(ps), self._generator())
+            quality = q if q is not None else quality
         t = torch.from_numpy(np.ascontiguousarray(render(x, self.bands, self.renderer, pixel_scale=ps,
                                                          jpeg_quality=quality), dtype=np.float32))
         if self.size is not None and t.shape[-1] != self.size:

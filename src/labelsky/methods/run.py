@@ -104,17 +104,36 @@ def describe_parts(parts: Iterable[tuple]) -> list[dict]:
     return out
 
 
+def describe_unlabelled(parts: Iterable[tuple]) -> list[dict]:
+    """What ``(dataset, rows[, ...])`` parts used without labels are: dataset, survey, count, digests of the rows
+    and their ids — never of their labels, which such a run does not read (relabelling them is not other data)."""
+    out = []
+    for part in parts:
+        ds, rows = part[0], np.asarray(part[1], dtype=np.int64)
+        ids = "\n".join(map(str, ds.column("id_str")[rows])).encode()
+        out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
+                    "rows_sha1": _digest(rows), "ids_sha1": hashlib.sha1(ids).hexdigest()[:16],
+                    "flux_unit": ds.meta.get("flux_unit", "nanomaggy"), "image_shape": list(ds.image_shape)})
+    return out
+
+
 def _jsonable(x: Any):
     return json.loads(json.dumps(x, default=str))
 
 
+# settings added after runs were made, with the value that reproduces those runs: a run folder whose config
+# predates one of them compares equal when the new value is this one
+ADDED_SETTINGS = {"render": None, "jpeg_quality": None, "randomise": None}
+
+
 def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE) -> list[str]:
-    """``key: old -> new`` for every key (outside ``ignore``) whose value differs."""
+    """``key: old -> new`` for every key (outside ``ignore``) whose value differs (a key of
+    :data:`ADDED_SETTINGS` missing from ``old`` counts as its default)."""
     diffs = []
     for k in sorted(set(old) | set(new)):
         if k in ignore:
             continue
-        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        a, b = old.get(k, ADDED_SETTINGS.get(k, "<unset>")), new.get(k, "<unset>")
         if a != b:
             diffs.append(f"{prefix}{k}: {a!r} -> {b!r}")
     return diffs

@@ -53,7 +53,7 @@ def _adapt(run, source, target):
     from labelsky.methods.uda.module import UDAConfig
     from labelsky.methods.uda.run import adapt
 
-    cfg = UDAConfig(method="deepastrouda", backbone="resnet10t", max_epochs=1, batch_size=16, seed=3,
+    cfg = UDAConfig(method="deepastrouda", backbone="resnet10t", max_epochs=2, batch_size=16, seed=3,
                     grad_log_every=0)
     model, rep = adapt(run, source, target, ["elliptical", "spiral"], cfg, progress=False)
     return model, rep

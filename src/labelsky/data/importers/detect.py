@@ -451,8 +451,8 @@ def import_detections(image_path: str | Path, out: str | Path, *, settings: Impo
                "area": float(found["area"][i]), "semimajor_sigma": sigma,
                "ellipticity": float(found["ellipticity"][i]), "det_flux": float(found["flux"][i]),
                "cutout_side": int(side), "radec_source": radec_source, "_row": int(k), "_file": str(path)}
-        if scale_in:
-            rec["pixel_scale"] = float(scale_in) * side / size
+        if scale_in or not display:  # flux cutouts always say their pixel (the survey's when the file does not)
+            rec["pixel_scale"] = float(scale_in or survey.pixel_scale) * side / size
         if not (np.isfinite(rec["ra"]) and np.isfinite(rec["dec"]) and 0 <= rec["ra"] < 360
                 and -90 <= rec["dec"] <= 90):
             rec.update(ra=0.0, dec=0.0, _error=f"the WCS gives no valid ra / dec at pixel ({x:.1f}, {y:.1f})")

@@ -33,7 +33,6 @@ Layout of ``run_dir``::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 
 from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.errors import SettingsError
-from labelsky.methods.run import Run, describe_parts
+from labelsky.methods.run import Run, describe_parts, describe_unlabelled
 from labelsky.methods.transfer.fit import select_rows, train_classifier
 from labelsky.methods.transfer.module import TransferClassifier, TransferConfig, load_classifier
 from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
@@ -81,18 +80,6 @@ def _pool(unlabelled) -> list[tuple[LabelskyDataset, np.ndarray]]:
         else:
             pool.append((item[0], np.asarray(item[1], dtype=np.int64)))
     return pool
-
-
-def _describe_pool(pool) -> list[dict]:
-    """What the unlabelled pool is, without its labels: dataset, survey, count, digests of rows and ids."""
-    out = []
-    for ds, rows in pool:
-        ids = "\n".join(map(str, ds.column("id_str")[rows])).encode()
-        out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
-                    "rows_sha1": hashlib.sha1(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16],
-                    "ids_sha1": hashlib.sha1(ids).hexdigest()[:16],
-                    "flux_unit": ds.meta.get("flux_unit", "nanomaggy"), "image_shape": list(ds.image_shape)})
-    return out
 
 
 def _predict_pool(model: TransferClassifier, pool, cfg: TransferConfig, embed: bool) -> dict:
@@ -232,7 +219,7 @@ def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg:
                 "min_confidence": float(min_confidence), "cluster_filter": bool(cluster_filter),
                 "perplexity": float(perplexity)}
     data = {"classes": names, "train": describe_parts(train_parts), "val": describe_parts(val_parts),
-            "unlabelled": _describe_pool(pool)}
+            "unlabelled": describe_unlabelled(pool)}
     inputs = [ds.path for ds, _, _ in train_parts + val_parts] + [ds.path for ds, _ in pool]
     if cfg.weights and cfg.weights not in ("timm", "none"):
         inputs.append(cfg.weights)

@@ -384,7 +384,7 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
     import numpy as np
 
     from labelsky.data.datasets import ImageDataset
-    from labelsky.methods.run import Run, describe_parts
+    from labelsky.methods.run import Run, describe_parts, describe_unlabelled
     from labelsky.methods.uda.losses import class_weights
     from labelsky.training import build_trainer
 
@@ -397,7 +397,7 @@ def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Seq
     labels = np.asarray(lab_s) if lab_s is not None else ds_s.column("label")[np.asarray(rows_s)]
     n_bands = cfg.in_chans(ds_s)
     data = {"classes": list(class_names), "source": describe_parts([source_part]),
-            "target": describe_parts([target_part[:2] + (None,)]), "source_val": describe_parts([source_val_part])}
+            "target": describe_unlabelled([target_part]), "source_val": describe_parts([source_val_part])}
     run = Run.start(run_dir, method="uda", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
                     inputs=[ds_s.path, target_part[0].path] + ([cfg.weights] if cfg.weights else []))
     model = UDAModule(cfg.to_dict(), len(class_names), n_bands, len(rows_s), len(target_part[1]), list(class_names),

@@ -116,11 +116,15 @@ def adapt(run_dir, source: LabelskyDataset, target: LabelskyDataset, known: Sequ
             arrays[f"{name}_embedding"] = out["embedding"]
             arrays[f"{name}_labels"] = labels
             arrays[f"{name}_probs"] = out["probs"]
-    if gap:
-        reports["domain_gap"] = adaptation_gap(run_dir, model, parts, cfg, known, max_rows=gap_rows)
     reports["rho"], reports["margin"] = model.rho, float(model.tuner.m)
     reports["tuner_history"] = list(model.tuner.history)
     atomic_write_json(run_dir / "eval.json", reports)
+    if gap:
+        try:
+            reports["domain_gap"] = adaptation_gap(run_dir, model, parts, cfg, known, max_rows=gap_rows)
+        except ValueError as err:  # too few rows or distinct embeddings: said, never fatal to a trained run
+            reports["domain_gap"] = {"error": str(err)}
+        atomic_write_json(run_dir / "eval.json", reports)
     if embeddings:
         from labelsky.utils import atomic_path
 
