@@ -121,13 +121,19 @@ def domain_gap_figure(gaps: dict, path, title: str = "domain gap") -> Path:
 
 
 def display_rgb(ds, row: int) -> np.ndarray:
-    """An [H, W, 3] picture of one row: 8-bit pictures as stored, flux images as a Lupton composite."""
-    from labelsky.data.display import to_rgb
+    """An [H, W, 3] picture of one row: 8-bit pictures as stored; flux images as the first survey viewer
+    whose bands they have renders them (:data:`labelsky.data.display.RENDERERS`), else a Lupton composite."""
+    from labelsky.data.display import RENDERERS, render, to_rgb
 
     img = np.nan_to_num(np.asarray(ds.image(int(row)), dtype=np.float64))
     if ds.meta.get("flux_unit", "nanomaggy") == "display":
         x = img[:3] if len(img) >= 3 else np.repeat(img[:1], 3, axis=0)
         return np.clip(np.moveaxis(x, 0, -1), 0, 1)
+    ps = float(ds.column("pixel_scale")[int(row)]) if "pixel_scale" in ds.catalog.column_names \
+        else ds.survey.pixel_scale
+    for name in ("legacysurvey", "sdss", "hsc"):
+        if all(b in ds.bands for b in RENDERERS[name].bands):
+            return np.moveaxis(render(img, ds.bands, name, pixel_scale=ps), 0, -1)
     sig = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
     return to_rgb(img, ds.bands, "lupton", ds.survey.pixel_scale, noise=sig)
 
