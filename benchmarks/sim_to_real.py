@@ -33,6 +33,8 @@ OPTIONS = {  # name: (simulation, input settings)
     "legacysurvey+jpeg": ("base", {"render": "legacysurvey", "jpeg_quality": 90}),
     "legacysurvey+randomise": ("base", {"render": "legacysurvey", "randomise": {}}),
     "legacysurvey+randomise+sim": ("randomised", {"render": "legacysurvey", "randomise": {}}),
+    "legacysurvey+randomise+display": ("base", {"render": "legacysurvey", "randomise": {
+        "black": [0.0, 0.12], "contrast": [0.8, 1.6], "gamma": 0.3}}),
 }
 
 

@@ -147,3 +147,22 @@ def test_pictures_off_the_image_edge_get_the_sky_not_black():
     out = Preprocess([0, 1, 2], stretch="none", fill="median")(img).numpy()
     assert np.allclose(out[:, :, 6:], 0.2) and out[1, 0, 0] == pytest.approx(0.9)
     assert np.allclose(Preprocess([0, 1, 2], stretch="none")(img).numpy()[:, :, 6:], 0.0)
+
+
+def test_display_nuisances_move_black_level_contrast_and_gamma(tmp_path):
+    rgb = np.array([0.05, 0.3, 0.9])[:, None, None] * np.ones((3, 2, 2))
+    r = NuisanceRandomisation(black=(0.1, 0.1), contrast=(2, 2))
+    assert r.changes_display and not NuisanceRandomisation().changes_display
+    out = r.apply_display(rgb, np.random.default_rng(0))
+    assert np.allclose(out[:, 0, 0], np.round(np.array([0.0, 0.4, 1.0]) * 255) / 255)
+    g = NuisanceRandomisation(gamma=0.5).apply_display(rgb, np.random.default_rng(1))
+    assert not np.allclose(g, rgb, atol=2 / 255) and g[2, 0, 0] > g[1, 0, 0] > g[0, 0, 0]  # order kept
+    with pytest.raises(SettingsError, match="contrast"):
+        NuisanceRandomisation(contrast=(0, 1))
+    flux, _ = _dataset(tmp_path / "flux", "nanomaggy")
+    cfg = InputSettings(render="legacysurvey", randomise={"black": [0.1, 0.1], "contrast": [1, 1], "jpeg_probability": 0,
+                                                          "brightness": [1, 1], "colour": 0, "blur": 0, "noise": 0,
+                                                          "sky": 0})
+    plain = InputSettings(render="legacysurvey").preprocess(flux)(flux.image(1), 1)
+    dark = cfg.preprocess(flux, train=True)(flux.image(1), 1)
+    assert torch.allclose(dark, (plain - 0.1).clamp(0, 1), atol=1.5 / 255)

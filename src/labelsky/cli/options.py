@@ -127,8 +127,8 @@ def add_render(p) -> None:
                    "rendered picture at this quality (1-100)")
     p.add_argument("--randomise", nargs="?", const="", default=None, metavar="NAME=VALUE,...",
                    help="with --render: random nuisances on every rendered training image (brightness, colour "
-                        "balance, blur, noise, sky residual, JPEG); optional overrides, e.g. "
-                        "'blur=1.5,noise=2,jpeg_quality=40:95'")
+                        "balance, blur, noise, sky residual, JPEG; display black level, contrast, gamma when asked); "
+                        "optional overrides, e.g. 'blur=1.5,noise=2,jpeg_quality=40:95,black=0:0.12'")
 
 
 def _quality(text: str) -> int:
@@ -157,6 +157,7 @@ def render_settings(a) -> dict:
         fields = {f for f in NuisanceRandomisation.__dataclass_fields__}
         for item in filter(None, (x.strip() for x in a.randomise.split(","))):
             name, _, value = item.partition("=")
+            name = name.strip().replace("-", "_")
             if name not in fields or not value:
                 raise SettingsError(f"--randomise {item!r}: expected NAME=VALUE with NAME one of "
                                     f"{', '.join(sorted(fields))}")
@@ -164,7 +165,7 @@ def render_settings(a) -> dict:
                 nums = [float(v) for v in value.split(":")]
             except ValueError:
                 raise SettingsError(f"--randomise {item!r}: {value!r} is not a number or LOW:HIGH") from None
-            if name in ("brightness", "jpeg_quality") and len(nums) != 2:
+            if name in ("brightness", "jpeg_quality", "black", "contrast") and len(nums) != 2:
                 raise SettingsError(f"--randomise {name}: expected LOW:HIGH, got {value!r}")
             if name == "jpeg_quality":
                 nums = [int(v) for v in nums]

@@ -222,6 +222,14 @@ class NuisanceRandomisation:
     ``jpeg_probability``, JPEG compression at a quality drawn uniformly from
     ``jpeg_quality``. All draws come from one generator seeded by the run's seed
     (and the loader worker), so a training run is reproducible.
+
+    Display nuisances act on the rendered picture, before its JPEG: the viewers
+    and archives that made a survey's pictures differ in black level, contrast
+    and gamma. Each picture draws a black level ``U(black)`` (subtracted), a
+    contrast ``U(contrast)`` (multiplied) and a gamma ``exp(U(-gamma, gamma))``.
+    They are off by default (``black = (0, 0)``, ``contrast = (1, 1)``,
+    ``gamma = 0``); e.g. ``black = (0, 0.12)`` spans a Legacy Survey viewer sky
+    (32 / 255) down to a black one.
     """
 
     brightness: tuple = (0.5, 2.0)
@@ -231,6 +239,9 @@ class NuisanceRandomisation:
     sky: float = 0.5
     jpeg_probability: float = 0.8
     jpeg_quality: tuple = (50, 95)
+    black: tuple = (0.0, 0.0)
+    contrast: tuple = (1.0, 1.0)
+    gamma: float = 0.0
 
     def __post_init__(self):
         lo, hi = self.brightness
@@ -242,6 +253,11 @@ class NuisanceRandomisation:
                 raise SettingsError(f"randomisation {name} = {v!r}; expected a number >= 0")
         if not 0 <= self.jpeg_probability <= 1:
             raise SettingsError(f"randomisation jpeg_probability = {self.jpeg_probability!r}; expected 0..1")
+        b0, b1 = self.black
+        c0, c1 = self.contrast
+        if not (-1 < b0 <= b1 < 1 and 0 < c0 <= c1 and math.isfinite(self.gamma) and self.gamma >= 0):
+            raise SettingsError(f"randomisation black = {self.black!r}, contrast = {self.contrast!r}, gamma = "
+                                f"{self.gamma!r}; expected -1 < low <= high < 1, 0 < low <= high and gamma >= 0")
         q0, q1 = self.jpeg_quality
         if not 1 <= q0 <= q1 <= 100:
             raise SettingsError(f"randomisation jpeg_quality = {self.jpeg_quality!r}; expected 1 <= low <= high "
@@ -267,6 +283,16 @@ class NuisanceRandomisation:
         quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)) \
             if rng.uniform() < self.jpeg_probability else None
         return x, quality
+
+    @property
+    def changes_display(self) -> bool:
+        return self.black != (0.0, 0.0) or self.contrast != (1.0, 1.0) or self.gamma > 0
+
+    def apply_display(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The rendered picture [3, H, W] in [0, 1] with a random black level, contrast and gamma (8-bit)."""
+        x = (np.asarray(rgb, dtype=np.float64) - rng.uniform(*self.black)) * rng.uniform(*self.contrast)
+        x = np.clip(x, 0, 1) ** np.exp(rng.uniform(-self.gamma, self.gamma))
+        return (np.round(x * 255) / 255).astype(np.float32)
 
 
 class RenderPreprocess:
@@ -346,8 +372,15 @@ class RenderPreprocess:
         if self.randomise is not None:
             x, q = self.randomise.apply(x, self._noise(ps), self._generator())
             quality = q if q is not None else quality
-        t = torch.from_numpy(np.ascontiguousarray(render(x, self.bands, self.renderer, pixel_scale=ps,
-                                                         jpeg_quality=quality), dtype=np.float32))
+        if self.randomise is not None and self.randomise.changes_display:
+            from labelsky.data.display import jpeg_roundtrip
+
+            rgb = self.randomise.apply_display(render(x, self.bands, self.renderer, pixel_scale=ps),
+                                               self._generator())
+            rgb = jpeg_roundtrip(rgb, quality) if quality is not None else rgb
+        else:
+            rgb = render(x, self.bands, self.renderer, pixel_scale=ps, jpeg_quality=quality)
+        t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
         if self.size is not None and t.shape[-1] != self.size:
             t = F.interpolate(t[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
         return t
