@@ -38,6 +38,9 @@ OPTIONS = {  # name: (simulation, input settings)
 }
 
 
+FIGURES = ("asinh", "legacysurvey+randomise+sim")  # options whose figures go to docs/images
+
+
 def simulation(work: Path, name: str, n: int, stamp: int, workers: int):
     """The simulation ``base`` or ``randomised`` (per-object nuisance levels), made once and reused."""
     from labelsky.data.io import open_dataset
@@ -131,6 +134,8 @@ def main(argv=None):
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/sim_to_real"))
     ap.add_argument("--name", default="sim_to_real")
     ap.add_argument("--no-figures", action="store_true", help="do not copy figures into docs/images")
+    ap.add_argument("--calibrate", action="store_true", help="also measure the gap between the two simulations "
+                    "in each source-only model (needs both simulations and the run folders here)")
     a = ap.parse_args(argv)
     import torch
 
@@ -146,7 +151,7 @@ def main(argv=None):
         results[name] = run_option(a.work_dir, name, data, a)
         mon.__exit__(None, None, None)
         report(a, data, results, mon)
-        if not a.no_figures:
+        if not a.no_figures and name in FIGURES:
             for method in ("source_only", "deepastrouda"):
                 run = a.work_dir / "runs" / f"{name}-{method}-s{a.seed}"
                 for fig in ("nearest_neighbours", "domain_gap"):
@@ -155,11 +160,34 @@ def main(argv=None):
                         shutil.copyfile(src, ROOT / "docs" / "images" / f"sim_to_real_{name}_{method}_{fig}.png")
 
 
+def calibration(a, data) -> dict:
+    """For scale: the gap between the two simulations (test splits) in each source-only model's embedding.
+
+    Two simulations of the same classes that differ only in their nuisances are what "close" looks like; run
+    folders must be on this machine (options measured elsewhere are left out).
+    """
+    from labelsky.evaluate.domain_gap import run_domain_gap
+
+    out = {}
+    for name, (sim_name, _) in OPTIONS.items():
+        run = a.work_dir / "runs" / f"{name}-source_only-s{a.seed}"
+        if not (run / "checkpoints").is_dir():
+            continue
+        for other in ("base", "randomised"):
+            if other not in data["sims"]:
+                data["sims"][other] = simulation(a.work_dir, other, a.n, a.stamp_size, a.workers)
+        other = "randomised" if sim_name == "base" else "base"
+        gap = run_domain_gap(run, data["sims"][other], data["sims"][sim_name], split="test",
+                             reference_split="test", device=a.device, seed=a.seed, figures=False)
+        out[name] = {"reference": sim_name, "other": other, "auroc": gap["auroc"], "n_per_domain": gap["n_target"]}
+    return out
+
+
 def report(a, data, results, mon):
     hdf = data["hdf"]
     results = {k: results[k] for k in OPTIONS if k in results}
     metrics = {"cpu": mon.as_dict(), "n_real": len(hdf), "device": a.device, "settings": settings_of(a),
-               "options": results}
+               "options": results, "calibration": calibration(a, data) if a.calibrate else {}}
     rows = []
     for name, r in results.items():
         so, da = r["source_only"], r["deepastrouda"]
@@ -176,6 +204,10 @@ def report(a, data, results, mon):
     md += md_table(["input", "gap: start network", "gap: source-only", "gap: DeepAstroUDA",
                     "sim. test acc., closed set (SO / DA)", "real called elliptical (SO / DA)",
                     "real flagged unknown (SO / DA)"], rows)
+    if metrics["calibration"]:
+        md += ("\n\nFor scale, the gap between the two simulations (test splits: the base simulation and the one with "
+               "per-galaxy randomised nuisances) in each source-only model's embedding: "
+               + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in metrics["calibration"].items()) + ".\n")
     write_results(a.name, metrics, md)
 
 
