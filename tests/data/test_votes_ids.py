@@ -131,3 +131,22 @@ def test_cli_pictures_with_gz_decals_votes_and_votes_id(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("labelsky: error: ") and "objname" in err[0], err
     assert len(err[0]) - len(str(votes)) < 400, err
+
+
+def test_cli_fits_cutouts_with_votes_id_and_catalog_id(tmp_path):
+    from astropy.io import fits
+
+    rows = []
+    for i, name in enumerate(IAU):
+        fits.PrimaryHDU(np.full((3, 16, 16), 0.01 * (i + 1), np.float32)).writeto(tmp_path / f"c{i}.fits")
+        rows.append((f"obj{i}", 10.0 + i, 1.0, f"c{i}.fits", name))
+    Table(rows=rows, names=("id_str", "ra", "dec", "file", "desig")).write(tmp_path / "cat.csv", format="ascii.csv")
+    Table({"name": IAU[::-1], GZD[0]: [1, 2, 3], GZD[1]: [4, 5, 6], GZD[2]: [7, 8, 9]}).write(
+        tmp_path / "votes.csv", format="ascii.csv")
+    assert main(["import", "fits-cutouts", str(tmp_path / "cat.csv"), "--survey", "decals", "--size", "16",
+                 "--votes", str(tmp_path / "votes.csv"), "--votes-id", "name", "--catalog-id", "desig",
+                 "--out", str(tmp_path / "ds")]) == 0
+    from labelsky.data.io import open_dataset
+
+    ds = open_dataset(tmp_path / "ds")
+    assert list(ds.column("votes_smooth")) == [3, 2, 1] and list(ds.column("votes_artifact")) == [9, 8, 7]

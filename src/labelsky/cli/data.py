@@ -305,9 +305,6 @@ def cmd_import(a) -> int:
         raise DatasetError("--votes-id / --catalog-id name the id columns of a --votes join; give --votes")
     if a.kind == "galaxy10" and a.catalog_id:
         raise DatasetError("--catalog-id: galaxy10 ids come from the HDF5 file; use --votes-id only")
-    if a.kind == "fits-cutouts" and (a.votes_id or a.catalog_id):
-        raise DatasetError("--votes-id / --catalog-id are for pictures and galaxy10; fits-cutouts joins on the id "
-                           "column found in the vote table (id_str, iauname, dr8_id, dr7objid, objid)")
     display = a.kind in ("galaxy10", "pictures")
     if a.kind == "detect":
         from labelsky.data.importers.detect import is_fits_file
@@ -340,7 +337,7 @@ def cmd_import(a) -> int:
 
         ds, rep = import_fits_cutouts(a.source, a.out, settings, base_dir=a.base_dir, size=a.size,
                                       pixel_scale=a.pixel_scale, flux_scale=a.flux_scale, votes=a.votes,
-                                      overwrite=a.overwrite)
+                                      overwrite=a.overwrite, votes_id=a.votes_id, catalog_id=a.catalog_id)
     elif a.kind == "fits-images":
         from labelsky.data.importers.fits import import_fits_images
 

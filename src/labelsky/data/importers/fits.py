@@ -170,7 +170,8 @@ def resample(image: np.ndarray, mask: np.ndarray | None, scale_in: float, scale_
 def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSettings | None = None,
                         file_column: str = "file", base_dir: str | Path | None = None, size: int | None = None,
                         pixel_scale: float | None = None, flux_scale: float | None = None, votes=None,
-                        overwrite: bool = False, progress: bool = True) -> tuple[LabelskyDataset, dict]:
+                        overwrite: bool = False, progress: bool = True, votes_id: str | None = None,
+                        catalog_id: str | None = None) -> tuple[LabelskyDataset, dict]:
     """Import one FITS cutout per object listed in ``catalog`` (CSV / FITS / Parquet).
 
     The catalog needs ``id_str``, ``ra``, ``dec`` and ``file`` (paths relative
@@ -178,7 +179,9 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
     ``label_name``, ``split`` and Galaxy Zoo vote columns. ``size``: output
     side in pixels (default: the survey's cutout size). ``pixel_scale``: input
     scale when the files carry none. ``votes``: a Galaxy Zoo vote table joined
-    on ``id_str`` (:func:`labelsky.data.importers.votes.join_votes`). Returns
+    on its published id column (``iauname``, ``dr7objid``, ...; or ``votes_id``
+    against the catalog's ``catalog_id``, see
+    :func:`labelsky.data.importers.votes.join_votes`). Returns
     ``(dataset, report)``.
     """
     from labelsky.data.importers.votes import join_votes
@@ -188,7 +191,7 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
     catalog = Path(catalog)
     table = read_table(catalog)
     if votes is not None:
-        table = join_votes(table, votes)
+        table = join_votes(table, votes, votes_id=votes_id, catalog_id=catalog_id)
     records, classes = catalog_records(table, str(catalog), settings, file_column=file_column,
                                        base_dir=Path(base_dir) if base_dir else catalog.parent)
     settings.classes = classes
@@ -201,7 +204,7 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
         return resample(img, mask, scale, survey.pixel_scale, size)
 
     config = {"importer": "fits-cutouts", "catalog": str(catalog.resolve()), "bands": bands, "size": size,
-              "votes": str(Path(votes).resolve()) if votes else None,
+              "votes": str(Path(votes).resolve()) if votes else None, "votes_id": votes_id, "catalog_id": catalog_id,
               "survey": survey.name, "pixel_scale": pixel_scale, "flux_scale": flux_scale,
               "settings": {k: v for k, v in vars(settings).items()}}
     return run_import(out, settings, records, load, (len(bands), size, size), config, overwrite=overwrite,
