@@ -206,7 +206,8 @@ def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg:
     used = {}
     for ds, rows, _ in train_parts + val_parts:  # a labelled row is never pseudo-labelled as well
         key = str(Path(ds.path).resolve())
-        used[key] = np.union1d(used.get(key, np.zeros(0, np.int64)), np.asarray(rows, dtype=np.int64))
+        test = np.flatnonzero(ds.column("split").astype(str) == "test")  # nor a test row of a labelled dataset
+        used[key] = np.union1d(used.get(key, np.zeros(0, np.int64)), np.union1d(np.asarray(rows, np.int64), test))
     pool = [(ds, np.setdiff1d(rows, used.get(str(Path(ds.path).resolve()), []))
              .astype(np.int64))
             for ds, rows in _pool(unlabelled)]
