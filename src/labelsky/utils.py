@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 __all__ = [
+    "check_settings_record",
     "atomic_path",
     "atomic_write_text",
     "atomic_write_json",
@@ -126,3 +127,26 @@ def default_device(requested: str | None = None) -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def check_settings_record(folder: str | Path, settings: dict, *, error: type = ValueError,
+                          unrecorded: str | None = None) -> None:
+    """Keep one folder of reusable runs to one set of settings, recorded in ``folder/settings.json``.
+
+    The first call writes the record; a later call with other settings raises
+    ``error`` naming each difference (recorded, new). ``unrecorded`` names a
+    path inside ``folder`` whose presence without a record (runs of an older
+    version) is refused as well.
+    """
+    folder = Path(folder)
+    record = folder / "settings.json"
+    settings = json.loads(json.dumps(settings, default=_json_default))
+    if record.exists():
+        old = json.loads(record.read_text())
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            raise error(f"{folder} holds runs made with other settings {diff} (recorded, new); use another folder")
+    elif unrecorded is not None and (folder / unrecorded).exists():
+        raise error(f"{folder} holds runs without a settings record (an older labelsky); use another folder")
+    else:
+        atomic_write_json(record, settings)

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from labelsky.errors import RunFolderError, SettingsError
-from labelsky.utils import atomic_write_json, atomic_write_text
+from labelsky.utils import atomic_write_json, atomic_write_text, check_settings_record
 
 __all__ = ["EXPERIMENTS", "UDAExperiment", "ReproConfig", "run_deepastrouda", "experiment_names", "read_metrics"]
 
@@ -301,18 +301,7 @@ _RUN_FIELDS = ("experiment", "n_objects", "stamp_size", "backbone", "epochs", "s
 
 def _check_settings(out: Path, rc: ReproConfig) -> None:
     """Refuse to mix runs made with other settings into one reproduction folder."""
-    import json
-
-    record = out / "settings.json"
-    wanted = {k: getattr(rc, k) for k in _RUN_FIELDS}
-    if record.exists():
-        have = json.loads(record.read_text())
-        diff = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
-        if diff:
-            raise RunFolderError(f"{out} holds runs made with other settings {diff} (was, now): "
-                             "use another output folder")
-    else:
-        atomic_write_json(record, wanted)
+    check_settings_record(out, {k: getattr(rc, k) for k in _RUN_FIELDS}, error=RunFolderError)
 
 
 def simulate_experiment(out: Path, rc: ReproConfig, progress: bool = True) -> dict:

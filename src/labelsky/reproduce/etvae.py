@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from labelsky.errors import SettingsError
-from labelsky.utils import atomic_write_json, atomic_write_text
+from labelsky.utils import atomic_write_json, atomic_write_text, check_settings_record
 
 __all__ = ["ETVAEReproConfig", "run_etvae", "poses_figure"]
 
@@ -212,18 +212,8 @@ _VARYING = ("seeds", "label_counts", "regimes", "et_variants", "workers")
 def _check_settings(out: Path, rc: ETVAEReproConfig) -> None:
     """Finished runs are reused only by a reproduction with the same settings: a folder made with others is
     refused by name instead of being reported under the new settings."""
-    settings = {k: v for k, v in dataclasses.asdict(rc).items() if k not in _VARYING}
-    record = out / "settings.json"
-    if record.exists():
-        old = json.loads(record.read_text())
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        if diff:
-            raise SettingsError(f"{out} holds runs made with other settings {diff} (recorded, new); use another "
-                                "folder")
-    elif (out / "runs").exists():
-        raise SettingsError(f"{out} holds runs without a settings record (an older labelsky); use another folder")
-    else:
-        atomic_write_json(record, settings)
+    check_settings_record(out, {k: v for k, v in dataclasses.asdict(rc).items() if k not in _VARYING},
+                          error=SettingsError, unrecorded="runs")
 
 
 def _claims(summary: dict, rc: ETVAEReproConfig) -> dict:
