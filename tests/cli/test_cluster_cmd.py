@@ -81,8 +81,15 @@ def test_labelled_dataset_purity_and_split(setup, tmp_path):
     assert pq.read_table(only / "clusters.parquet").column("row").to_pylist() == list(range(0, 40, 2))
 
 
-def test_hdbscan(setup, tmp_path):
+def test_hdbscan(setup, tmp_path, capsys):
     out = tmp_path / "h"
+    # each option belongs to its algorithm: refused before anything is written
+    for wrong, needle in ((["--algorithm", "hdbscan", "--k", "3"], "--k"), (["--min-cluster-size", "5"],
+                                                                            "--min-cluster-size")):
+        assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["true"]), "--out", str(out),
+                     *wrong]) == 2
+        _one_line_error(capsys, needle)
+        assert not out.exists()
     assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["true"]), "--out", str(out),
                  "--algorithm", "hdbscan", "--min-cluster-size", "5", "--perplexity", "8"]) == 0
     s = json.loads((out / "summary.json").read_text())
@@ -91,6 +98,7 @@ def test_hdbscan(setup, tmp_path):
     assert s["algorithm"] == "hdbscan" and s["k"] is None and s["clusters"] >= 1
     assert s["n_noise"] == int((cid < 0).sum()) and s["clusters"] == len(set(cid[cid >= 0]))
     assert all(c == "" for c, i in zip(t.column("cluster_class").to_pylist(), cid) if i < 0)
+    assert s["figure"] == "tsne.png" and (out / "tsne.png").is_file()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("umap") is not None, reason="umap-learn is installed")

@@ -150,3 +150,24 @@ def test_cli_fits_cutouts_with_votes_id_and_catalog_id(tmp_path):
 
     ds = open_dataset(tmp_path / "ds")
     assert list(ds.column("votes_smooth")) == [3, 2, 1] and list(ds.column("votes_artifact")) == [9, 8, 7]
+
+
+def test_csv_ids_and_file_names_stay_text(tmp_path, capsys):
+    """``007``, ``0100`` and ``100011_1131`` are ids, not numbers: the catalog keeps them as written and they join
+    a GZ DESI ``dr8_id`` vote table that uses the same spelling."""
+    from labelsky.data.importers.base import read_table
+    from labelsky.data.io import open_dataset
+
+    ids = ["007", "0100", "100011_1131"]
+    cat = _pictures(tmp_path, ids)
+    t = read_table(cat)
+    assert list(t["id_str"]) == ids and list(t["file"]) == ["pics/0.png", "pics/1.png", "pics/2.png"]
+    (tmp_path / "desi.csv").write_text("dr8_id,smooth-or-featured_smooth,smooth-or-featured_featured-or-disk,"
+                                       "smooth-or-featured_artifact\n100011_1131,1,2,3\n0100,4,5,6\n007,7,8,9\n")
+    assert list(read_table(tmp_path / "desi.csv")["dr8_id"]) == ["100011_1131", "0100", "007"]
+    assert main(["import", "pictures", str(cat), "--votes", str(tmp_path / "desi.csv"), "--votes-id", "dr8_id",
+                 "--out", str(tmp_path / "ds")]) == 0
+    assert "3 of 3 objects matched" in capsys.readouterr().out
+    ds = open_dataset(tmp_path / "ds")
+    assert list(ds.column("id_str")) == ids
+    assert list(ds.column("votes_smooth")) == [7, 4, 1] and list(ds.column("votes_artifact")) == [9, 6, 3]

@@ -13,14 +13,14 @@ def add_cluster(sub):
     p.add_argument("--data", required=True, type=Path, help="dataset, labelled or not")
     p.add_argument("--split", nargs="+", default=None, help="only rows of these splits (default: every row)")
     p.add_argument("--out", "-o", required=True, type=Path,
-                   help="output folder: clusters.parquet, summary.json, tsne.png")
+                   help="output folder: clusters.parquet, summary.json, tsne.png (umap.png with --embed umap)")
     p.add_argument("--embed", choices=["tsne", "umap"], default="tsne",
                    help="map: tsne (openTSNE, default) or umap (needs umap-learn)")
     p.add_argument("--dim", type=int, choices=[2, 3], default=2, help="dimensions of the map (default 2)")
     p.add_argument("--perplexity", type=positive_float, default=30.0, help="t-SNE perplexity (default 30)")
     p.add_argument("--algorithm", choices=["kmeans", "hdbscan"], default="kmeans",
                    help="kmeans (default) or hdbscan (scikit-learn; noise points get cluster -1)")
-    p.add_argument("--k", type=positive_int, default=None, help="k-means clusters (default: number of classes)")
+    p.add_argument("--k", type=positive_int, default=None, help="kmeans: number of clusters (default: number of classes)")
     p.add_argument("--min-cluster-size", type=positive_int, default=None,
                    help="hdbscan: smallest cluster (default: max(5, 1%% of the rows))")
     add_seed(p)
@@ -46,5 +46,5 @@ def cmd_cluster(a) -> int:
         print(f"{s['n_labelled']} labelled rows: purity {s['cluster_purity']:.4f}"
               + (f", cluster-label accuracy {s['cluster_label_accuracy']:.4f}"
                  if s["cluster_label_accuracy"] is not None else ""))
-    print(f"-> {a.out / 'clusters.parquet'}, {a.out / 'summary.json'}, {a.out / 'tsne.png'}")
+    print(f"-> {a.out / 'clusters.parquet'}, {a.out / 'summary.json'}, {a.out / s['figure']}")
     return 0

@@ -255,7 +255,8 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
     embed, dim, perplexity
         The map: ``tsne`` (openTSNE) or ``umap`` (needs ``umap-learn``), 2-D or 3-D.
     algorithm, k, min_cluster_size
-        ``kmeans`` with ``k`` clusters (default: the model's number of classes) or ``hdbscan``.
+        ``kmeans`` with ``k`` clusters (default: the model's number of classes) or ``hdbscan`` with clusters of
+        at least ``min_cluster_size`` rows; each option belongs to its algorithm only.
     seed, device, overwrite
         Seed of the map and of k-means; prediction device; replace a finished output.
 
@@ -263,7 +264,8 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
     -------
     dict
         The summary, also written to ``out/summary.json``, beside ``out/clusters.parquet`` (``id_str, row, x, y
-        [, z], cluster, cluster_class, pred_class, confidence [, label]``) and ``out/tsne.png``. Each cluster is
+        [, z], cluster, cluster_class, pred_class, confidence [, label]``) and the map ``out/<embed>.png``
+        (``tsne.png`` or ``umap.png``). Each cluster is
         named from the classifier's probabilities (:func:`name_clusters`, one-to-one when there are as many
         clusters as classes). Purity and cluster-label accuracy are computed on the rows with a label, and are
         ``None`` when no row has one.
@@ -287,6 +289,11 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
         raise SettingsError(f"--algorithm {algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
     if dim not in (2, 3):
         raise SettingsError(f"--dim {dim}: the map is 2-D or 3-D")
+    if algorithm == "hdbscan" and k is not None:
+        raise SettingsError("--k is the number of k-means clusters; hdbscan finds the number itself "
+                            "(--min-cluster-size sets the smallest)")
+    if algorithm == "kmeans" and min_cluster_size is not None:
+        raise SettingsError("--min-cluster-size belongs to --algorithm hdbscan; k-means takes --k")
     if embed == "umap":
         _umap_module()
     spec = run_spec(run)
@@ -337,12 +344,13 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
         cols["label"] = pa.array(labels)
     with atomic_path(out / "clusters.parquet") as tmp:
         pq.write_table(pa.table(cols), tmp)
-    _map_figure(out / "tsne.png", xy, cclass, labels, names, embed)
+    figure = out / f"{embed}.png"
+    _map_figure(figure, xy, cclass, labels, names, embed)
 
     sizes = {str(c): int((cid == c).sum()) for c in range(found)}
     summary = {"run": str(run), "dataset": str(ds.path), "split": split, "n": int(len(rows)), "embed": embed,
                "dim": dim, "perplexity": perplexity if embed == "tsne" else None, "algorithm": algorithm,
-               "k": k if algorithm == "kmeans" else None, "seed": seed, "clusters": found, "sizes": sizes,
+               "k": k if algorithm == "kmeans" else None, "seed": seed, "figure": figure.name, "clusters": found, "sizes": sizes,
                "n_noise": int((cid < 0).sum()),
                "cluster_classes": {str(c): names[int(naming[c])] for c in range(found)},
                "predicted_per_class": {n: int((pred_label == i).sum()) for i, n in enumerate(names)},

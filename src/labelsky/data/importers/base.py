@@ -38,8 +38,23 @@ from labelsky.data.io import SPLITS, VOTE_COLUMNS, DatasetError, DatasetWriter, 
 from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import atomic_write_json, stable_hash
 
-__all__ = ["ImportSettings", "ImportRowError", "read_table", "fill_masked", "catalog_records", "check_catalog",
+__all__ = ["ID_COLUMNS", "ImportSettings", "ImportRowError", "read_table", "fill_masked", "catalog_records", "check_catalog",
            "clean_image", "survey_with_bands", "run_import", "assign_splits"]
+
+
+#: Identifier columns of labelsky catalogs and of the published Galaxy Zoo tables, in the order vote tables are
+#: joined on them (:func:`labelsky.data.importers.votes.join_votes`), with the tables using them.
+ID_COLUMNS = {
+    "id_str": "labelsky; zoobot / galaxy-datasets catalogues (GZ DESI on Hugging Face)",
+    "iauname": "GZ DECaLS volunteers and auto-posteriors (Walmsley et al. 2022); NSA; GZ DESI",
+    "dr8_id": "GZ DESI (Walmsley et al. 2023): Legacy Survey DR8 brickid_objid",
+    "dr7objid": "GZ2 (Willett et al. 2013; Hart et al. 2016): SDSS DR7 objID",
+    "objid": "GZ1 (Lintott et al. 2011, OBJID): SDSS objID",
+}
+
+#: Columns a CSV catalog keeps as text: identifiers and file names (``007``, ``100011_1131`` or ``1237648720``
+#: would otherwise become numbers and lose their leading zeros, underscores or exact digits).
+TEXT_COLUMNS = (*ID_COLUMNS, "file")
 
 
 class ImportRowError(InputDataError):
@@ -149,7 +164,7 @@ def read_table(path: str | Path):
 
             table = Table(pq.read_table(path).to_pydict())
         elif path.suffix.lower() in (".csv", ".txt") or suffix.endswith(".csv.gz"):
-            table = Table.read(path, format="ascii.csv", encoding="utf-8-sig")  # a spreadsheet's BOM is no column
+            table = _read_csv(path)
         else:
             table = Table.read(path)
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear message
@@ -161,6 +176,26 @@ def read_table(path: str | Path):
     if len(table) == 0:
         raise DatasetError(f"{path}: the catalog has columns {table.colnames} but no rows")
     return fill_masked(table)
+
+
+def _read_csv(path: Path):
+    """A CSV catalog whose :data:`TEXT_COLUMNS` (names matched case-insensitively) stay text."""
+    import csv
+    import gzip
+
+    from astropy.io import ascii
+    from astropy.table import Table
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        header = []
+    text = [c for c in header if c.strip().lower() in TEXT_COLUMNS]
+    converters = {c: [ascii.convert_numpy(str)] for c in text}
+    # encoding: a spreadsheet's byte-order mark is no part of the first column's name
+    return Table.read(path, format="ascii.csv", encoding="utf-8-sig", converters=converters)
 
 
 def _text(v) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from labelsky.data.importers.base import ID_COLUMNS, _text, read_table
 from labelsky.data.io import VOTE_COLUMNS, DatasetError
 
 __all__ = ["VOTE_CONVENTIONS", "ID_COLUMNS", "read_votes", "read_vote_table", "rows_by_id",
@@ -51,15 +52,6 @@ VOTE_CONVENTIONS = {
     "gz_decals": ("smooth-or-featured_smooth", "smooth-or-featured_featured-or-disk", "smooth-or-featured_artifact"),
     "gz_decals_dr5": ("smooth-or-featured-dr5_smooth", "smooth-or-featured-dr5_featured-or-disk",
                       "smooth-or-featured-dr5_artifact"),
-}
-
-#: Identifier columns of the published Galaxy Zoo tables, in the order they are tried, with the tables using them.
-ID_COLUMNS = {
-    "id_str": "labelsky; zoobot / galaxy-datasets catalogues (GZ DESI on Hugging Face)",
-    "iauname": "GZ DECaLS volunteers and auto-posteriors (Walmsley et al. 2022); NSA; GZ DESI",
-    "dr8_id": "GZ DESI (Walmsley et al. 2023): Legacy Survey DR8 brickid_objid",
-    "dr7objid": "GZ2 (Willett et al. 2013; Hart et al. 2016): SDSS DR7 objID",
-    "objid": "GZ1 (Lintott et al. 2011, OBJID): SDSS objID",
 }
 
 #: Columns named in an error message before "..." (vote tables have ~150).
@@ -108,41 +100,9 @@ def read_votes(table, source: str = "<table>") -> dict:
     return {"_convention": None, "_source_columns": (), **{v: np.full(n, -1, np.int64) for v in VOTE_COLUMNS}}
 
 
-def _read_ids_as_text(path):
-    """:func:`~labelsky.data.importers.base.read_table`, except that the id columns of a CSV file stay text (the
-    CSV reader would turn GZ DESI ``dr8_id`` values such as ``100011_1131`` into the integer 1000111131)."""
-    import csv
-    from pathlib import Path
-
-    from astropy.io import ascii
-    from astropy.table import Table
-
-    from labelsky.data.importers.base import fill_masked, read_table
-
-    path = Path(path)
-    if not (path.is_file() and path.name.lower().endswith((".csv", ".txt"))):
-        return read_table(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return read_table(path)
-    ids = [c for c in header if c.strip().lower() in ID_COLUMNS]
-    if not ids:
-        return read_table(path)
-    try:
-        table = Table.read(path, format="ascii.csv", encoding="utf-8-sig",
-                           converters={c: [ascii.convert_numpy(str)] for c in ids})
-    except Exception:  # noqa: BLE001 - the usual reader gives the usual error
-        return read_table(path)
-    if len(table) == 0:
-        return read_table(path)
-    return fill_masked(table)
-
-
 def read_vote_table(path) -> tuple:
     """``(table, votes)``: a vote table file and its counts (:func:`read_votes`); an error if it has none."""
-    table = _read_ids_as_text(path)
+    table = read_table(path)
     votes = read_votes(table, str(path))
     if votes["_convention"] is None:
         raise DatasetError(f"{path}: no Galaxy Zoo vote columns; expected the smooth / featured / artifact "
@@ -159,8 +119,6 @@ def _columns_hint(names) -> str:
 
 def _id_text(v) -> str:
     """An identifier cell as text: bytes decoded, integral floats without '.0', empty for missing."""
-    from labelsky.data.importers.base import _text
-
     if isinstance(v, (float, np.floating)):
         if not np.isfinite(v):
             return ""
@@ -230,8 +188,6 @@ def table_column(path, name: str, option: str = "--votes-id") -> str:
     except (OSError, ValueError, UnicodeDecodeError):
         names = None
     if names is None:
-        from labelsky.data.importers.base import read_table
-
         names = read_table(path).colnames
     found = name if name in names else next((c for c in names if c.lower() == name.lower()), None)
     if found is None:
