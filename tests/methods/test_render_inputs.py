@@ -166,3 +166,40 @@ def test_display_nuisances_move_black_level_contrast_and_gamma(tmp_path):
     plain = InputSettings(render="legacysurvey").preprocess(flux)(flux.image(1), 1)
     dark = cfg.preprocess(flux, train=True)(flux.image(1), 1)
     assert torch.allclose(dark, (plain - 0.1).clamp(0, 1), atol=1.5 / 255)
+
+
+def test_semisup_on_rendered_simulation_predicts_votes_of_pictures(tmp_path):
+    """The ET-VAE trains on simulated votes rendered as viewer pictures (randomised) and reads 8-bit pictures."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from labelsky.cli import main
+    from labelsky.data.simulate import simulate_galaxies
+    from labelsky.methods.semisup.module import VoteDataset
+
+    sim = simulate_galaxies(tmp_path / "sim", n_objects=64, surveys=["decals"], stamp_size=16, workers=1,
+                            progress=False)["decals"]
+    cfg = InputSettings(render="legacysurvey", randomise={}, seed=1)
+    data = VoteDataset(sim, np.arange(4), cfg.preprocess(sim, train=True))
+    x, counts = data[2]
+    ref = render(sim.image(2), list(sim.bands), "legacysurvey", pixel_scale=sim.survey.pixel_scale)
+    assert x.shape == (3, 16, 16) and not torch.allclose(x, torch.from_numpy(ref))  # randomised for training
+    assert torch.allclose(VoteDataset(sim, np.arange(4), cfg.preprocess(sim))[2][0], torch.from_numpy(ref))
+    from labelsky.methods.semisup import SemiSupConfig
+    from labelsky.methods.semisup.module import _loader
+
+    scfg = SemiSupConfig(render="legacysurvey", randomise={}, batch_size=4)
+    assert torch.allclose(next(iter(_loader(sim, np.arange(4), scfg, shuffle=False)))[0][2], torch.from_numpy(ref))
+    trained = next(iter(_loader(sim, np.full(4, 2), scfg, shuffle=True, steps=1)))[0]  # row 2 four times
+    assert not any(torch.allclose(img, torch.from_numpy(ref)) for img in trained)  # training batches randomise
+    run = tmp_path / "run"
+    assert main(["semisup", "--data", str(sim.path), "--out", str(run), "--regime", "semi", "--epochs", "1",
+                 "--latent-dim", "8", "--batch-size", "16", "--render", "legacysurvey", "--randomise", ""]) == 0
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["render"] == "legacysurvey" and saved["randomise"] == {}
+    pics, _ = _dataset(tmp_path / "pics", "display", n=12)
+    assert main(["catalog", "--run", str(run), "--data", str(pics.path), "--out", str(tmp_path / "cat.parquet")]) == 0
+    t = pq.read_table(tmp_path / "cat.parquet")
+    frac = np.stack([t.column(f"p_{a}").to_numpy() for a in ("smooth", "featured", "artifact")], 1)
+    assert t.num_rows == 12 and np.allclose(frac.sum(1), 1, atol=1e-5)

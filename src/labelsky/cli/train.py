@@ -179,11 +179,11 @@ def add_semisup(sub):
     p.add_argument("--regime", choices=["supervised", "semi", "two_step"], default="semi")
     p.add_argument("--labels", type=positive_int, default=None, help="label budget: use only this many labelled "
                    "(voted) training galaxies; the rest of the training split is unlabelled")
-    p.add_argument("--selection", choices=["budget", "split"], default="budget",
+    p.add_argument("--selection", choices=["budget", "split"], default=None,
                    help="with --labels, select the model on --val-fraction of the budget (budget, default) or on "
                         "the voted galaxies of split 'val' (split: more labels than the budget)")
-    p.add_argument("--val-fraction", type=fraction, default=0.2, help="share of the label budget that "
-                   "selects the model and stops training (default 0.2)")
+    p.add_argument("--val-fraction", type=fraction, default=None, help="with --labels: share of the label budget "
+                   "that selects the model and stops training (default 0.2)")
     p.add_argument("--steps-per-epoch", type=positive_int, default=None, help="classifier updates per epoch, "
                    "the same in every regime (default: one pass over the unlabelled galaxies)")
     p.add_argument("--optimisers", choices=["separate", "shared"], default="separate",
@@ -198,6 +198,7 @@ def add_semisup(sub):
     p.add_argument("--pretrain-epochs", type=positive_int, default=10, help="two_step: VAE epochs")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
+    add_render(p)
     add_seed(p)
     add_device(p)
     add_overwrite(p)
@@ -210,19 +211,26 @@ def cmd_semisup(a) -> int:
     from labelsky.methods.semisup import SemiSupConfig, fit_semisup, predict_votes, select_rows, vote_rmse
     from labelsky.utils import atomic_write_json
 
+    if a.labels is None:
+        given = [o for o, v in (("--selection", a.selection), ("--val-fraction", a.val_fraction)) if v is not None]
+        if given:
+            raise SettingsError(f"{' and '.join(given)} only apply with --labels N (a label budget); without it "
+                                f"the model is selected on the voted galaxies of split 'val'")
+    selection = a.selection or "budget"
+    val_fraction = 0.2 if a.val_fraction is None else a.val_fraction
     ds = open_dataset(a.data)
-    parts = select_rows([ds], labels=a.labels, seed=a.seed, selection=a.selection, val_fraction=a.val_fraction)
+    parts = select_rows([ds], labels=a.labels, seed=a.seed, selection=selection, val_fraction=val_fraction)
     labelled, pool, val, test = (parts[k][1] for k in ("labelled", "unlabelled", "val", "test"))
     cfg = SemiSupConfig(regime=a.regime, latent_dim=a.latent_dim, et_groups=["translation", "rotation_scale"]
                         if a.et else [], likelihood=a.likelihood, head_on=a.head_on, bands=a.bands,
                         image_size=a.image_size, max_epochs=a.epochs, pretrain_epochs=a.pretrain_epochs,
                         batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device, num_workers=a.workers,
-                        steps_per_epoch=a.steps_per_epoch, optimisers=a.optimisers, **dist(a))
+                        steps_per_epoch=a.steps_per_epoch, optimisers=a.optimisers, **render_settings(a), **dist(a))
     model = fit_semisup(a.out, ds, labelled, pool, val, cfg, overwrite=a.overwrite)
     if not rank_zero():
         return 0
     report = {"n_labelled": int(len(labelled)), "n_val": int(len(val)), "n_unlabelled": int(len(pool)),
-              "n_test": int(len(test)), "selection": a.selection if a.labels else "split",
+              "n_test": int(len(test)), "selection": selection if a.labels else "split",
               "vote_updates": int(model.n_vote_updates), "elbo_updates": int(model.n_elbo_updates)}
     if len(test):
         pred = predict_votes(model, ds, test)

@@ -98,7 +98,10 @@ class VoteDataset(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, i):
-        return self.transform(self.ds.image(int(self.rows[i]))), torch.from_numpy(self.counts[i])
+        row = int(self.rows[i])
+        image = self.ds.image(row)  # a transform with ``per_row`` also gets the row (per-row pixel scales)
+        image = self.transform(image, row) if getattr(self.transform, "per_row", False) else self.transform(image)
+        return image, torch.from_numpy(self.counts[i])
 
 
 class SemiSupModule(L.LightningModule):
@@ -288,7 +291,7 @@ class SuccessiveShuffles(torch.utils.data.Sampler):
 def _loader(ds, rows, cfg, shuffle, steps: int | None = None, seed_offset: int = 0):
     """Evaluation order (``shuffle=False``), or ``steps`` full batches drawn as successive shuffles of all
     ``rows``: no galaxy is dropped and none repeats before every one was drawn."""
-    data = VoteDataset(ds, rows, cfg.preprocess(ds))
+    data = VoteDataset(ds, rows, cfg.preprocess(ds, train=shuffle))  # training batches: with --randomise
     if not shuffle:
         return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     sampler = SuccessiveShuffles(len(data), steps * cfg.batch_size, seed=cfg.seed * 1000 + seed_offset)
