@@ -171,3 +171,34 @@ def test_csv_ids_and_file_names_stay_text(tmp_path, capsys):
     ds = open_dataset(tmp_path / "ds")
     assert list(ds.column("id_str")) == ids
     assert list(ds.column("votes_smooth")) == [7, 4, 1] and list(ds.column("votes_artifact")) == [9, 6, 3]
+
+
+def test_per_campaign_columns_are_summed_over_the_campaigns_that_voted():
+    """GZ DESI-style tables keep campaigns apart (``smooth-or-featured-dr5_*``, ``-dr8_*``, ...): each galaxy's
+    counts are the sum over the campaigns that showed it; one shown by none has -1."""
+    from labelsky.data.importers.votes import read_votes
+
+    nan = np.nan
+    t = Table({"dr8_id": ["a", "b", "c", "d"],
+               "smooth-or-featured-dr5_smooth": [3, nan, 0, nan],
+               "smooth-or-featured-dr5_featured-or-disk": [1, nan, 0, nan],
+               "smooth-or-featured-dr5_artifact": [0, nan, 0, nan],
+               "smooth-or-featured-dr8_smooth": [10, 2, nan, 0],
+               "smooth-or-featured-dr8_featured-or-disk": [5, 30, nan, 0],
+               "smooth-or-featured-dr8_artifact": [1, 0, nan, 0],
+               "smooth-or-featured-dr8_smooth_fraction": [0.6, 0.06, nan, nan]})
+    v = read_votes(t, "gz_desi.parquet")
+    assert v["_convention"] == "ortho_dr5+ortho_dr8"
+    assert votes_of(v) == [[13, 2, -1, -1], [6, 30, -1, -1], [1, 0, -1, -1]]
+    # the cosmic-dawn campaign's third answer is "problem"
+    cd = Table({"smooth-or-featured-cd_smooth": [4], "smooth-or-featured-cd_featured-or-disk": [2],
+                "smooth-or-featured-cd_problem": [1]})
+    assert votes_of(read_votes(cd)) == [[4], [2], [1]]
+    # a single-campaign convention wins over per-campaign columns beside it
+    t["smooth-or-featured_smooth"], t["smooth-or-featured_featured-or-disk"], t["smooth-or-featured_artifact"] = \
+        [1, 1, 1, 1], [2, 2, 2, 2], [0, 0, 0, 0]
+    assert read_votes(t)["_convention"] == "gz_decals"
+    bad = Table({"smooth-or-featured-dr8_smooth": [1.5], "smooth-or-featured-dr8_featured-or-disk": [1],
+                 "smooth-or-featured-dr8_artifact": [0]})
+    with pytest.raises(DatasetError, match="row 0: field 'smooth-or-featured-dr8_smooth' = 1.5"):
+        read_votes(bad, "bad.csv")

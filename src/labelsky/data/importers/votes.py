@@ -12,9 +12,17 @@ GZ2 (Willett+13)   ``t01_smooth_or_features_a01_smooth_count``, ``..._a02_featur
                    ``..._a03_star_or_artifact_count``
 GZ DECaLS          ``smooth-or-featured_smooth``, ``smooth-or-featured_featured-or-disk``,
 (Walmsley+22)      ``smooth-or-featured_artifact``
-GZ DECaLS DR5      ``smooth-or-featured-dr5_smooth``, ``smooth-or-featured-dr5_featured-or-disk``,
-                   ``smooth-or-featured-dr5_artifact``
 =================  ========================================================================================
+
+Tables that keep each Galaxy Zoo campaign apart (the "ortho" columns of
+zoobot / galaxy-datasets catalogues, e.g. GZ DESI's volunteer labels) name the
+question ``smooth-or-featured-<campaign>``: ``-dr12`` (GZ DECaLS DR1/2),
+``-dr5`` (DR5), ``-dr8`` (DR8, the GZ DESI campaign), ``-gz2`` (GZ2) and
+``-cd`` (GZ Cosmic Dawn, HSC, whose third answer is ``_problem``), each with
+``_smooth``, ``_featured-or-disk`` and ``_artifact``. A galaxy's counts are
+the sum over the campaigns that voted on it (all three answers of one
+question share the same options, so the counts add up); a galaxy no campaign
+voted on gets -1.
 
 Missing, masked or -1 counts become -1; other negative or non-integer counts are errors
 naming the table, row and column.
@@ -50,9 +58,13 @@ VOTE_CONVENTIONS = {
     "gz2": ("t01_smooth_or_features_a01_smooth_count", "t01_smooth_or_features_a02_features_or_disk_count",
             "t01_smooth_or_features_a03_star_or_artifact_count"),
     "gz_decals": ("smooth-or-featured_smooth", "smooth-or-featured_featured-or-disk", "smooth-or-featured_artifact"),
-    "gz_decals_dr5": ("smooth-or-featured-dr5_smooth", "smooth-or-featured-dr5_featured-or-disk",
-                      "smooth-or-featured-dr5_artifact"),
 }
+
+#: Campaign suffixes of the per-campaign ("ortho") question names, with the name of their third answer.
+CAMPAIGNS = {"dr12": "artifact", "dr5": "artifact", "dr8": "artifact", "gz2": "artifact", "cd": "problem"}
+for _campaign, _third in CAMPAIGNS.items():
+    VOTE_CONVENTIONS[f"ortho_{_campaign}"] = tuple(f"smooth-or-featured-{_campaign}_{a}"
+                                                   for a in ("smooth", "featured-or-disk", _third))
 
 #: Columns named in an error message before "..." (vote tables have ~150).
 _SHOWN_COLUMNS = 8
@@ -66,33 +78,57 @@ def _is_count_text(x) -> bool:
         return False
 
 
-def read_votes(table, source: str = "<table>") -> dict:
-    """``{votes_smooth, votes_featured, votes_artifact: int arrays}`` from the first convention present.
+def _counts(table, src: str, source: str) -> np.ndarray:
+    """One vote-count column as floats, NaN where missing (masked, empty, NaN or labelsky's -1)."""
+    n = len(table)
+    col = table[src]
+    mask = np.asarray(getattr(col, "mask", np.zeros(n, bool)), dtype=bool)
+    try:
+        v = np.asarray(col.astype(float).filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
+    except (TypeError, ValueError):  # text that is not a number
+        raw = np.asarray(col)
+        i = next((k for k, x in enumerate(raw) if not _is_count_text(x)), 0)
+        raise DatasetError(f"{source}: row {i}: field '{src}' = {str(raw[i])!r}; expected a vote count "
+                           f">= 0 (a number)") from None
+    missing = mask | ~np.isfinite(v) | (v == -1)  # -1: labelsky's "no votes"
+    bad = ~missing & ((v < 0) | (np.abs(v - np.round(v)) > 1e-6))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{source}: row {i}: field '{src}' = {float(v[i])!r}; expected a vote count >= 0")
+    return np.where(missing, np.nan, np.round(v))
 
-    Also returns ``_convention`` (its name or None) and ``_source_columns``.
-    All -1 when the table has no vote columns.
+
+def read_votes(table, source: str = "<table>") -> dict:
+    """``{votes_smooth, votes_featured, votes_artifact: int arrays}`` from the vote columns of ``table``.
+
+    The first single-campaign convention present wins (``labelsky``, ``gz2``,
+    ``gz_decals``); otherwise the per-campaign ("ortho") columns present are
+    summed per galaxy over the campaigns that voted on it. Also returns
+    ``_convention`` (its name, campaigns joined by ``+``, or None) and
+    ``_source_columns``. All -1 when the table has no vote columns.
     """
     n = len(table)
-    for name, cols in VOTE_CONVENTIONS.items():
-        if all(c in table.colnames for c in cols):
-            out = {"_convention": name, "_source_columns": cols}
-            for dst, src in zip(VOTE_COLUMNS, cols):
-                col = table[src]
-                mask = np.asarray(getattr(col, "mask", np.zeros(n, bool)), dtype=bool)
-                try:
-                    v = np.asarray(col.astype(float).filled(np.nan) if hasattr(col, "filled") else col, dtype=float)
-                except (TypeError, ValueError):  # text that is not a number
-                    raw = np.asarray(col)
-                    i = next((k for k, x in enumerate(raw) if not _is_count_text(x)), 0)
-                    raise DatasetError(f"{source}: row {i}: field '{src}' = {str(raw[i])!r}; expected a vote count "
-                                       f">= 0 (a number)") from None
-                missing = mask | ~np.isfinite(v) | (v == -1)  # -1: labelsky's "no votes"
-                bad = ~missing & ((v < 0) | (np.abs(v - np.round(v)) > 1e-6))
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    raise DatasetError(f"{source}: row {i}: field '{src}' = {v[i]!r}; expected a vote count >= 0")
-                out[dst] = np.where(missing, -1, np.round(np.nan_to_num(v))).astype(np.int64)
-            return out
+    present = [name for name, cols in VOTE_CONVENTIONS.items() if all(c in table.colnames for c in cols)]
+    single = [name for name in present if not name.startswith("ortho_")]
+    if single:
+        name = single[0]
+        counts = np.stack([_counts(table, src, source) for src in VOTE_CONVENTIONS[name]], 1)
+        out = {"_convention": name, "_source_columns": VOTE_CONVENTIONS[name]}
+        for k, dst in enumerate(VOTE_COLUMNS):
+            out[dst] = np.where(np.isfinite(counts[:, k]), counts[:, k], -1).astype(np.int64)
+        return out
+    if present:  # per-campaign columns: the sum over the campaigns that voted on each galaxy
+        total, voted = np.zeros((n, 3)), np.zeros(n, bool)
+        for name in present:
+            counts = np.stack([_counts(table, src, source) for src in VOTE_CONVENTIONS[name]], 1)
+            has = np.isfinite(counts).all(1) & (counts.sum(1) > 0)  # this campaign showed the galaxy
+            total[has] += counts[has]
+            voted |= has
+        out = {"_convention": "+".join(present),
+               "_source_columns": tuple(c for name in present for c in VOTE_CONVENTIONS[name])}
+        for k, dst in enumerate(VOTE_COLUMNS):
+            out[dst] = np.where(voted, total[:, k], -1).astype(np.int64)
+        return out
     partial = [c for cols in VOTE_CONVENTIONS.values() for c in cols if c in table.colnames]
     if partial:
         raise DatasetError(f"{source}: vote column(s) {partial} found but not the whole smooth / featured / "
