@@ -189,6 +189,32 @@ def test_mosaic_refuses_a_renderer_on_display_pictures(tmp_path):
     assert mosaic(ds, tmp_path / "p.png", per_class=1, method="asinh").exists()
 
 
+def test_unlabelled_pictures_are_shown_as_stored_upright(tmp_path, tiny_dataset, capsys):
+    """An unlabelled picture import (row 0 on top) is drawn as stored, not re-stretched or flipped; flux stays
+    north up."""
+    from labelsky.data.display import picture_of
+
+    cols = make_columns(7, label=np.full(7, -1, np.int16), label_name=[""] * 7, split=["unlabelled"] * 7)
+    pixels = np.clip(make_images(7), 0, 1)
+    w = DatasetWriter(tmp_path / "pics", "decals", SHAPE, classes=[], n_shards=1, config={},
+                      extra_meta={"flux_unit": "display"})
+    w.write_shard(0, pixels, cols)
+    w.finalize()
+    ds = open_dataset(tmp_path / "pics")
+    rgb, origin = picture_of(ds, 4, "lupton")
+    np.testing.assert_allclose(rgb, np.moveaxis(pixels[4], 0, -1), atol=1e-6)
+    assert origin == "upper"
+    flux = open_dataset(tiny_dataset[0])
+    frgb, forigin = picture_of(flux, 0)
+    np.testing.assert_allclose(frgb, np.moveaxis(render(flux.image(0), flux.bands, "legacysurvey",
+                                                        pixel_scale=flux.survey.pixel_scale), 0, -1))
+    assert forigin == "lower"
+    out = tmp_path / "fig"
+    assert main(["show", str(ds.path), "--per-class", "3", "--jpeg-quality", "90", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "mosaic_decals.png")
+    assert (out / "mosaic_decals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (out / "fields_decals.png").exists()
+
+
 def test_cli_show_with_renderer_and_jpeg_quality(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "fig"
     assert main(["show", str(tiny_dataset[0]), "--method", "legacysurvey", "--jpeg-quality", "90",

@@ -147,8 +147,8 @@ def cmd_show(a) -> int:
 
     datasets = _datasets_at(a.path)
     out = a.out or (a.path / "figures")
-    if a.jpeg_quality is not None and not all(ds.classes for ds in datasets.values()):
-        raise SettingsError(f"{a.path}: --jpeg-quality applies to class mosaics; cluster fields have no classes")
+    if a.jpeg_quality is not None and any(_is_cluster_fields(ds) for ds in datasets.values()):
+        raise SettingsError(f"{a.path}: --jpeg-quality applies to galaxy mosaics, not to cluster fields")
     need = RENDERERS[a.method].bands if a.method in RENDERERS else ()
     for ds in datasets.values():
         missing = [b for b in need if b not in ds.bands]
@@ -156,13 +156,18 @@ def cmd_show(a) -> int:
             raise SettingsError(f"{ds.path}: renderer {a.method!r} (--method) needs bands {list(need)}; missing "
                                 f"{missing} (available: {list(ds.bands)})")
     for name, ds in datasets.items():
-        if ds.classes:
+        if _is_cluster_fields(ds):  # a row of fields from poor to rich
+            png = _field_strip(ds, out / f"fields_{name}.png", a.per_class, a.method)
+        else:  # one row per class; random objects of an unlabelled dataset
             png = mosaic(ds, out / f"mosaic_{name}.png", per_class=a.per_class, method=a.method, seed=a.seed,
                          dpi=a.dpi, jpeg_quality=a.jpeg_quality)
-        else:  # clusters: no classes, show a row of fields
-            png = _field_strip(ds, out / f"fields_{name}.png", a.per_class, a.method)
         print(png)
     return 0
+
+
+def _is_cluster_fields(ds) -> bool:
+    """A dataset of galaxy-cluster fields (``labelsky simulate --kind clusters``, richness labels)."""
+    return not ds.classes and "cluster_id" in ds.catalog.column_names
 
 
 def _field_strip(ds, out: Path, n: int, method: str) -> Path:
@@ -172,17 +177,16 @@ def _field_strip(ds, out: Path, n: int, method: str) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from labelsky.data.display import to_rgb
+    from labelsky.data.display import picture_of
 
     n = min(n, len(ds))
     rich = ds.column("richness")
     order = np.argsort(rich)[np.linspace(0, len(ds) - 1, n).astype(int)] if n else []
     fig, axes = plt.subplots(1, max(n, 1), figsize=(2.0 * max(n, 1), 2.3), squeeze=False)
     for ax, i in zip(axes[0], order):
-        ps = float(ds.column("pixel_scale")[i]) if "pixel_scale" in ds.catalog.column_names else ds.survey.pixel_scale
-        sig = [ds.survey.noise_sigma(b, ps) for b in range(len(ds.bands))]
-        ax.imshow(to_rgb(ds.image(int(i)), ds.bands, method, ps, noise=sig), origin="lower")
-        ax.set_title(f"lambda={rich[i]:.0f}", fontsize=8)
+        rgb, origin = picture_of(ds, int(i), method)
+        ax.imshow(rgb, origin=origin)
+        ax.set_title(f"lambda={rich[i]:.0f}" if np.isfinite(rich[i]) else "richness unknown", fontsize=8)
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

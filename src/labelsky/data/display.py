@@ -28,7 +28,7 @@ import numpy as np
 
 from labelsky.errors import InputDataError, SettingsError
 
-__all__ = ["rgb_bands", "to_rgb", "asinh_stretch", "mosaic", "save_mosaics", "Renderer", "RENDERERS",
+__all__ = ["rgb_bands", "to_rgb", "asinh_stretch", "picture_of", "mosaic", "save_mosaics", "Renderer", "RENDERERS",
            "render", "jpeg_roundtrip", "COLOUR_METHODS"]
 
 # blue, green, red preferences
@@ -360,13 +360,47 @@ def render(image: np.ndarray, bands, renderer: str | Renderer = "legacysurvey", 
     return out
 
 
+def picture_of(dataset, row: int, method: str = "auto", *, jpeg_quality: int | None = None) -> tuple:
+    """``(rgb, origin)``: an [H, W, 3] picture in [0, 1] of one row of a dataset and its ``imshow`` origin.
+
+    8-bit picture datasets (``flux_unit`` "display": imported JPEG / PNG, Galaxy10) are shown as stored,
+    channels R, G, B, their first pixel row on top (origin ``"upper"``); ``method`` does not apply to them.
+    Flux images are drawn with ``method`` (a colour method of :func:`to_rgb` or a renderer; ``"auto"``: the
+    first viewer of :data:`RENDERERS` whose bands they have, else ``lupton``) at the row's pixel scale,
+    north up (origin ``"lower"``). ``jpeg_quality``: JPEG-encode and decode the picture first.
+    """
+    row = int(row)
+    img = np.nan_to_num(np.asarray(dataset.image(row), dtype=np.float64))
+    if dataset.meta.get("flux_unit", "nanomaggy") == "display":
+        x = img[:3] if len(img) >= 3 else np.repeat(img[:1], 3, axis=0)
+        rgb, origin = np.clip(np.moveaxis(x, 0, -1), 0, 1), "upper"
+    else:
+        ps = float(dataset.column("pixel_scale")[row]) if "pixel_scale" in dataset.catalog.column_names \
+            else dataset.survey.pixel_scale
+        if method == "auto":
+            method = next((name for name in ("legacysurvey", "sdss", "hsc")
+                           if all(b in dataset.bands for b in RENDERERS[name].bands)), "lupton")
+        if method in RENDERERS:
+            rgb = render(img, dataset.bands, method, pixel_scale=ps).transpose(1, 2, 0)
+        else:
+            sig = [dataset.survey.noise_sigma(b, ps) for b in range(len(dataset.bands))]
+            rgb = to_rgb(img, dataset.bands, method, ps, noise=sig)
+        origin = "lower"
+    if jpeg_quality is not None:
+        rgb = jpeg_roundtrip(np.ascontiguousarray(rgb.transpose(2, 0, 1)), jpeg_quality).transpose(1, 2, 0)
+    return rgb, origin
+
+
 def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton", classes=None,
            title: str | None = None, seed: int = 0, dpi: int = 100, jpeg_quality: int | None = None) -> Path:
     """A PNG grid: one row per class, ``per_class`` random examples each.
 
     ``method``: a colour method of :func:`to_rgb` or a renderer of
-    :data:`RENDERERS` (which needs a dataset of fluxes with its bands).
+    :data:`RENDERERS` (which needs a dataset of fluxes with its bands);
+    8-bit picture datasets are shown as stored (:func:`picture_of`).
     ``jpeg_quality`` (1-100): each picture is JPEG-encoded and decoded first.
+    A dataset with no labelled object (and no ``classes`` asked for) is shown
+    as three rows of random objects, titled "unlabelled".
     """
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
         raise SettingsError(f"per_class (--per-class) = {per_class!r}; expected a number of examples >= 1")
@@ -395,34 +429,33 @@ def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton",
     if unknown:
         raise SettingsError(f"{dataset.path}: class(es) {unknown} not in this dataset's classes {dataset.classes}")
     names = classes or [c for k, c in enumerate(dataset.classes) if (labels == k).any()]
-    if not names:
-        raise InputDataError(f"{dataset.path}: no labelled objects (label >= 0) to show in a class mosaic")
     rng = np.random.default_rng(seed)
+    if names:
+        picks = []
+        for name in names:
+            idx = np.flatnonzero(labels == dataset.classes.index(name))
+            picks.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else [])
+    else:  # nothing labelled: random objects
+        if not len(dataset):
+            raise InputDataError(f"{dataset.path}: no objects to show")
+        pick = rng.choice(len(dataset), size=min(3 * per_class, len(dataset)), replace=False)
+        picks = [pick[r * per_class:(r + 1) * per_class] for r in range(-(-len(pick) // per_class))]
+        names = ["unlabelled"] * len(picks)
     fig, axes = plt.subplots(len(names), per_class, figsize=(1.2 * per_class, 1.25 * len(names) + 0.4),
                              squeeze=False)
-    scales = dataset.column("pixel_scale") if "pixel_scale" in dataset.catalog.column_names else None
-    for r, name in enumerate(names):
-        k = dataset.classes.index(name)
-        idx = np.flatnonzero(labels == k)
-        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+    for r, (name, pick) in enumerate(zip(names, picks)):
         for c in range(per_class):
             ax = axes[r, c]
             ax.set_xticks([]), ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_visible(False)
             if c < len(pick):
-                i = int(pick[c])
-                ps = float(scales[i]) if scales is not None else dataset.survey.pixel_scale
-                if method in RENDERERS:
-                    rgb = render(dataset.image(i), dataset.bands, method, pixel_scale=ps).transpose(1, 2, 0)
-                else:
-                    sig = [dataset.survey.noise_sigma(b, ps) for b in range(len(dataset.bands))]
-                    rgb = to_rgb(dataset.image(i), dataset.bands, method, ps, noise=sig)
-                if jpeg_quality is not None:
-                    rgb = jpeg_roundtrip(rgb.transpose(2, 0, 1), jpeg_quality).transpose(1, 2, 0)
-                ax.imshow(rgb, origin="lower", interpolation="nearest")
+                rgb, origin = picture_of(dataset, int(pick[c]), method, jpeg_quality=jpeg_quality)
+                ax.imshow(rgb, origin=origin, interpolation="nearest")
             if c == 0:
                 ax.set_ylabel(name.replace("_", " "), fontsize=7)
+    if dataset.meta.get("flux_unit", "nanomaggy") == "display":
+        method = "pictures as stored"
     label = method if jpeg_quality is None else f"{method}, JPEG q{jpeg_quality}"
     fig.suptitle(title or f"{dataset.survey.name} ({''.join(dataset.bands)}, {label})", fontsize=9)
     fig.tight_layout(pad=0.2)

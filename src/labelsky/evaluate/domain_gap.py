@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["domain_gap", "domain_gap_figure", "nearest_neighbour_mosaic", "display_rgb", "subsample", "run_domain_gap",
+__all__ = ["domain_gap", "domain_gap_figure", "nearest_neighbour_mosaic", "subsample", "run_domain_gap",
            "split_rows"]
 
 
@@ -120,24 +120,6 @@ def domain_gap_figure(gaps: dict, path, title: str = "domain gap") -> Path:
     return save_figure(fig, path)
 
 
-def display_rgb(ds, row: int) -> np.ndarray:
-    """An [H, W, 3] picture of one row: 8-bit pictures as stored; flux images as the first survey viewer
-    whose bands they have renders them (:data:`labelsky.data.display.RENDERERS`), else a Lupton composite."""
-    from labelsky.data.display import RENDERERS, render, to_rgb
-
-    img = np.nan_to_num(np.asarray(ds.image(int(row)), dtype=np.float64))
-    if ds.meta.get("flux_unit", "nanomaggy") == "display":
-        x = img[:3] if len(img) >= 3 else np.repeat(img[:1], 3, axis=0)
-        return np.clip(np.moveaxis(x, 0, -1), 0, 1)
-    ps = float(ds.column("pixel_scale")[int(row)]) if "pixel_scale" in ds.catalog.column_names \
-        else ds.survey.pixel_scale
-    for name in ("legacysurvey", "sdss", "hsc"):
-        if all(b in ds.bands for b in RENDERERS[name].bands):
-            return np.moveaxis(render(img, ds.bands, name, pixel_scale=ps), 0, -1)
-    sig = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
-    return to_rgb(img, ds.bands, "lupton", ds.survey.pixel_scale, noise=sig)
-
-
 def nearest_neighbour_mosaic(source_ds, source_rows, source_emb, target_ds, target_rows, target_emb, path, *,
                              n_targets: int = 8, k: int = 5, seed: int = 0, title: str | None = None) -> Path:
     """Each of ``n_targets`` random target galaxies (left column) beside its ``k`` nearest source galaxies.
@@ -151,6 +133,7 @@ def nearest_neighbour_mosaic(source_ds, source_rows, source_emb, target_ds, targ
     import matplotlib.pyplot as plt
     from sklearn.neighbors import NearestNeighbors
 
+    from labelsky.data.display import picture_of
     from labelsky.evaluate.figures import save_figure
 
     source_rows, target_rows = np.asarray(source_rows), np.asarray(target_rows)
@@ -165,7 +148,8 @@ def nearest_neighbour_mosaic(source_ds, source_rows, source_emb, target_ds, targ
                                                              for j, d in zip(idx[r], dist[r])]
         for c, (ds, row, label) in enumerate(panels):
             ax = axes[r, c]
-            ax.imshow(display_rgb(ds, row), origin="lower", interpolation="nearest")
+            rgb, origin = picture_of(ds, row)
+            ax.imshow(rgb, origin=origin, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0 or c == 0:
                 ax.set_title(label if c == 0 else f"source {c}", fontsize=6)
