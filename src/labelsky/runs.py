@@ -66,6 +66,9 @@ def input_warnings(run: str | Path, ds) -> list[str]:
                    f"(flux images and 8-bit pictures look different to a network)")
     sizes = sorted({tuple(d["image_shape"][1:]) for d in seen})
     if tuple(ds.image_shape[1:]) not in sizes:
+        side = (record.get("config") or {}).get("image_size")
+        resized = f", both resized to the model's {side} x {side}" if side else ""
         out.append(f"{ds.path} has {ds.image_shape[1]} x {ds.image_shape[2]} pixel images; the model of {run} "
-                   f"was trained on {', '.join(f'{h} x {w}' for h, w in sizes)} (resized or not, the scale differs)")
+                   f"was trained on datasets of {', '.join(f'{h} x {w}' for h, w in sizes)} pixel images{resized} "
+                   f"(a galaxy then spans another number of the model's pixels unless the cutouts are framed alike)")
     return out

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -60,7 +61,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """``obj`` as strict JSON (NaN and infinities, e.g. an undefined metric, become ``null``), atomically."""
+    atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default,
+                                       allow_nan=False) + "\n")
+
+
+def _finite(o):
+    """``o`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(o, float):  # numpy float64 too
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, np.ndarray) and o.dtype.kind == "f":
+        return _finite(o.tolist())
+    if isinstance(o, np.floating):
+        return _finite(float(o))
+    return o
 
 
 def _json_default(o):

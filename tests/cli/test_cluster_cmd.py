@@ -41,12 +41,18 @@ def test_unlabelled_dataset(setup, tmp_path, capsys):
     assert {"clusters.parquet", "summary.json", "tsne.png", ".labelsky"} <= {p.name for p in out.iterdir()}
     t = pq.read_table(out / "clusters.parquet")
     assert t.num_rows == 40 and "label" not in t.column_names
-    assert {"id_str", "row", "x", "y", "cluster", "cluster_class", "pred_class", "confidence"} <= set(t.column_names)
+    assert {"id_str", "row", "map_x", "map_y", "cluster", "cluster_class", "pred_class", "confidence"} <= \
+        set(t.column_names)
     assert t.column("row").to_pylist() == list(range(40))
     s = json.loads((out / "summary.json").read_text())
     assert s["n"] == 40 and s["clusters"] == 2 and sum(s["sizes"].values()) == 40 and s["n_labelled"] == 0
     assert s["cluster_purity"] is None and s["cluster_label_accuracy"] is None and "no row has a label" in s["note"]
     assert sorted(s["cluster_classes"].values()) == ["elliptical", "spiral"]  # one-to-one: k == classes
+    assert s["naming"].startswith("one-to-one")
+    pred = t.column("pred_class").to_pylist()
+    cid = t.column("cluster").to_pylist()
+    assert s["cluster_predictions"] == {str(c): {n: sum(1 for p, i in zip(pred, cid) if p == n and i == c)
+                                                 for n in ("elliptical", "spiral")} for c in range(2)}
     assert "no row has a label" in capsys.readouterr().out
     # a finished output is kept; --overwrite redoes it
     assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["none"]), "--out", str(out)]) == 2

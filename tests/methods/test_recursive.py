@@ -145,3 +145,20 @@ def test_cli_train_unlabelled_rounds(data, tmp_path, capsys):
     assert main(["catalog", "--run", str(run), "--data", str(data["none"].path), "--out", str(cat)]) == 0
     assert main(["train", "--data", str(data["lab"].path), "--out", str(tmp_path / "x"), "--rounds", "2"]) == 2
     assert "need --unlabelled" in capsys.readouterr().err
+
+
+def test_cli_says_when_a_round_had_no_pseudo_label_and_when_only_the_head_trains(data, tmp_path, capsys):
+    """--min-confidence 1 admits no pseudo-label: round 1 repeats round 0 and the command says so; one epoch of
+    head training on random features is said too."""
+    from labelsky.cli import main
+
+    run = tmp_path / "none"
+    assert main(["train", "--data", str(data["lab"].path), "--unlabelled", str(data["none"].path), "--out", str(run),
+                 "--backbone", "resnet10t", "--epochs", "1", "--head-epochs", "1", "--batch-size", "16",
+                 "--rounds", "1", "--min-confidence", "1", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "only the head trains, on frozen random features" in err and "--head-epochs 0" in err
+    assert "round 1 had no pseudo-label" in err and "lower --min-confidence" in err
+    rounds = json.loads((run / "rounds.json").read_text())["rounds"]
+    assert rounds[1]["pseudo_labels"]["n"] == 0 and 0.5 <= rounds[1]["pseudo_labels"]["max_confidence"] < 1
+    assert rounds[0]["pseudo_labels"]["max_confidence"] is None

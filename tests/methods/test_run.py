@@ -51,3 +51,30 @@ def test_a_config_from_before_the_rendering_settings_still_matches():
     assert config_differences({"lr": 0.001}, new, "") == []
     assert config_differences({"lr": 0.001}, dict(new, render="sdss"), "") == ["render: None -> 'sdss'"]
     assert config_differences({"lr": 0.001}, {"lr": 0.001, "other": 1}, "") == ["other: '<unset>' -> 1"]
+
+
+def test_input_warnings_name_units_and_sizes(tmp_path):
+    """A dataset unlike the run's training data is named: other pixel units, other image sizes (and the
+    model's input size they were both resized to)."""
+    import json
+
+    import numpy as np
+
+    from labelsky.data.io import DatasetWriter, open_dataset
+    from labelsky.runs import input_warnings
+    from conftest import make_columns
+
+    run = tmp_path / "run"
+    run.mkdir()
+    trained = {"flux_unit": "nanomaggy", "image_shape": [3, 48, 48]}
+    (run / "config.json").write_text(json.dumps({"method": "transfer", "config": {"image_size": 32},
+                                                 "data": {"train": [trained]}}))
+    w = DatasetWriter(tmp_path / "pics", "decals", (3, 24, 24), classes=["a", "b"], n_shards=1, config={},
+                      extra_meta={"flux_unit": "display"})
+    w.write_shard(0, np.zeros((2, 3, 24, 24), np.float32), make_columns(2, label=np.zeros(2, np.int16),
+                                                                          label_name=["a", "a"]))
+    w.finalize()
+    units, size = input_warnings(run, open_dataset(tmp_path / "pics"))
+    assert "holds display images" in units and "trained on nanomaggy images" in units
+    assert "24 x 24 pixel images" in size and "datasets of 48 x 48 pixel images" in size
+    assert "both resized to the model's 32 x 32" in size

@@ -40,6 +40,12 @@ def cmd_cluster(a) -> int:
     sizes = ", ".join(f"{c} ({s['cluster_classes'][c]}): {n}" for c, n in s["sizes"].items())
     print(f"{s['n']} rows, {s['clusters']} cluster(s): {sizes}" + (f"; noise: {s['n_noise']}" if s["n_noise"]
                                                                       else ""))
+    print(f"cluster names: {s['naming'].split(':')[0]} ({s['naming'].split(': ', 1)[1]})")
+    for c, counts in s["cluster_predictions"].items():
+        top = max(counts, key=counts.get)
+        if top != s["cluster_classes"][c]:
+            print(f"  cluster {c} is named {s['cluster_classes'][c]!r}, yet the classifier predicts {top!r} for "
+                  f"{counts[top]} of its {s['sizes'][c]} galaxies")
     if s["cluster_purity"] is None:
         print(f"{s['note']}")
     else:

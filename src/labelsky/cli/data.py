@@ -267,7 +267,8 @@ def add_import(sub):
                    "25 million; a small PNG can decode to gigabytes)")
     p.add_argument("--allow-outside-base", action="store_true", help="read 'file' paths outside --base-dir "
                    "(absolute paths, '..'); refused by default")
-    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--shard-size", type=int, default=256, help="objects per shard file (default 256); an "
+                   "interrupted import resumes at the first missing shard")
     d = p.add_argument_group("detect")
     d.add_argument("--example", default=None, choices=["hubble-deep-field"],
                    help="detect in a bundled image instead of SOURCE (hubble-deep-field: the Hubble Deep Field "

@@ -12,10 +12,12 @@ def add_evaluate(sub):
     p = sub.add_parser("evaluate", help="metrics of a trained run on a dataset split")
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--split", default="test", help="split to evaluate, or 'all'")
+    p.add_argument("--split", default="test", help="split to evaluate, or 'all' (with --reference: the rows of "
+                   "--data whose domain gap is measured, labelled or not; several joined by +)")
     p.add_argument("--reference", type=Path, default=None, help="also print the domain gap between this dataset "
                    "(e.g. the training survey) and --data in the model's embedding; needs no label")
-    p.add_argument("--reference-split", default="test", help="rows of --reference for the domain gap (or 'all')")
+    p.add_argument("--reference-split", default="val+test", help="rows of --reference for the domain gap: a split, "
+                   "several joined by + (default val+test: rows the model did not train on), or all")
     add_device(p, workers=False)
     p.set_defaults(func=cmd_evaluate)
 
@@ -37,13 +39,12 @@ def cmd_evaluate(a) -> int:
     else:
         print(f"{ds.path} has no labelled rows in split {a.split!r}: no accuracy, only the domain gap")
     if a.reference is not None:
-        from labelsky.evaluate.domain_gap import run_domain_gap
+        from labelsky.evaluate.domain_gap import gap_line, run_domain_gap
 
         gap = run_domain_gap(a.run, ds, open_dataset(a.reference), split=a.split,
                              reference_split=a.reference_split, device=a.device)
-        print(f"domain gap {a.reference} -> {a.data}: AUROC {gap['auroc']:.3f} (0.5 = indistinguishable, 1 = "
-              f"fully separable; {gap['n_target']} galaxies per domain, folds "
-              f"{' '.join(f'{x:.2f}' for x in gap['auroc_folds'])}); figures: {a.run / 'figures'}")
+        print(f"domain gap {a.reference} ({a.reference_split}) -> {a.data} ({a.split}): {gap_line(gap)}; "
+              f"{a.run / ('domain_gap_' + Path(ds.path).name + '.json')}, figures: {a.run / 'figures'}")
     return 0
 
 

@@ -69,6 +69,10 @@ def cmd_train(a) -> int:
                          head_epochs=a.head_epochs, unfreeze_groups=a.unfreeze_groups,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                          seed=a.seed, device=a.device, num_workers=a.workers, **render_settings(a), **dist(a))
+    if not a.weights and a.epochs <= a.head_epochs:
+        print(f"labelsky: warning: with random initial weights and --epochs {a.epochs} <= --head-epochs "
+              f"{a.head_epochs}, only the head trains, on frozen random features; to train from scratch pass "
+              f"--head-epochs 0 --unfreeze-groups 100", file=sys.stderr)
     if a.unlabelled is None:
         if a.rounds is not None or a.cluster_filter:
             raise SettingsError("--rounds and --cluster-filter need --unlabelled DATA (the datasets to pseudo-label)")
@@ -92,6 +96,11 @@ def cmd_train(a) -> int:
         print(f"round {e['round']}: pseudo-labels {e['pseudo_labels']['n']} ({added}); "
               f"confident fraction {e['confident_fraction']:.3f} (>= {a.min_confidence:g}), "
               f"mean confidence {e['mean_confidence']:.3f}")
+        if e["round"] > 0 and e["pseudo_labels"]["n"] == 0:
+            print(f"labelsky: warning: round {e['round']} had no pseudo-label (no unlabelled galaxy reached "
+                  f"--min-confidence {a.min_confidence:g}; the most confident: "
+                  f"{e['pseudo_labels'].get('max_confidence', float('nan')):.3f}), so it trained on the labelled "
+                  f"data alone, as round 0 did; lower --min-confidence or train round 0 longer", file=sys.stderr)
     print(f"trained {len(report['rounds'])} round(s) of {cfg.backbone} -> {a.out} (final: "
           f"{a.out / 'checkpoints' / 'best.ckpt'}; {a.out / 'rounds.json'})")
     return 0
@@ -157,19 +166,28 @@ def cmd_adapt(a) -> int:
     for name in ("source_test", "target_test"):
         if name in reports:
             r = reports[name]
-            print(f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} F1={r['f1']:.4f} unknown accuracy="
-                  f"{r['unknown_accuracy']:.4f} AUROC={r['auroc']:.4f}")
+            known = f" closed-set accuracy={r['closed_set_accuracy']:.4f}" if "closed_set_accuracy" in r else ""
+            print(f"{name}: n={r['n']} accuracy={r['accuracy']:.4f}{known} F1={r['f1']:.4f} "
+                  f"unknown accuracy={_metric(r['unknown_accuracy'])} AUROC={_metric(r['auroc'])}")
     if "target_test" not in reports:
         print("target: no labelled test rows; the domain gap below is the measure without target labels")
     gap = reports.get("domain_gap")
     if gap and "error" in gap:
         print(f"domain gap: not measured ({gap['error']})")
     elif gap:
-        print(f"domain gap (AUROC of a classifier telling target from source embeddings; 0.5 = "
-              f"indistinguishable): before {gap['before']['auroc']:.3f}, after {gap['after']['auroc']:.3f} "
-              f"({gap['after']['n_target']} galaxies per domain); figures: {a.out / 'figures'}")
+        from labelsky.evaluate.domain_gap import gap_line
+
+        print("domain gap (a classifier telling target from source embeddings):")
+        print(f"  before training: {gap_line(gap['before'])}")
+        print(f"  after training:  {gap_line(gap['after'])}; figures: {a.out / 'figures'}")
     print(f"run: {a.out}; metrics: {a.out / 'eval.json'}")
     return 0
+
+
+def _metric(value) -> str:
+    """A metric for printing; ``n/a`` where it is undefined (e.g. the unknown-class metrics of rows without
+    an unknown class)."""
+    return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
 def add_semisup(sub):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["domain_gap", "domain_gap_figure", "nearest_neighbour_mosaic", "subsample", "run_domain_gap",
-           "split_rows"]
+           "split_rows", "gap_line", "FEW_ROWS"]
 
 
 def subsample(rows, n: int, seed: int = 0) -> np.ndarray:
@@ -159,22 +159,40 @@ def nearest_neighbour_mosaic(source_ds, source_rows, source_emb, target_ds, targ
     return save_figure(fig, path)
 
 
+#: Fewer rows per domain than this and the printed domain gap carries a warning: its AUROC is uncertain.
+FEW_ROWS = 100
+
+
 def split_rows(ds, split: str) -> np.ndarray:
-    """Rows of ``ds`` in ``split`` (a split name, or ``all``), labelled or not."""
+    """Rows of ``ds`` in ``split``: a split name, several joined by ``+`` (``val+test``), or ``all``; labelled
+    or not."""
     if split == "all":
         return np.arange(len(ds))
-    return np.flatnonzero(ds.column("split").astype(str) == split)
+    return np.flatnonzero(np.isin(ds.column("split").astype(str), split.split("+")))
 
 
-def run_domain_gap(run, ds, reference, *, split: str = "all", reference_split: str = "test",
+def gap_line(gap: dict) -> str:
+    """How a domain gap is printed: the AUROC, rows per domain, the folds' range, and a warning when few."""
+    folds = gap.get("auroc_folds") or [gap["auroc"]]
+    text = (f"AUROC {gap['auroc']:.3f} (0.5 = indistinguishable, 1 = fully separable; {gap['n_target']} galaxies "
+            f"per domain, folds {min(folds):.2f}-{max(folds):.2f})")
+    if gap["n_target"] < FEW_ROWS:
+        text += (f"; few galaxies: the AUROC is uncertain, measure it on more rows (evaluate --reference-split "
+                 f"all)")
+    return text
+
+
+def run_domain_gap(run, ds, reference, *, split: str = "all", reference_split: str = "val+test",
                    max_rows: int = 1000, device: str = "auto", seed: int = 0, figures: bool = True) -> dict:
     """The domain gap between ``reference`` (e.g. the training survey) and ``ds`` in a trained run's embedding.
 
     No label of either dataset is read. Adaptation runs embed the reference
     through their source batch norms and ``ds`` through their target ones.
-    Writes ``RUN/figures/domain_gap_<dataset>.png`` and
-    ``RUN/figures/nearest_neighbours_<dataset>.png`` (with ``figures``) and
-    returns the :func:`domain_gap` result without the per-galaxy scores.
+    ``split`` / ``reference_split``: rows of each (see :func:`split_rows`; by
+    default the reference's held-out ``val+test`` rows). Writes
+    ``RUN/domain_gap_<dataset>.json``, ``RUN/figures/domain_gap_<dataset>.png``
+    and ``RUN/figures/nearest_neighbours_<dataset>.png`` (with ``figures``)
+    and returns the :func:`domain_gap` result without the per-galaxy scores.
     """
     from labelsky.data.io import DatasetError
     from labelsky.runs import load_run, run_spec
@@ -196,13 +214,18 @@ def run_domain_gap(run, ds, reference, *, split: str = "all", reference_split: s
         embs.append(out["embedding"])
         chosen.append(rows)
     gap = domain_gap(*embs, seed=seed)
+    result = {k: v for k, v in gap.items() if not k.startswith("scores")}
+    result.update(dataset=str(ds.path), split=split, reference=str(reference.path), reference_split=reference_split)
     if figures:
+        from labelsky.utils import atomic_write_json
+
         tag = Path(ds.path).name
         try:
+            atomic_write_json(run / f"domain_gap_{tag}.json", result)
             domain_gap_figure({run.name: gap}, run / "figures" / f"domain_gap_{tag}.png",
                               title=f"{Path(reference.path).name} -> {tag}")
             nearest_neighbour_mosaic(reference, chosen[0], embs[0], ds, chosen[1], embs[1],
                                      run / "figures" / f"nearest_neighbours_{tag}.png", seed=seed)
         except OSError:  # a read-only run folder: the number is still returned
             pass
-    return {k: v for k, v in gap.items() if not k.startswith("scores")}
+    return result

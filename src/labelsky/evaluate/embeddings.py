@@ -263,8 +263,9 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
     Returns
     -------
     dict
-        The summary, also written to ``out/summary.json``, beside ``out/clusters.parquet`` (``id_str, row, x, y
-        [, z], cluster, cluster_class, pred_class, confidence [, label]``) and the map ``out/<embed>.png``
+        The summary, also written to ``out/summary.json``, beside ``out/clusters.parquet`` (``id_str, row, map_x, map_y
+        [, map_z], cluster, cluster_class, pred_class, confidence [, label]``; ``map_x, map_y [, map_z]`` the map's
+        coordinates) and the map ``out/<embed>.png``
         (``tsne.png`` or ``umap.png``). Each cluster is
         named from the classifier's probabilities (:func:`name_clusters`, one-to-one when there are as many
         clusters as classes). Purity and cluster-label accuracy are computed on the rows with a label, and are
@@ -333,9 +334,9 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
     labels = _labels_for(ds, rows, names)
 
     cols = {"id_str": pa.array(ds.column("id_str")[rows].astype(str)), "row": pa.array(rows),
-            "x": pa.array(xy[:, 0]), "y": pa.array(xy[:, 1])}
+            "map_x": pa.array(xy[:, 0]), "map_y": pa.array(xy[:, 1])}
     if dim == 3:
-        cols["z"] = pa.array(xy[:, 2])
+        cols["map_z"] = pa.array(xy[:, 2])
     name_of = np.array(list(names) + [""], dtype=object)
     cols.update({"cluster": pa.array(cid), "cluster_class": pa.array(name_of[cclass].astype(str)),
                  "pred_class": pa.array(name_of[pred_label].astype(str)),
@@ -353,6 +354,11 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
                "k": k if algorithm == "kmeans" else None, "seed": seed, "figure": figure.name, "clusters": found, "sizes": sizes,
                "n_noise": int((cid < 0).sum()),
                "cluster_classes": {str(c): names[int(naming[c])] for c in range(found)},
+               "naming": ("one-to-one: clusters and classes matched by the Hungarian algorithm on the classifier's "
+                          "probabilities summed per cluster, normalised per class" if found == n_classes else
+                          "majority: the class of the largest summed probability in each cluster"),
+               "cluster_predictions": {str(c): {n: int(((cid == c) & (pred_label == i)).sum())
+                                                for i, n in enumerate(names)} for c in range(found)},
                "predicted_per_class": {n: int((pred_label == i).sum()) for i, n in enumerate(names)},
                "n_labelled": 0, "cluster_purity": None, "cluster_label_accuracy": None, "prediction_accuracy": None}
     if labels is None:

@@ -34,13 +34,17 @@ def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", d
     model = load_run(run)
     spec.preprocess(model, ds)  # a method that cannot read this dataset says so here
     names = list(spec.output_names(model))
-    if ds.classes != names:
-        raise DatasetError(f"{ds.path}: classes {ds.classes} differ from the model's {names}")
     label = ds.column("label")
     rows = np.flatnonzero(label >= 0) if split == "all" else np.flatnonzero((ds.column("split") == split)
                                                                              & (label >= 0))
     if not len(rows):
-        raise DatasetError(f"{ds.path}: no labelled rows in split {split!r}")
+        splits, counts = np.unique(ds.column("split").astype(str), return_counts=True)
+        have = ", ".join(f"{s}: {c}" for s, c in zip(splits, counts))
+        raise DatasetError(f"{ds.path}: no labelled rows in split {split!r} (rows per split: {have}; "
+                           f"{int((label >= 0).sum())} labelled); an unlabelled dataset has no accuracy: "
+                           f"--reference SOURCE --split all measures its domain gap, labelsky catalog predicts it")
+    if ds.classes != names:
+        raise DatasetError(f"{ds.path}: classes {ds.classes} differ from the model's {names}")
     p = predict(model, ds, rows, model.cfg, device=device, embed=False)["probs"]
     rep = classification_report(label[rows], p.argmax(1), len(ds.classes), ds.classes)
     rep["confidence_curve"] = confident_accuracy_curve(p, label[rows])

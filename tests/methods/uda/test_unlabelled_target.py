@@ -86,10 +86,10 @@ def test_adapt_runs_on_a_target_without_any_label_and_reports_the_domain_gap(sim
     assert "target_test" not in rep and "source_test" in rep  # nothing to evaluate on the target, nothing invented
     for stage in ("before", "after"):
         g = rep["domain_gap"][stage]
-        src = open_dataset(source)  # the source's test galaxies of the known classes
-        n_test = int(((src.column("split").astype(str) == "test")
-                      & np.isin(src.column("label_name").astype(str), ["elliptical", "spiral"])).sum())
-        assert g["n_target"] == min(n_test, len(bare)) and len(g["auroc_folds"]) == 5
+        src = open_dataset(source)  # the source's held-out (val and test) galaxies of the known classes
+        n_held_out = int((np.isin(src.column("split").astype(str), ["val", "test"])
+                          & np.isin(src.column("label_name").astype(str), ["elliptical", "spiral"])).sum())
+        assert g["n_target"] == min(n_held_out, len(bare)) and len(g["auroc_folds"]) == 5
     assert (run / "figures" / "domain_gap.png").is_file() and (run / "figures" / "nearest_neighbours.png").is_file()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["data"]["target"][0]["n"] == len(bare)  # every target row trained
@@ -99,3 +99,15 @@ def test_adapt_runs_on_a_target_without_any_label_and_reports_the_domain_gap(sim
     out = capsys.readouterr().out
     assert "no labelled rows" in out and "domain gap" in out and "AUROC" in out
     assert (run / "figures" / "domain_gap_bare.png").is_file()
+    saved = json.loads((run / "domain_gap_bare.json").read_text())
+    assert saved["reference_split"] == "val+test" and saved["split"] == "all" and 0 <= saved["auroc"] <= 1
+    n_reference = int(np.isin(src.column("split").astype(str), ["val", "test"]).sum())  # every class
+    assert saved["n_target"] == min(n_reference, len(bare)) and f"{saved['auroc']:.3f}" in out
+    # without --reference an unlabelled dataset has nothing to measure: one line naming the ways on
+    assert main(["evaluate", "--run", str(run), "--data", str(bare.path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no labelled rows in split 'test'" in err[0] and "unlabelled: 64" in err[0]
+    assert "--reference" in err[0] and "labelsky catalog" in err[0]
+    # eval.json is strict JSON: undefined metrics (unknown-class metrics of the source) are null, not NaN
+    json.loads((run / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in eval.json"))
+    assert rep["source_test"]["unknown_accuracy"] is None

@@ -154,7 +154,7 @@ def import_pictures(catalog, out: str | Path, settings: ImportSettings | None = 
         if x.shape[1:] != shape_hw:
             if hw is None:
                 raise ImportRowError(f"picture is {x.shape[1]}x{x.shape[2]} pixels, the others "
-                                     f"{shape_hw[0]}x{shape_hw[1]}; pass size to resample")
+                                     f"{shape_hw[0]}x{shape_hw[1]}; pass size (--size) to resample")
             x = resize_bands(x, shape_hw)
         return x, None
 

@@ -247,6 +247,7 @@ def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg:
             report["rounds"].append(old[r])
             continue
         extra, per_class = [], np.zeros(len(names), np.int64)
+        chosen_from = probs.max(1) if r > 0 else None  # the previous round's confidences
         if r > 0:
             sel, labels = select_pseudo_labels(probs, cclass if cluster_filter else None, k_per_class,
                                                min_confidence)
@@ -270,7 +271,9 @@ def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg:
                  "n_labelled_train": int(sum(len(rows) for _, rows, _ in train_parts)),
                  "pseudo_labels": {"n": int(per_class.sum()),
                                    "per_class": {c: int(per_class[i]) for i, c in enumerate(names)},
-                                   "selected_by_round": r - 1 if r else None},
+                                   "selected_by_round": r - 1 if r else None,
+                                   # the largest confidence among the galaxies they were chosen from
+                                   "max_confidence": float(chosen_from.max()) if r else None},
                  "confident_fraction": float((conf >= min_confidence).mean()),
                  "mean_confidence": float(conf.mean()),
                  "predicted_per_class": {c: int((pl == i).sum()) for i, c in enumerate(names)},

@@ -149,15 +149,16 @@ def starting_model(cfg: UDAConfig, source: LabelskyDataset, known: Sequence[str]
 
 def adaptation_gap(run_dir, model: UDAModule, parts: dict, cfg: UDAConfig, known: Sequence[str], *,
                    max_rows: int = 1000, figures: bool = True) -> dict:
-    """Domain gap (source test vs target training rows) before and after training; no target label is read.
+    """Domain gap (held-out source rows, ``val`` and ``test``, vs target training rows) before and after training;
+    no target label is read.
 
     Returns ``{"before": {...}, "after": {...}}`` with the AUROC, its folds and
     the numbers of rows (see :func:`labelsky.evaluate.domain_gap.domain_gap`).
     """
     from labelsky.evaluate.domain_gap import domain_gap, domain_gap_figure, nearest_neighbour_mosaic, subsample
 
-    src_name = "source_test" if len(parts["source_test"][1]) >= 4 else "source_val"
-    ds_s, rows_s = parts[src_name][0], subsample(parts[src_name][1], max_rows, cfg.seed)
+    held_out = np.union1d(parts["source_val"][1], parts["source_test"][1])  # rows no gradient step saw
+    ds_s, rows_s = parts["source_val"][0], subsample(held_out, max_rows, cfg.seed)
     ds_t, rows_t = parts["target_train"][0], subsample(parts["target_train"][1], max_rows, cfg.seed)
     start = starting_model(cfg, ds_s, known, len(parts["source_train"][1]), len(parts["target_train"][1]))
     gaps, emb = {}, {}
