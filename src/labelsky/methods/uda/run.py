@@ -86,8 +86,8 @@ def adapt(run_dir, source: LabelskyDataset, target: LabelskyDataset, known: Sequ
     sets, for latent-space figures). With ``gap`` (default), also the
     domain-gap diagnostic, which needs no target label
     (:mod:`labelsky.evaluate.domain_gap`): the AUROC of a classifier telling
-    target training galaxies from source test galaxies (at most ``gap_rows``
-    each) in the embedding of the starting network (``before``) and of the
+    target training galaxies from held-out source galaxies (``val`` and
+    ``test``; at most ``gap_rows`` each) in the embedding of the starting network (``before``) and of the
     trained one (``after``), in ``eval.json["domain_gap"]``, with
     ``figures/domain_gap.png`` and ``figures/nearest_neighbours.png``.
     Returns the best model and the reports.
