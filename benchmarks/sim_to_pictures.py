@@ -81,8 +81,9 @@ def run_option(work: Path, name: str, source, target, a, seed: int) -> dict:
         cfg = UDAConfig(method=method, backbone=a.backbone, max_epochs=a.epochs, batch_size=a.batch_size,
                         image_size=a.stamp_size, seed=seed, device=a.device, num_workers=a.loader_workers,
                         **OPTIONS[name])
-        model, rep = adapt(work / "runs" / f"{name}-{method}-s{seed}", source, target, ["elliptical", "spiral"],
-                           cfg, progress=False)
+        run_dir = work / "runs" / f"{name}-{method}-s{seed}"
+        reused = (run_dir / "eval.json").is_file()  # trained before: loaded, then evaluated by the current code
+        model, rep = adapt(run_dir, source, target, ["elliptical", "spiral"], cfg, progress=False)
         model.predict_domain = 1
         probs = predict(model, target, test, cfg, embed=False)["probs"]
         unknown = entropy(probs) > float(model.rho)
@@ -95,7 +96,8 @@ def run_option(work: Path, name: str, source, target, a, seed: int) -> dict:
             "others_flagged_unknown": float(unknown[known].mean()),
             "gap_before": rep["domain_gap"]["before"]["auroc"], "gap_after": rep["domain_gap"]["after"]["auroc"],
             "source_test_closed_set_accuracy": rep["source_test"]["closed_set_accuracy"],
-            "n_test": {c: int((n == c).sum()) for c in ("elliptical", "spiral", "merger")}}
+            "n_test": {c: int((n == c).sum()) for c in ("elliptical", "spiral", "merger")},
+            "n_gap_per_domain": rep["domain_gap"]["after"]["n_target"], "model_reused": reused}
         print(name, method, seed, out[method], flush=True)
     return out
 
@@ -145,12 +147,19 @@ def main(argv=None):
                                                            "gap after") for m in ("SO", "DA")]
         t = next(iter(next(iter(results.values())).values()))["source_only"]["n_test"]
         n_seeds = len(next(iter(results.values())))
+        flags = [r[m]["model_reused"] for per in results.values() for r in per.values() for m in r]
+        n_reused, n_runs = sum(flags), len(flags)
+        gap_n = next(iter(next(iter(results.values())).values()))["source_only"]["n_gap_per_domain"]
         md = (f"Source: {len(source)} simulated DECaLS galaxies (elliptical, spiral; flux). Target: {len(target)} "
               f"galaxies of another, per-galaxy randomised simulation (seed {a.target_seed}) with mergers, written as "
               f"Legacy Survey viewer JPEGs (quality 90) and imported as pictures; scored on its test third "
               f"({t['elliptical']} elliptical, {t['spiral']} spiral, {t['merger']} mergers), labels never used "
               f"in training. {a.backbone} from random initialisation, {a.epochs} epochs; mean ± std over "
-              f"{n_seeds} seed(s); SO = source-only, DA = DeepAstroUDA, one budget.\n\n" + md_table(header, rows))
+              f"{n_seeds} seed(s); SO = source-only, DA = DeepAstroUDA, one budget. Domain gap on {gap_n} "
+              f"galaxies per domain (held-out source rows, val and test)."
+              + (f" {n_reused} of {n_runs} models were trained by an earlier run of this command in --work-dir and "
+                 f"loaded; every number is measured by this run's code." if n_reused else "")
+              + "\n\n" + md_table(header, rows))
         write_results("sim_to_pictures", {"cpu": mon.as_dict(), "settings": vars(a) | {
             "work_dir": str(a.work_dir), "source_dir": str(a.source_dir)}, "options": results, "summary": summary},
             md)
