@@ -98,6 +98,7 @@ def run_option(work: Path, name: str, data: dict, a) -> dict:
                         image_size=a.stamp_size, seed=a.seed, device=a.device, num_workers=a.loader_workers,
                         **settings)
         t0 = time.perf_counter()
+        reused = (run / "eval.json").is_file()  # trained before: loaded, then evaluated by the current code
         model, rep = adapt(run, source, target, ["elliptical", "spiral"], cfg, progress=False)
         rows = [i for i in range(len(target))]
         model.predict_domain = 1
@@ -111,7 +112,7 @@ def run_option(work: Path, name: str, data: dict, a) -> dict:
                        "source_test_closed_set_accuracy": rep["source_test"]["closed_set_accuracy"],
                        "real_called_elliptical": float((probs.argmax(1) == 0).mean()),
                        "real_flagged_unknown": float(unknown.mean()),
-                       "seconds": round(time.perf_counter() - t0, 1)}
+                       "seconds": round(time.perf_counter() - t0, 1), "model_reused": reused}
         print(name, method, out[method], flush=True)
     out["benchmark_settings"] = settings_of(a)
     atomic_write_json(done, out)
@@ -200,7 +201,13 @@ def report(a, data, results, mon):
           f"{a.backbone} from random initialisation, {a.epochs} epochs, batch {a.batch_size}, seed {a.seed}; "
           f"source-only and DeepAstroUDA with the same budget. Domain gap: out-of-fold AUROC of a logistic "
           f"regression telling real from simulated embeddings (0.5 = indistinguishable), "
-          f"{next(iter(results.values()))['source_only']['n_per_domain']} galaxies per domain.\n\n")
+          f"{next(iter(results.values()))['source_only']['n_per_domain']} galaxies per domain (held-out simulated "
+          f"rows, val and test).")
+    flags = [r[m].get("model_reused", False) for r in results.values() for m in ("source_only", "deepastrouda")]
+    if any(flags):
+        md += (f" {sum(flags)} of {len(flags)} models were trained by an earlier run of this command in --work-dir "
+               f"and loaded; every number is measured by this run's code.")
+    md += "\n\n"
     md += md_table(["input", "gap: start network", "gap: source-only", "gap: DeepAstroUDA",
                     "sim. test acc., closed set (SO / DA)", "real called elliptical (SO / DA)",
                     "real flagged unknown (SO / DA)"], rows)
