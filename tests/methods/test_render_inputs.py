@@ -107,8 +107,11 @@ def test_adapt_from_rendered_simulation_to_pictures(tmp_path):
                  "--randomise", "", "--known", "elliptical", "spiral"]) == 0
     rep = json.loads((run / "eval.json").read_text())
     assert rep["domain_gap"]["after"]["n_target"] >= 4
-    cfg = json.loads((run / "config.json").read_text())["config"]
+    record = json.loads((run / "config.json").read_text())
+    cfg = record["config"]
     assert cfg["render"] == "legacysurvey" and cfg["randomise"] == {}
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(NuisanceRandomisation()).items()}
+    assert record["randomise_resolved"] == defaults  # what {} stood for
     import pyarrow.parquet as pq
 
     cat = tmp_path / "pics.parquet"  # the catalog of the unlabelled pictures: classes, confidences, unknown flags

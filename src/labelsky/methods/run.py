@@ -139,6 +139,20 @@ def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE)
     return diffs
 
 
+def _resolved(config: dict) -> dict:
+    """What a config's shorthand stood for when the run was made (recorded beside it, never compared on resume):
+    ``randomise_resolved``, every field of the training nuisance randomisation (``randomise = {}`` means the
+    defaults of this version)."""
+    if not isinstance(config.get("randomise"), dict):
+        return {}
+    import dataclasses
+
+    from labelsky.data.transforms import NuisanceRandomisation
+
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in config["randomise"].items()}
+    return {"randomise_resolved": _jsonable(dataclasses.asdict(NuisanceRandomisation(**given)))}
+
+
 class Run:
     """A run folder of one method (see the module docstring)."""
 
@@ -220,7 +234,7 @@ class Run:
 
             L.seed_everything(seed, workers=True, verbose=False)
         atomic_write_json(run.config_path, {"method": method, "labelsky_version": __version__, "config": config,
-                                            "data": data, **_jsonable(extra or {})})
+                                            "data": data, **_resolved(config), **_jsonable(extra or {})})
         return run
 
     def record(self, **fields) -> None:
