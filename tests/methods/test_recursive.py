@@ -157,7 +157,7 @@ def test_cli_says_when_a_round_had_no_pseudo_label_and_when_only_the_head_trains
                  "--backbone", "resnet10t", "--epochs", "1", "--head-epochs", "1", "--batch-size", "16",
                  "--rounds", "1", "--min-confidence", "1", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert "only the head trains, on frozen random features" in err and "--head-epochs 0" in err
+    assert "only the head trained, on frozen random features" in err and "--head-epochs 0" in err
     assert "round 1 had no pseudo-label" in err and "lower --min-confidence" in err
     rounds = json.loads((run / "rounds.json").read_text())["rounds"]
     assert rounds[1]["pseudo_labels"]["n"] == 0 and 0.5 <= rounds[1]["pseudo_labels"]["max_confidence"] < 1

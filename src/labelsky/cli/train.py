@@ -69,10 +69,6 @@ def cmd_train(a) -> int:
                          head_epochs=a.head_epochs, unfreeze_groups=a.unfreeze_groups,
                          unfreeze_every=a.unfreeze_every, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                          seed=a.seed, device=a.device, num_workers=a.workers, **render_settings(a), **dist(a))
-    if not a.weights and a.epochs <= a.head_epochs:
-        print(f"labelsky: warning: with random initial weights and --epochs {a.epochs} <= --head-epochs "
-              f"{a.head_epochs}, only the head trains, on frozen random features; to train from scratch pass "
-              f"--head-epochs 0 --unfreeze-groups 100", file=sys.stderr)
     if a.unlabelled is None:
         if a.rounds is not None or a.cluster_filter:
             raise SettingsError("--rounds and --cluster-filter need --unlabelled DATA (the datasets to pseudo-label)")
@@ -82,6 +78,7 @@ def cmd_train(a) -> int:
             return 0
         print(f"trained {cfg.backbone} ({model.weights_info.get('weights') or 'random init'}) -> "
               f"{a.out / 'checkpoints' / 'best.ckpt'}")
+        _warn_head_only(a)
         return 0
     if dist(a)["devices"] not in (None, 1) or a.num_nodes != 1:
         raise SettingsError("recursive training (--unlabelled) runs on one device")
@@ -103,7 +100,16 @@ def cmd_train(a) -> int:
                   f"data alone, as round 0 did; lower --min-confidence or train round 0 longer", file=sys.stderr)
     print(f"trained {len(report['rounds'])} round(s) of {cfg.backbone} -> {a.out} (final: "
           f"{a.out / 'checkpoints' / 'best.ckpt'}; {a.out / 'rounds.json'})")
+    _warn_head_only(a)
     return 0
+
+
+def _warn_head_only(a) -> None:
+    """Random initial weights and no epoch past the head-only ones: the backbone never trained."""
+    if not a.weights and a.epochs <= a.head_epochs:
+        print(f"labelsky: warning: with random initial weights and --epochs {a.epochs} <= --head-epochs "
+              f"{a.head_epochs}, only the head trained, on frozen random features; to train from scratch pass "
+              f"--head-epochs 0 --unfreeze-groups 100", file=sys.stderr)
 
 
 def add_adapt(sub):
