@@ -48,7 +48,7 @@ def test_unlabelled_dataset(setup, tmp_path, capsys):
     assert s["n"] == 40 and s["clusters"] == 2 and sum(s["sizes"].values()) == 40 and s["n_labelled"] == 0
     assert s["cluster_purity"] is None and s["cluster_label_accuracy"] is None and "no row has a label" in s["note"]
     assert sorted(s["cluster_classes"].values()) == ["elliptical", "spiral"]  # one-to-one: k == classes
-    assert s["naming"].startswith("one-to-one")
+    assert s["naming"] == "one-to-one"
     pred = t.column("pred_class").to_pylist()
     cid = t.column("cluster").to_pylist()
     assert s["cluster_predictions"] == {str(c): {n: sum(1 for p, i in zip(pred, cid) if p == n and i == c)

@@ -31,7 +31,7 @@ def add_cluster(sub):
 
 def cmd_cluster(a) -> int:
     from labelsky.data.io import open_dataset
-    from labelsky.evaluate.embeddings import cluster_run
+    from labelsky.evaluate.embeddings import NAMING, cluster_run
 
     ds = open_dataset(a.data)
     s = cluster_run(a.run, ds, a.out, split=a.split, embed=a.embed, dim=a.dim, perplexity=a.perplexity,
@@ -40,7 +40,7 @@ def cmd_cluster(a) -> int:
     sizes = ", ".join(f"{c} ({s['cluster_classes'][c]}): {n}" for c, n in s["sizes"].items())
     print(f"{s['n']} rows, {s['clusters']} cluster(s): {sizes}" + (f"; noise: {s['n_noise']}" if s["n_noise"]
                                                                       else ""))
-    print(f"cluster names: {s['naming'].split(':')[0]} ({s['naming'].split(': ', 1)[1]})")
+    print(f"cluster names: {s['naming']} ({NAMING[s['naming']]})")
     for c, counts in s["cluster_predictions"].items():
         top = max(counts, key=counts.get)
         if top != s["cluster_classes"][c]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["tsne", "umap", "embed_points", "isomap", "isomap_tsne", "cluster", "name_clusters", "cluster_purity",
-           "latent_figure", "cluster_run", "EMBEDDINGS", "ALGORITHMS"]
+           "latent_figure", "cluster_run", "EMBEDDINGS", "ALGORITHMS", "NAMING"]
 
 #: 2-D / 3-D maps :func:`embed_points` makes
 EMBEDDINGS = ("tsne", "umap")
@@ -237,6 +237,12 @@ def _map_figure(path, xy: np.ndarray, cluster_class: np.ndarray, labels: np.ndar
     save_figure(fig, path)
 
 
+#: How :func:`cluster_run` names clusters (``summary.json["naming"]``).
+NAMING = {"one-to-one": "clusters and classes matched by the Hungarian algorithm on the classifier's probabilities "
+                        "summed per cluster, normalised per class (as many clusters as classes)",
+          "majority": "each cluster takes the class of the largest summed probability"}
+
+
 def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, perplexity: float = 30.0,
                 algorithm: str = "kmeans", k: int | None = None, min_cluster_size: int | None = None, seed: int = 0,
                 device: str = "auto", overwrite: bool = False) -> dict:
@@ -354,9 +360,7 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
                "k": k if algorithm == "kmeans" else None, "seed": seed, "figure": figure.name, "clusters": found, "sizes": sizes,
                "n_noise": int((cid < 0).sum()),
                "cluster_classes": {str(c): names[int(naming[c])] for c in range(found)},
-               "naming": ("one-to-one: clusters and classes matched by the Hungarian algorithm on the classifier's "
-                          "probabilities summed per cluster, normalised per class" if found == n_classes else
-                          "majority: the class of the largest summed probability in each cluster"),
+               "naming": "one-to-one" if found == n_classes else "majority",  # see NAMING
                "cluster_predictions": {str(c): {n: int(((cid == c) & (pred_label == i)).sum())
                                                 for i, n in enumerate(names)} for c in range(found)},
                "predicted_per_class": {n: int((pred_label == i).sum()) for i, n in enumerate(names)},
