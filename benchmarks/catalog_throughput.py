@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import md_table, write_results  # noqa: E402
-
 import numpy as np  # noqa: E402
+
+from _common import md_table, write_results  # noqa: E402
 
 
 def make_dataset(path: Path, n: int, size: int, shard: int, seed: int = 0):
@@ -59,8 +59,7 @@ def make_dataset(path: Path, n: int, size: int, shard: int, seed: int = 0):
 
 
 def train_run(run: Path, ds, backbone: str):
-    from labelsky.methods.transfer import train_classifier
-    from labelsky.methods.transfer import TransferConfig
+    from labelsky.methods.transfer import TransferConfig, train_classifier
 
     if (run / "checkpoints" / "best.ckpt").exists():
         return
@@ -173,7 +172,7 @@ def naive_rate(run: Path, data: Path, n: int) -> float:
     import torch
 
     from labelsky.data.io import open_dataset
-    from labelsky.runs import load_run
+    from labelsky.methods.run import load_run
 
     ds = open_dataset(data)
     model = load_run(run).eval()

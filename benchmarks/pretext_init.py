@@ -35,10 +35,9 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     from labelsky.data.simulate import simulate_galaxies
-    from labelsky.evaluate.metrics import classification_report
-    from labelsky.methods.transfer import train_classifier
-    from labelsky.methods.transfer import TransferConfig
-    from labelsky.training import predict
+    from labelsky.measures.metrics import classification_report
+    from labelsky.methods.training import predict
+    from labelsky.methods.transfer import TransferConfig, train_classifier
 
     weights = a.pretext_run / "backbone.safetensors"
     if not weights.exists():

@@ -69,10 +69,10 @@ def run_option(work: Path, name: str, source, target, a, seed: int) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from labelsky.evaluate.metrics import entropy
+    from labelsky.measures.metrics import entropy
+    from labelsky.methods.training import predict
     from labelsky.methods.uda.module import UDAConfig
     from labelsky.methods.uda.run import adapt
-    from labelsky.training import predict
 
     names = target.column("label_name").astype(str)
     test = np.flatnonzero(target.column("split").astype(str) == "test")

@@ -82,10 +82,10 @@ def run_option(work: Path, name: str, data: dict, a) -> dict:
         old = json.loads(done.read_text())
         if old.get("benchmark_settings") == settings_of(a):
             return old
+    from labelsky.measures.metrics import entropy
+    from labelsky.methods.training import predict
     from labelsky.methods.uda.module import UDAConfig
     from labelsky.methods.uda.run import adapt
-    from labelsky.training import predict
-    from labelsky.evaluate.metrics import entropy
 
     sim_name, settings = OPTIONS[name]
     if sim_name not in data["sims"]:
@@ -167,7 +167,7 @@ def calibration(a, data) -> dict:
     Two simulations of the same classes that differ only in their nuisances are what "close" looks like; run
     folders must be on this machine (options measured elsewhere are left out).
     """
-    from labelsky.evaluate.domain_gap import run_domain_gap
+    from labelsky.evaluate.gap import run_domain_gap
 
     out = {}
     for name, (sim_name, _) in OPTIONS.items():

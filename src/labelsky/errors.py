@@ -17,11 +17,17 @@ The subclasses say whose fault it is:
 
 They also derive from the built-in exception that fits (``ValueError`` or
 ``RuntimeError``), so ``except ValueError`` keeps working in user code.
+
+:class:`LabelskyWarning` is what the library warns a user of (through
+:mod:`warnings`): ``labelsky`` prints ``labelsky: warning: <message>``.
+Progress and notes go to the ``labelsky`` logger (:mod:`logging`), which the
+command line prints as ``labelsky: <message>``.
 """
 
 from __future__ import annotations
 
-__all__ = ["LabelskyError", "InputDataError", "SettingsError", "RunFolderError", "OutputError", "one_line"]
+__all__ = ["LabelskyError", "InputDataError", "SettingsError", "RunFolderError", "OutputError", "LabelskyWarning",
+           "one_line"]
 
 
 class LabelskyError(Exception):
@@ -42,6 +48,10 @@ class RunFolderError(LabelskyError, ValueError):
 
 class OutputError(LabelskyError, RuntimeError):
     """An output that labelsky refuses to (over)write, or that cannot be written."""
+
+
+class LabelskyWarning(UserWarning):
+    """Something a user should know of a finished step (a setting that did less than it may seem)."""
 
 
 def one_line(err: BaseException) -> str:

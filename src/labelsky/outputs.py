@@ -65,7 +65,7 @@ def check_not_current(path: str | Path) -> None:
 
 def mark_output(path: str | Path, kind: str) -> None:
     """Write the marker of a labelsky ``kind`` folder (``dataset``, ``simulation``, ``run``, ...)."""
-    from labelsky import __version__
+    from labelsky._version import __version__
 
     path = Path(path)
     tmp = path / f"{MARKER}.tmp"

@@ -172,8 +172,7 @@ def test_a_truncated_part_or_stray_temporary_file_is_redone(sharded, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny transfer-learning run and a 12-shard dataset to catalogue."""
-    from labelsky.methods.transfer import train_classifier
-    from labelsky.methods.transfer import TransferConfig
+    from labelsky.methods.transfer import TransferConfig, train_classifier
 
     root = tmp_path_factory.mktemp("engines")
     ds = _write_sharded(root / "ds", 12, per_shard=16, size=16, seed=3, labelled=True)

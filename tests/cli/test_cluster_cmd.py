@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from tests.methods.test_recursive import cfg, write_ds
 
 from labelsky.cli import main
-from tests.methods.test_recursive import cfg, write_ds
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_umap_missing_is_one_line(setup, tmp_path, capsys):
 
 
 def test_cluster_filter_matches_the_evaluate_recipe():
-    from labelsky.evaluate.embeddings import cluster, name_clusters, tsne
+    from labelsky.measures.embeddings import cluster, name_clusters, tsne
     from labelsky.methods.transfer import cluster_classes
 
     rng = np.random.default_rng(0)

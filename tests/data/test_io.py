@@ -5,8 +5,8 @@ import pyarrow as pa
 import pytest
 
 from conftest import CLASSES, SHAPE, make_columns, make_images, write_dataset
-from labelsky.errors import OutputError
 from labelsky.data.io import CatalogError, DatasetError, DatasetWriter, LabelskyDataset, open_dataset
+from labelsky.errors import OutputError
 from labelsky.utils import atomic_path, atomic_write_text
 
 

@@ -15,8 +15,14 @@ import numpy as np
 import pytest
 
 from labelsky.cli import main
-from labelsky.data.simulate import (Randomisation, SimulationError, open_simulation, parse_randomisation,
-                                    render_object, simulate_galaxies)
+from labelsky.data.simulate import (
+    Randomisation,
+    SimulationError,
+    open_simulation,
+    parse_randomisation,
+    render_object,
+    simulate_galaxies,
+)
 from labelsky.data.simulate.stamps import GalaxySimConfig
 from labelsky.data.surveys import get_survey
 

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import CLASSES, SHAPE, make_columns, make_images
 
+from conftest import CLASSES, SHAPE, make_columns, make_images
 from labelsky.cli import main
 from labelsky.data.display import RENDERERS, jpeg_roundtrip, mosaic, render, to_rgb
 from labelsky.data.io import DatasetWriter, open_dataset

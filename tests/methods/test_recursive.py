@@ -63,7 +63,7 @@ def _state(path):
 
 
 def test_rounds_on_an_unlabelled_dataset_schema_and_loadable(data, tmp_path):
-    from labelsky.runs import load_run
+    from labelsky.methods.run import load_run
 
     run = tmp_path / "run"
     model, rep = recursive_training(run, [data["lab"]], [data["none"]], cfg(), rounds=2, k_per_class=4,

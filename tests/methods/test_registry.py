@@ -18,8 +18,8 @@ import torch
 from labelsky.data.io import DatasetWriter, open_dataset
 from labelsky.errors import OutputError, RunFolderError, SettingsError
 from labelsky.methods.registry import OUTPUTS, get_method, list_methods
+from labelsky.methods.run import load_run, run_method
 from labelsky.outputs import MARKER
-from labelsky.runs import load_run, run_method
 
 SIZE = 16
 CLASSES = ["round", "long"]

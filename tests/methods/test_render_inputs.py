@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_columns
 from labelsky.data.display import render
 from labelsky.data.io import DatasetWriter, open_dataset
 from labelsky.data.transforms import NuisanceRandomisation
 from labelsky.errors import SettingsError
-from labelsky.training import InputSettings
-from conftest import make_columns
+from labelsky.methods.training import InputSettings
 
 
 def _dataset(path, unit: str, n: int = 8, seed: int = 0):
@@ -121,7 +121,7 @@ def test_adapt_from_rendered_simulation_to_pictures(tmp_path):
 
 
 def test_randomisation_in_loader_workers_changes_every_epoch_and_replays(tmp_path):
-    from labelsky.training import make_loader
+    from labelsky.methods.training import make_loader
 
     flux, _ = _dataset(tmp_path / "flux", "nanomaggy", n=8)
     other, _ = _dataset(tmp_path / "other", "nanomaggy", n=8)

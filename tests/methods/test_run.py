@@ -60,9 +60,9 @@ def test_input_warnings_name_units_and_sizes(tmp_path):
 
     import numpy as np
 
-    from labelsky.data.io import DatasetWriter, open_dataset
-    from labelsky.runs import input_warnings
     from conftest import make_columns
+    from labelsky.data.io import DatasetWriter, open_dataset
+    from labelsky.methods.run import input_warnings
 
     run = tmp_path / "run"
     run.mkdir()

@@ -10,16 +10,29 @@ dataset's size.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from labelsky.catalog.shards import load_shard, predict_batches, shard_table, write_part
 from labelsky.data.io import LabelskyDataset
 
-__all__ = ["run_local"]
+__all__ = ["LocalEngine"]
 
 
-def run_local(ds: LabelskyDataset, parts_dir: Path, todo, predictor, transform, batch_size: int, embedding: bool,
-              progress, prefetch: int = 2) -> None:
+@dataclass(frozen=True)
+class LocalEngine:
+    """One process; ``prefetch`` shards read ahead and waiting to be written (the device is the predictor's)."""
+
+    prefetch: int = 2
+    name = "local"
+
+    def run(self, ds: LabelskyDataset, parts_dir: Path, todo, predictor, transform, batch_size: int,
+            embedding: bool, progress) -> None:
+        """Predict shards ``todo`` of ``ds`` into parts under ``parts_dir``; ``progress(n)`` after each."""
+        _run(ds, parts_dir, todo, predictor, transform, batch_size, embedding, progress, self.prefetch)
+
+
+def _run(ds, parts_dir, todo, predictor, transform, batch_size, embedding, progress, prefetch) -> None:
     if not todo:
         return
     with ThreadPoolExecutor(1, thread_name_prefix="labelsky-read") as reader, \
@@ -30,8 +43,8 @@ def run_local(ds: LabelskyDataset, parts_dir: Path, todo, predictor, transform, 
             x = pending.pop(0).result()
             if i + prefetch < len(todo):
                 pending.append(reader.submit(load_shard, ds, todo[i + prefetch], transform))
-            probs, emb = predict_batches(x, predictor, batch_size, embedding)
-            writes.append(writer.submit(_write, ds, parts_dir, s, probs, emb, predictor))
+            output, emb = predict_batches(x, predictor, batch_size, embedding)
+            writes.append(writer.submit(_write, ds, parts_dir, s, output, emb, predictor))
             while len(writes) > prefetch:  # back-pressure: never more than a few parts waiting
                 writes.pop(0).result()
             progress(len(x))
@@ -39,5 +52,5 @@ def run_local(ds: LabelskyDataset, parts_dir: Path, todo, predictor, transform, 
             w.result()
 
 
-def _write(ds, parts_dir, shard, probs, emb, predictor) -> None:
-    write_part(parts_dir, shard, shard_table(ds, shard, probs, emb, predictor))
+def _write(ds, parts_dir, shard, output, emb, predictor) -> None:
+    write_part(parts_dir, shard, shard_table(ds, shard, output, emb, predictor))

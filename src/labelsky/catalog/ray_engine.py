@@ -11,8 +11,8 @@ Pipeline (streaming; Ray Data's back-pressure keeps memory flat)::
 The shards are read in parallel by the actors (each reads the shard it
 predicts: no image crosses the object store).
 
-Each actor loads the run's model itself (the :class:`RunPredictor` travels
-without weights) on its own device. Parts are written by the actors straight
+Each actor loads the run's model itself (the
+:class:`~labelsky.methods.predict.Predictor` of a run folder travels without weights) on its own device. Parts are written by the actors straight
 into the output folder, which therefore has to be visible to every node of a
 cluster (a shared file system); on one machine that is automatic. The
 prediction of a shard is the same code as the local engine's
@@ -24,11 +24,45 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_ray"]
+__all__ = ["RayEngine"]
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """Ray Data: shards read and predicted by a pool of actors (CPU or GPU each).
+
+    ``address``: a running Ray cluster (``ray://...`` or ``host:port``;
+    ``auto`` for the one of ``ray start``); default a local instance, started
+    for the catalog and shut down after it. ``workers``: actors in the pool
+    (default: one per GPU with ``gpus_per_worker``, else one per
+    ``cpus_per_worker`` CPUs of the cluster).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    name = "ray"
+
+    @property
+    def device(self) -> str:
+        """Where each actor predicts."""
+        return "cuda" if self.gpus_per_worker else "cpu"
+
+    def run(self, ds, parts_dir: Path, todo, predictor, transform, batch_size: int, embedding: bool,
+            progress) -> None:
+        """Predict shards ``todo`` of ``ds`` into parts under ``parts_dir``; ``progress(n)`` after each."""
+        if getattr(predictor, "run", None) is None:
+            from labelsky.catalog.shards import CatalogWriteError
+
+            raise CatalogWriteError("the ray engine needs the predictor of a run folder (each actor loads it)")
+        run_ray(ds, parts_dir, todo, predictor, transform, batch_size, embedding, progress, address=self.address,
+                workers=self.workers, gpus_per_worker=self.gpus_per_worker, cpus_per_worker=self.cpus_per_worker)
 
 
 class _ShardPredictor:

@@ -1,5 +1,10 @@
 """Shard-level catalog code shared by :mod:`~labelsky.catalog.writer` and both engines.
 
+A *predictor* is what turns a batch of preprocessed images into columns:
+:class:`labelsky.methods.predict.Predictor` (``output``: its kind;
+``class_names``; ``predictor(x) -> {"output", "embedding"}``;
+``extra(output, embedding) -> columns``; ``preprocess(dataset)``).
+
 One image shard of a dataset is loaded and preprocessed (:func:`load_shard`),
 predicted in mini-batches (:func:`predict_batches`), turned into catalog rows
 (:func:`shard_table`, :func:`catalog_table`; :func:`predict_shard` does both)
@@ -17,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from labelsky.errors import OutputError
 from labelsky.data.io import LabelskyDataset
-from labelsky.evaluate.metrics import entropy
+from labelsky.errors import OutputError
+from labelsky.measures.metrics import entropy
 from labelsky.utils import atomic_path
 
 __all__ = ["CatalogWriteError", "part_path", "catalog_table", "predict_batches", "shard_table", "predict_shard",
@@ -34,34 +39,39 @@ def part_path(parts_dir: Path, shard: int) -> Path:
     return Path(parts_dir) / f"part-{shard:05d}.parquet"
 
 
-def catalog_table(ds: LabelskyDataset, rows: np.ndarray, probs: np.ndarray, class_names, embedding=None,
-                  extra: dict | None = None, output: str = "probs") -> pa.Table:
+def catalog_table(ds: LabelskyDataset, rows: np.ndarray, output: np.ndarray | None, class_names, embedding=None,
+                  extra: dict | None = None, kind: str = "probs") -> pa.Table:
     """The catalog rows of dataset rows ``rows`` from their predictions (and embeddings).
 
-    ``output`` is what ``probs`` holds: class probabilities or vote fractions
+    ``kind`` is what ``output`` holds: class probabilities or vote fractions
     (columns ``p_<name>``, then ``pred_label``, ``pred_class``, ``confidence``,
-    ``entropy``), or regression ``values`` (one column per name, as named).
+    ``entropy``), regression ``values`` (one column per name, as named), or
+    nothing (``embedding``: a self-supervised extractor, whose catalog is its
+    embedding column).
     """
     ids = ds.column("id_str")[rows]
-    if not np.isfinite(probs).all():
-        bad = int(np.flatnonzero(~np.isfinite(probs).all(axis=1))[0])
+    checked = embedding if kind == "embedding" else output
+    if checked is not None and not np.isfinite(checked).all():
+        bad = int(np.flatnonzero(~np.isfinite(checked).reshape(len(checked), -1).all(axis=1))[0])
         raise CatalogWriteError(f"{ds.path}: non-finite predictions for id_str={ids[bad]!r}")
     cols = {"id_str": pa.array(ids.astype(str), pa.string()),
             "ra": pa.array(ds.column("ra")[rows], pa.float64()),
             "dec": pa.array(ds.column("dec")[rows], pa.float64()),
             "survey": pa.array([ds.survey.name] * len(rows), pa.string())}
     names = list(class_names)
-    if output == "values":
+    if kind == "embedding":
+        return _finish(cols, extra, embedding)
+    if kind == "values":
         for k, n in enumerate(names):
-            cols[n] = pa.array(probs[:, k], pa.float32())
+            cols[n] = pa.array(output[:, k], pa.float32())
         return _finish(cols, extra, embedding)
     for k, n in enumerate(names):
-        cols[f"p_{n}"] = pa.array(probs[:, k], pa.float32())
-    pred = probs.argmax(axis=1)
+        cols[f"p_{n}"] = pa.array(output[:, k], pa.float32())
+    pred = output.argmax(axis=1)
     cols["pred_label"] = pa.array(pred.astype(np.int16), pa.int16())
     cols["pred_class"] = pa.array([names[k] for k in pred], pa.string())
-    cols["confidence"] = pa.array(probs.max(axis=1), pa.float32())
-    cols["entropy"] = pa.array(entropy(probs).astype(np.float32), pa.float32())
+    cols["confidence"] = pa.array(output.max(axis=1), pa.float32())
+    cols["entropy"] = pa.array(entropy(output).astype(np.float32), pa.float32())
     return _finish(cols, extra, embedding)
 
 
@@ -75,19 +85,22 @@ def _finish(cols: dict, extra: dict | None, embedding) -> pa.Table:
 
 
 def predict_batches(x: torch.Tensor, predictor, batch_size: int, embedding: bool):
-    """Probabilities [n, K] (and embeddings [n, D]) of preprocessed images ``x``, ``batch_size`` at a time."""
-    probs, embs = [], []
+    """Outputs [n, K] (``None`` for an embedding-only method) and embeddings [n, D] of preprocessed images
+    ``x``, ``batch_size`` at a time; the embedding is always kept for an embedding-only method."""
+    embedding = embedding or predictor.output == "embedding"
+    outs, embs = [], []
     for i in range(0, len(x), batch_size):
         res = predictor(x[i:i + batch_size])
-        probs.append(np.asarray(res["probs"], dtype=np.float32))
+        if res.get("output") is not None:
+            outs.append(np.asarray(res["output"], dtype=np.float32))
         if embedding:
             embs.append(np.asarray(res["embedding"], dtype=np.float32))
-    return np.concatenate(probs), (np.concatenate(embs) if embedding else None)
+    return (np.concatenate(outs) if outs else None), (np.concatenate(embs) if embedding else None)
 
 
-def shard_table(ds: LabelskyDataset, shard: int, probs: np.ndarray, emb, predictor) -> pa.Table:
-    return catalog_table(ds, ds.shard_rows(shard), probs, predictor.class_names, emb, predictor.extra(probs, emb),
-                         output=getattr(predictor, "output", "probs"))
+def shard_table(ds: LabelskyDataset, shard: int, output, emb, predictor) -> pa.Table:
+    return catalog_table(ds, ds.shard_rows(shard), output, predictor.class_names, emb, predictor.extra(output, emb),
+                         kind=predictor.output)
 
 
 def predict_shard(ds: LabelskyDataset, shard: int, x: torch.Tensor, predictor, batch_size: int,

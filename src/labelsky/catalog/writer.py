@@ -10,15 +10,14 @@ removes stray temporary files and redoes only the missing shards, so no
 ``id_str`` is lost or duplicated. ``_job.json`` identifies the model and
 settings; parts of another job are never mixed in.
 
-Engines (:func:`write_catalog` ``engine=``):
+Engines (:func:`write_catalog` ``engine=``, strategy objects):
 
-``local``  one process; reading + preprocessing of the next shards and writing
-           of finished parts run in background threads while the model
-           computes (:mod:`labelsky.catalog.local`).
-``ray``    Ray Data: shards are read in parallel tasks and predicted by a pool
-           of actors (CPU or GPU each) that write the parts
-           (:mod:`labelsky.catalog.ray_engine`); a local Ray instance by
-           default, a cluster with ``ray_address``.
+:class:`~labelsky.catalog.local.LocalEngine`  one process; reading + preprocessing of the next shards
+           and writing of finished parts run in background threads while the
+           model computes.
+:class:`~labelsky.catalog.ray_engine.RayEngine`  Ray Data: shards are read and predicted by a pool of
+           actors (CPU or GPU each) that write the parts; a local Ray
+           instance by default, a cluster with ``address``.
 
 Both produce the same rows (the same code, :mod:`labelsky.catalog.shards`, turns a
 shard into a part).
@@ -33,7 +32,9 @@ layout for catalogs of 10^8 rows.
 Columns: ``id_str``, ``ra``, ``dec``, ``survey``, ``p_<class>`` for every
 class, ``pred_label`` (class index), ``pred_class`` (name), ``confidence``
 (maximum probability), ``entropy`` (nats), the predictor's extra columns
-(``unknown`` for domain-adaptation runs) and, on request, ``embedding``.
+(``unknown`` for domain-adaptation runs) and, on request, ``embedding``
+(regression runs: one column per value, e.g. ``ln_richness``; embedding-only
+runs: the ``embedding`` column).
 """
 
 from __future__ import annotations
@@ -42,19 +43,25 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from labelsky.catalog.shards import (  # noqa: F401  (re-exported: the shard functions used to live here)
-    CatalogWriteError, catalog_table, load_shard, part_path, predict_batches, predict_shard, shard_table, write_part)
+    CatalogWriteError,
+    catalog_table,
+    load_shard,
+    part_path,
+    predict_batches,
+    predict_shard,
+    shard_table,
+    write_part,
+)
 from labelsky.data.io import LabelskyDataset
-from labelsky.utils import atomic_path, atomic_write_json, default_device
+from labelsky.utils import atomic_path, atomic_write_json
 
-__all__ = ["write_catalog", "CatalogWriteError", "ENGINES", "FORMATS", "predict_shard", "model_predict_fn"]
+__all__ = ["write_catalog", "CatalogWriteError", "ENGINES", "FORMATS", "predict_shard", "is_labelsky_catalog"]
 
 ENGINES = ("local", "ray")
 FORMATS = ("parquet", "fits", "partitioned")
@@ -74,34 +81,32 @@ def _done(parts_dir: Path, ds: LabelskyDataset, shard: int) -> bool:
     return ok
 
 
-def _wrap(predictor, class_names, extra):
-    if hasattr(predictor, "class_names") and hasattr(predictor, "extra"):
-        return predictor
-    from labelsky.catalog.predictor import FunctionPredictor
-
-    if class_names is None:
-        raise ValueError("class_names are needed with a plain predict function")
-    return FunctionPredictor(predictor, class_names, extra)
-
-
-def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=None, class_names=None,
-                  batch_size: int = 256, embedding: bool = False, fmt: str | None = None,
-                  extra: Callable | None = None, job: dict | None = None, engine: str = "local",
-                  ray_address: str | None = None, ray_workers: int | None = None, gpus_per_worker: float = 0.0,
-                  cpus_per_worker: float = 1.0, progress: bool = True, overwrite: bool = False) -> Path:
+def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, *, transform=None, batch_size: int = 256,
+                  embedding: bool = False, fmt: str | None = None, job: dict | None = None, engine=None,
+                  progress: bool = True, overwrite: bool = False) -> Path:
     """Run a model over every image of ``ds`` and write the catalog to ``out``.
 
-    ``predictor``: a :class:`~labelsky.catalog.predictor.RunPredictor` (any
-    engine), or a function ``predict_fn(x) -> {"probs", "embedding"}`` with
-    ``class_names`` and optional ``extra(probs, embedding) -> columns``
-    (local engine). ``transform`` preprocesses a batch of images
-    (:class:`~labelsky.data.transforms.Preprocess`; default: the run's own).
-    ``job`` identifies the model and settings; a rerun with another ``job`` is
-    refused (unless ``overwrite``) so parts of two models never mix. While it
-    runs, ``OUT.lock`` keeps a second writer of the same output out.
+    Parameters
+    ----------
+    predictor
+        A :class:`~labelsky.methods.predict.Predictor` (of a run folder for the Ray engine, whose actors each
+        load it).
+    transform
+        Preprocesses a batch of images (default: the predictor's, i.e. the run's own).
+    batch_size, embedding
+        Images per forward pass; add the embedding column (always there for an embedding-only method).
+    fmt
+        ``parquet``, ``fits`` or ``partitioned`` (default: from ``out``'s suffix).
+    job
+        What identifies the model and settings; a rerun with another ``job`` is refused (unless ``overwrite``)
+        so parts of two models never mix.
+    engine
+        :class:`~labelsky.catalog.local.LocalEngine` (default) or :class:`~labelsky.catalog.ray_engine.RayEngine`
+        (or their names, ``"local"`` / ``"ray"``).
+
+    While it runs, ``OUT.lock`` keeps a second writer of the same output out.
     """
-    if engine not in ENGINES:
-        raise CatalogWriteError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    engine = _engine(engine)
     out = Path(out)
     suffix = out.suffix.lower()
     if fmt is None and suffix and suffix not in (".fits", ".fit", ".parquet"):
@@ -110,9 +115,6 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
     fmt = fmt or ("fits" if suffix in (".fits", ".fit") else "parquet" if suffix == ".parquet" else "partitioned")
     if fmt not in FORMATS:
         raise CatalogWriteError(f"unknown catalog format {fmt!r}; expected one of {FORMATS}")
-    predictor = _wrap(predictor, class_names, extra)
-    if engine == "ray" and not hasattr(predictor, "run"):
-        raise CatalogWriteError("the ray engine needs a RunPredictor (a run folder), not a plain function")
     transform = transform if transform is not None else predictor.preprocess(ds)
     parts_dir = out if fmt == "partitioned" else out.with_name(out.name + ".parts")
     done_marker = out / "_metadata" if fmt == "partitioned" else out
@@ -129,7 +131,21 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, transform=Non
         raise CatalogWriteError(f"{out} is a file; a partitioned catalog is a folder")
     with _OutputLock(out):
         return _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker, job,
-                             engine, ray_address, ray_workers, gpus_per_worker, cpus_per_worker, progress, overwrite)
+                             engine, progress, overwrite)
+
+
+def _engine(engine):
+    """An engine object from ``None`` / a name / an engine."""
+    from labelsky.catalog.local import LocalEngine
+    from labelsky.catalog.ray_engine import RayEngine
+
+    if engine is None or engine == "local":
+        return LocalEngine()
+    if engine == "ray":
+        return RayEngine()
+    if isinstance(engine, (LocalEngine, RayEngine)):
+        return engine
+    raise CatalogWriteError(f"unknown engine {engine!r}; expected one of {ENGINES} (or LocalEngine / RayEngine)")
 
 
 class _OutputLock:
@@ -185,7 +201,7 @@ def _alive(pid) -> bool:
 
 
 def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker, job, engine,
-                  ray_address, ray_workers, gpus_per_worker, cpus_per_worker, progress, overwrite) -> Path:
+                  progress, overwrite) -> Path:
     from tqdm.auto import tqdm
 
     if overwrite:
@@ -213,19 +229,10 @@ def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, par
 
     todo = [s for s in range(ds.n_shards) if len(ds.shard_rows(s)) and not _done(parts_dir, ds, s)]
     n_todo = sum(len(ds.shard_rows(s)) for s in todo)
-    bar = tqdm(total=len(ds), initial=len(ds) - n_todo, unit="obj", desc=f"catalog ({engine})",
+    bar = tqdm(total=len(ds), initial=len(ds) - n_todo, unit="obj", desc=f"catalog ({engine.name})",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        if engine == "local":
-            from labelsky.catalog.local import run_local
-
-            run_local(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update)
-        else:
-            from labelsky.catalog.ray_engine import run_ray
-
-            run_ray(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update,
-                    address=ray_address, workers=ray_workers, gpus_per_worker=gpus_per_worker,
-                    cpus_per_worker=cpus_per_worker)
+        engine.run(ds, parts_dir, todo, predictor, transform, batch_size, embedding, bar.update)
     finally:
         bar.close()  # an error message then starts on a line of its own
     missing = [s for s in range(ds.n_shards) if len(ds.shard_rows(s)) and not part_path(parts_dir, s).exists()]
@@ -255,7 +262,7 @@ def is_labelsky_catalog(path: str | Path) -> bool:
 
 
 def _assemble(ds: LabelskyDataset, parts_dir: Path, out: Path, fmt: str) -> None:
-    from labelsky import __version__
+    from labelsky._version import __version__
 
     parts = [part_path(parts_dir, s) for s in range(ds.n_shards) if len(ds.shard_rows(s))]
     if not parts:
@@ -301,16 +308,3 @@ def _assemble(ds: LabelskyDataset, parts_dir: Path, out: Path, fmt: str) -> None
     table.meta["CREATOR"] = "labelsky catalog"
     with atomic_path(out) as tmp:
         table.write(tmp, format="fits", overwrite=True)
-
-
-def model_predict_fn(model, device: str | None = None) -> Callable:
-    """A ``predict_fn`` for a LightningModule with ``predict_step`` returning probs/embedding."""
-    dev = torch.device(default_device(device))
-    model = model.to(dev).eval()
-
-    def fn(x):
-        with torch.inference_mode():
-            out = model.predict_step(x.to(dev), 0)
-        return {k: v.float().cpu().numpy() for k, v in out.items()}
-
-    return fn

@@ -24,16 +24,18 @@ demo       the embedded default end to end: simulate, train, evaluate, cluster, 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 
-from labelsky.cli import cluster, data, predict, reproduce, train
+from labelsky.cli import cluster, data, methods, predict, reproduce
 from labelsky.cli.options import OneLineParser
 
 __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from labelsky import __version__
+    from labelsky._version import __version__
 
     parser = OneLineParser(prog="labelsky",
                                      description="labelsky: galaxy morphology, anomaly and cluster-richness catalogs "
@@ -47,23 +49,56 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_crossmatch(sub)
     data.add_import(sub)
     data.add_validate(sub)
-    train.add_train(sub)
+    methods.add_method_commands(sub)  # train, adapt, semisup, pretrain, richness: one per registered method
     predict.add_evaluate(sub)
     predict.add_catalog(sub)
     cluster.add_cluster(sub)
-    train.add_adapt(sub)
-    train.add_semisup(sub)
-    train.add_pretrain(sub)
-    train.add_richness(sub)
     reproduce.add_reproduce(sub)
     reproduce.add_demo(sub)
     return parser
+
+
+class _StderrHandler(logging.Handler):
+    """The ``labelsky`` logger's notes as ``labelsky: <message>`` on the current standard error."""
+
+    def emit(self, record):
+        try:
+            print(f"labelsky: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging never raises
+            self.handleError(record)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from labelsky.errors import LabelskyWarning
+
+    if issubclass(category, LabelskyWarning):
+        print(f"labelsky: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _report_to_stderr() -> None:
+    """The library's notes (``logging``) and warnings (:class:`~labelsky.errors.LabelskyWarning`) as one line
+    each on standard error."""
+    from labelsky.errors import LabelskyWarning
+
+    log = logging.getLogger("labelsky")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    warnings.simplefilter("always", LabelskyWarning)
+    warnings.showwarning = _show_warning
 
 
 def main(argv=None) -> int:
     """Run one command; every error a user can cause prints one line and returns 2."""
     from labelsky.errors import LabelskyError, one_line
 
+    _report_to_stderr()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

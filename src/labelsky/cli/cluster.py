@@ -31,7 +31,7 @@ def add_cluster(sub):
 
 def cmd_cluster(a) -> int:
     from labelsky.data.io import open_dataset
-    from labelsky.evaluate.embeddings import NAMING, cluster_run
+    from labelsky.evaluate.clusters import NAMING, cluster_run
 
     ds = open_dataset(a.data)
     s = cluster_run(a.run, ds, a.out, split=a.split, embed=a.embed, dim=a.dim, perplexity=a.perplexity,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from labelsky.errors import SettingsError
-
-__all__ = ["add_out", "add_seed", "add_overwrite", "add_device", "add_distributed", "dist", "rank_zero",
-           "positive_int", "non_negative_int", "positive_float", "at_least_2", "fraction", "OneLineParser",
-           "add_render", "render_settings"]
+__all__ = ["add_out", "add_seed", "add_overwrite", "add_device", "rank_zero", "positive_int", "non_negative_int",
+           "positive_float", "at_least_2", "fraction", "percent", "OneLineParser", "add_settings",
+           "settings_from_args", "CHECK_TYPES"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -89,86 +88,77 @@ def add_device(p, workers: bool = True) -> None:
         p.add_argument("--workers", type=non_negative_int, default=0, help="data-loader processes")
 
 
-def add_distributed(p) -> None:
-    """Lightning's devices / nodes / strategy for a training command."""
-    g = p.add_argument_group("several devices or nodes (Lightning)")
-    g.add_argument("--devices", default=None, help="devices per node: a count (CPU processes or GPUs), or 'auto' "
-                                                   "(default: one)")
-    g.add_argument("--num-nodes", type=int, default=1, help="nodes (launch one process per node, e.g. with "
-                                                            "torchrun or SLURM's srun)")
-    g.add_argument("--strategy", default="auto", help="e.g. ddp (data-parallel: each process sees 1/N of the data, "
-                                                      "gradients averaged; gloo on CPU, NCCL on GPU)")
-
-
 def rank_zero() -> bool:
     """After a distributed fit, only rank 0 evaluates and writes; the other processes stop here."""
-    from labelsky.training import is_global_zero
+    from labelsky.methods.training import is_global_zero
 
     return is_global_zero()
 
 
-def dist(a) -> dict:
-    """The distributed settings of parsed arguments, for a method config."""
-    devices = a.devices
-    if devices is not None and devices != "auto":
-        try:
-            devices = int(devices)
-        except ValueError:
-            raise SettingsError(f"--devices must be a count or 'auto', got {devices!r}") from None
-    return {"devices": devices, "num_nodes": a.num_nodes, "strategy": a.strategy}
-
-
-def add_render(p) -> None:
-    """``--render``, ``--jpeg-quality``, ``--randomise``: train on simulated flux rendered as viewer pictures."""
-    p.add_argument("--render", default=None, metavar="VIEWER",
-                   help="render flux images as this survey viewer shows them (sdss, legacysurvey, hsc): the model "
-                        "then takes 8-bit RGB pictures (Galaxy Zoo, Galaxy10, viewer JPEGs) as they are")
-    p.add_argument("--jpeg-quality", type=_quality, default=None, help="with --render: JPEG-compress every "
-                   "rendered picture at this quality (1-100)")
-    p.add_argument("--randomise", nargs="?", const="", default=None, metavar="NAME=VALUE,...",
-                   help="with --render: random nuisances on every rendered training image (brightness, colour "
-                        "balance, blur, noise, sky residual, JPEG; display black level, contrast, gamma when asked); "
-                        "optional overrides, e.g. 'blur=1.5,noise=2,jpeg_quality=40:95,black=0:0.12'")
-
-
-def _quality(text: str) -> int:
+def percent(text: str) -> int:
+    """An integer in 1..100 (argparse type), e.g. a JPEG quality."""
     value = _int_at_least(text, 1)
     if value > 100:
         raise argparse.ArgumentTypeError(f"{value} must be <= 100")
     return value
 
 
-def render_settings(a) -> dict:
-    """The InputSettings fields of :func:`add_render`'s options."""
-    if a.randomise is not None and not a.render:
-        raise SettingsError("--randomise needs --render (the nuisances are drawn on rendered pictures)")
-    if a.jpeg_quality is not None and not a.render:
-        raise SettingsError("--jpeg-quality needs --render")
-    if a.render:
-        from labelsky.data.display import RENDERERS
+#: argparse types of the value checks a setting may name (labelsky.methods.settings.CHECKS)
+CHECK_TYPES = {"positive_int": positive_int, "non_negative_int": non_negative_int, "positive_float": positive_float,
+               "fraction": fraction, "at_least_2": at_least_2, "percent": percent}
 
-        if a.render not in RENDERERS:
-            raise SettingsError(f"--render {a.render!r}: expected one of {', '.join(sorted(RENDERERS))}")
-    rand = None
-    if a.randomise is not None:
-        from labelsky.data.transforms import NuisanceRandomisation
 
-        rand = {}
-        fields = {f for f in NuisanceRandomisation.__dataclass_fields__}
-        for item in filter(None, (x.strip() for x in a.randomise.split(","))):
-            name, _, value = item.partition("=")
-            name = name.strip().replace("-", "_")
-            if name not in fields or not value:
-                raise SettingsError(f"--randomise {item!r}: expected NAME=VALUE with NAME one of "
-                                    f"{', '.join(sorted(fields))}")
-            try:
-                nums = [float(v) for v in value.split(":")]
-            except ValueError:
-                raise SettingsError(f"--randomise {item!r}: {value!r} is not a number or LOW:HIGH") from None
-            if name in ("brightness", "jpeg_quality", "black", "contrast") and len(nums) != 2:
-                raise SettingsError(f"--randomise {name}: expected LOW:HIGH, got {value!r}")
-            if name == "jpeg_quality":
-                nums = [int(v) for v in nums]
-            rand[name] = nums if len(nums) == 2 else nums[0]
-        NuisanceRandomisation(**{k: tuple(v) if isinstance(v, list) else v for k, v in rand.items()})  # checked
-    return {"render": a.render, "jpeg_quality": a.jpeg_quality, "randomise": rand}
+def _base_type(annotation) -> type:
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    first = text.replace(" ", "").split("|")[0]
+    return {"int": int, "float": float}.get(first, str)
+
+
+def add_settings(p, config_cls, exclude=()) -> None:
+    """One option per field of ``config_cls`` that declares one (:func:`labelsky.methods.settings.setting`).
+
+    An option left out keeps the setting's default (argparse stores nothing), so a default exists once, in
+    the settings class. Values a library grammar reads (``parse``) are parsed by :func:`settings_from_args`.
+    """
+    groups = {}
+    for f in dataclasses.fields(config_cls):
+        meta = config_cls.option_of(f.name)
+        if f.name in exclude or not meta.get("help"):
+            continue
+        group = meta.get("group")
+        target = p if not group else groups.setdefault(group, p.add_argument_group(group))
+        dashed = f.name.replace("_", "-")
+        kw = {"dest": f"setting_{f.name}", "default": argparse.SUPPRESS, "help": meta["help"]}
+        if meta.get("negate"):
+            flags, kw["action"] = [meta.get("flag") or f"--no-{dashed}"], "store_false"
+        elif meta.get("const") is not dataclasses.MISSING:
+            flags, kw["action"], kw["const"] = [meta.get("flag") or f"--{dashed}"], "store_const", meta["const"]
+        elif meta.get("optional"):
+            flags, kw["action"] = [meta.get("flag") or f"--{dashed}"], argparse.BooleanOptionalAction
+        elif str(f.type).replace(" ", "").split("|")[0] == "bool":
+            flags, kw["action"] = [meta.get("flag") or f"--{dashed}"], "store_true"
+        else:
+            flags = [meta.get("flag") or f"--{dashed}"]
+            if meta.get("parse") is None:
+                kw["type"] = CHECK_TYPES[meta["check"]] if meta.get("check") else _base_type(f.type)
+            if meta.get("nargs"):
+                kw["nargs"] = meta["nargs"]
+                if meta["nargs"] == "?":
+                    kw["const"] = ""
+            if meta.get("choices"):
+                kw["choices"] = meta["choices"]
+            if meta.get("metavar"):
+                kw["metavar"] = meta["metavar"]
+        target.add_argument(*flags, **kw)
+
+
+def settings_from_args(config_cls, a, **fixed):
+    """The settings of parsed arguments: the options given (text read by the library's own grammar where the
+    setting names one), every other field its default; ``fixed`` fields as given."""
+    given = {}
+    for f in dataclasses.fields(config_cls):
+        if hasattr(a, f"setting_{f.name}"):
+            value = getattr(a, f"setting_{f.name}")
+            parse = config_cls.option_of(f.name).get("parse")
+            given[f.name] = parse(value) if parse is not None and isinstance(value, str) else value
+    return config_cls(**given, **fixed)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from labelsky.cli.options import add_device, add_overwrite, positive_int
+from labelsky.cli.options import add_device, add_out, add_overwrite, positive_int
 
 
 def add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="metrics of a trained run on a dataset split")
+    p = sub.add_parser("evaluate", help="metrics of a trained run on a dataset split (classes: accuracy, F1, "
+                       "confusion; votes: RMSE; regressions: MAE, Sigma), and its domain gap")
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--split", default="test", help="split to evaluate, or 'all' (with --reference: the rows of "
@@ -24,22 +25,23 @@ def add_evaluate(sub):
 
 def cmd_evaluate(a) -> int:
     from labelsky.data.io import open_dataset
-    from labelsky.evaluate.runs import evaluate_run
+    from labelsky.evaluate.report import evaluate_run, headline, scored_rows
+    from labelsky.methods.run import load_run
 
     ds = open_dataset(a.data)
     _warn_inputs(a.run, ds)
-    label, split = ds.column("label"), ds.column("split").astype(str)
-    labelled = (label >= 0) if a.split == "all" else (label >= 0) & (split == a.split)
-    if a.reference is None or labelled.any():
+    scored = len(scored_rows(load_run(a.run), ds, a.split)) > 0
+    if a.reference is None or scored:
         rep = evaluate_run(a.run, ds, split=a.split, device=a.device)
-        print(f"{rep['survey']} {a.split}: n={rep['n']} accuracy={rep['accuracy']:.4f} F1={rep['f1']:.4f}"
-              + (f" -> {rep['path']}" if rep["path"] else ""))
+        print(f"{rep['survey']} {a.split}: {headline(rep)}" + (f" -> {rep['path']}" if rep["path"] else ""))
         if rep.get("write_error"):
             print(f"labelsky: warning: {rep['write_error']}", file=sys.stderr)
     else:
-        print(f"{ds.path} has no labelled rows in split {a.split!r}: no accuracy, only the domain gap")
+        print(f"{ds.path} has nothing to score the run's output against in split {a.split!r}: no accuracy, only "
+              f"the domain gap")
     if a.reference is not None:
-        from labelsky.evaluate.domain_gap import gap_line, run_domain_gap
+        from labelsky.evaluate.gap import run_domain_gap
+        from labelsky.measures.domain_gap import gap_line
 
         gap = run_domain_gap(a.run, ds, open_dataset(a.reference), split=a.split,
                              reference_split=a.reference_split, device=a.device)
@@ -49,7 +51,7 @@ def cmd_evaluate(a) -> int:
 
 
 def _warn_inputs(run, ds) -> None:
-    from labelsky.runs import input_warnings
+    from labelsky.methods.run import input_warnings
 
     for w in input_warnings(run, ds):
         print(f"labelsky: warning: {w}", file=sys.stderr)
@@ -57,7 +59,7 @@ def _warn_inputs(run, ds) -> None:
 
 def _job_identity(run: Path, pre) -> dict:
     """What makes a catalog: the exact checkpoint file and the preprocessing (parts of two never mix)."""
-    from labelsky.runs import run_checkpoint
+    from labelsky.methods.run import run_checkpoint
 
     ckpt = run_checkpoint(run)
     st = ckpt.stat()
@@ -69,9 +71,8 @@ def add_catalog(sub):
     p = sub.add_parser("catalog", help="run a trained model over a dataset into a catalog")
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", "-o", required=True, type=Path,
-                   help="catalog: FILE.parquet (one file), FILE.fits, or a folder (Parquet part per shard + "
-                        "_metadata, for very large catalogs)")
+    add_out(p, "catalog: FILE.parquet (one file), FILE.fits, or a folder (Parquet part per shard + _metadata, for "
+               "very large catalogs)")
     p.add_argument("--format", choices=["parquet", "fits", "partitioned"], default=None,
                    help="default: from --out (.parquet, .fits, else partitioned)")
     p.add_argument("--embedding", action="store_true", help="add the penultimate-layer vector")
@@ -90,18 +91,23 @@ def add_catalog(sub):
 
 
 def cmd_catalog(a) -> int:
-    from labelsky.catalog.predictor import RunPredictor
+    from labelsky.catalog.local import LocalEngine
+    from labelsky.catalog.ray_engine import RayEngine
     from labelsky.catalog.writer import write_catalog
     from labelsky.data.io import open_dataset
+    from labelsky.methods.predict import Predictor
 
     ds = open_dataset(a.data)
     _warn_inputs(a.run, ds)
-    device = a.device if a.engine == "local" else ("cuda" if a.gpus_per_worker else "cpu")
-    predictor = RunPredictor(a.run, device=device, domain=a.domain)
+    if a.engine == "ray":
+        engine = RayEngine(address=a.address, workers=a.ray_workers, gpus_per_worker=a.gpus_per_worker,
+                           cpus_per_worker=a.cpus_per_worker)
+        device = engine.device
+    else:
+        engine, device = LocalEngine(), a.device
+    predictor = Predictor(a.run, device=device, domain=a.domain, channels_last=True)
     pre = predictor.preprocess(ds)
-    out = write_catalog(ds, a.out, predictor, pre, batch_size=a.batch_size, embedding=a.embedding, fmt=a.format,
-                        job=_job_identity(a.run, pre), engine=a.engine, ray_address=a.address,
-                        ray_workers=a.ray_workers, gpus_per_worker=a.gpus_per_worker,
-                        cpus_per_worker=a.cpus_per_worker, overwrite=a.overwrite)
+    out = write_catalog(ds, a.out, predictor, transform=pre, batch_size=a.batch_size, embedding=a.embedding,
+                        fmt=a.format, job=_job_identity(a.run, pre), engine=engine, overwrite=a.overwrite)
     print(f"{len(ds)} rows -> {out}")
     return 0

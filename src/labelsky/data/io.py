@@ -39,9 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.errors import InputDataError, OutputError
 from labelsky.outputs import check_not_input, prepare_output
-from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import atomic_path, atomic_write_json
 
 __all__ = [
@@ -176,7 +176,7 @@ def _now() -> str:
 
 
 def _version() -> str:
-    from labelsky import __version__
+    from labelsky._version import __version__
 
     return __version__
 

@@ -37,8 +37,6 @@ Users define their own surveys in YAML with the same field names as
 
 from __future__ import annotations
 
-from labelsky.errors import SettingsError
-
 import dataclasses
 import math
 import numbers
@@ -48,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+from labelsky.errors import SettingsError
 
 __all__ = [
     "Survey",

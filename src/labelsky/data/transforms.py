@@ -36,11 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from labelsky.data.stretches import STRETCHES
 from labelsky.errors import SettingsError
 
 __all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES", "RenderPreprocess", "NuisanceRandomisation"]
-
-STRETCHES = ("asinh", "khan", "standardize", "robust_asinh", "none")
 
 
 def select_bands(available: Sequence[str], wanted: Sequence[str] | None) -> list[int]:
@@ -262,6 +261,42 @@ class NuisanceRandomisation:
         if not 1 <= q0 <= q1 <= 100:
             raise SettingsError(f"randomisation jpeg_quality = {self.jpeg_quality!r}; expected 1 <= low <= high "
                                 f"<= 100")
+
+    #: fields that are ranges (low, high); the others are single numbers
+    RANGES = ("brightness", "jpeg_quality", "black", "contrast")
+
+    @classmethod
+    def parse_overrides(cls, text: str | None) -> dict:
+        """The fields ``text`` overrides, as a run stores them (``{}``: the defaults).
+
+        The grammar of :func:`labelsky.data.ranges.parse_ranges`:
+        ``"blur=1.5,noise=2,jpeg_quality=40:95,black=0:0.12"``; a range field
+        given one number is that fixed level; a single-number field takes no
+        range. The result is checked by building the randomisation.
+        """
+        from labelsky.data.ranges import parse_ranges
+
+        names = [f.name for f in dataclasses.fields(cls)]
+        out = {}
+        for name, nums in parse_ranges(text, names, error=SettingsError).items():
+            if name in cls.RANGES:
+                nums = [nums[0], nums[-1]]
+                out[name] = [int(v) for v in nums] if name == "jpeg_quality" else nums
+            elif len(nums) != 1:
+                raise SettingsError(f"--randomise {name}: one number, not a range LOW:HIGH")
+            else:
+                out[name] = nums[0]
+        cls.from_dict(out)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NuisanceRandomisation":
+        """The randomisation a run stored (``{}``: the defaults; lists stand for ``(low, high)``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise SettingsError(f"randomisation: unknown field(s) {unknown}; expected some of {sorted(names)}")
+        return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in d.items()})
 
     def apply(self, image: np.ndarray, noise: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int | None]:
         """The randomised flux image [bands, H, W] and the JPEG quality to encode at (None: no JPEG)."""

@@ -1,21 +1,26 @@
-"""The method registry: every method registers once, by name; everything else resolves through it.
+"""The method registry: every method registers once, by name; training and reading runs resolve through it.
 
-A method is a package under ``labelsky/methods/`` whose ``__init__`` calls
-:func:`register_method` with a :class:`MethodSpec`: its config class, its
-model class, how it picks rows of datasets, how it trains a run folder, how
-a checkpoint becomes a model, and what its predictions are. ``load_run``, the
-catalog predictor, the CLI's choices and ``config.json``'s ``method`` field
-all look methods up here, so adding a method means adding one package (see
+A method is a package under ``labelsky/methods/`` (or a module registered
+through the ``labelsky.methods`` entry-point group) that calls
+:func:`register_method` with a :class:`MethodSpec`: its settings, its model,
+the datasets it takes, how it picks their rows, how it trains a run folder,
+and a tiny smoke configuration. The package's ``__init__`` imports only its
+settings (no torch); the rest is imported when a method is used. From the specs come the training commands
+(``labelsky train``, ``adapt``, ``semisup``, ``pretrain``, ``richness``: one
+generated command per method), :func:`train`, ``load_run``, catalogs,
+evaluation and clustering; adding a method means adding one package (see
 ``docs/architecture.md``).
 
-Prediction contract: ``model.predict_step(x)`` of every registered method
-returns a dict with the method's :attr:`MethodSpec.output` key --
+Prediction contract: ``model.predict_step(x)`` of every method's model (a
+:class:`~labelsky.methods.base.LabelskyModule`) returns a dict with the
+model's ``output`` key --
 
-``"probs"``      class probabilities ``[N, K]`` (columns named by :attr:`MethodSpec.output_names`),
+``"probs"``      class probabilities ``[N, K]`` (columns named by ``model.output_names()``),
 ``"fractions"``  predicted vote fractions ``[N, K]``,
 ``"values"``     regression values ``[N, K]`` (e.g. ``ln`` richness, ``K = 1``),
+``"embedding"``  no further output (a self-supervised extractor),
 
-and ``"embedding"`` ``[N, D]``, the vector a catalog stores on request.
+and ``"embedding"`` ``[N, D]``, the vector a catalog stores on request and maps cluster.
 """
 
 from __future__ import annotations
@@ -23,95 +28,153 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 from labelsky.errors import SettingsError
 
-__all__ = ["MethodSpec", "register_method", "get_method", "list_methods", "method_of_model", "OUTPUTS"]
+__all__ = ["MethodSpec", "DataRole", "Fitted", "register_method", "get_method", "list_methods", "train",
+           "open_inputs", "OUTPUTS"]
 
-OUTPUTS = ("probs", "fractions", "values")
+OUTPUTS = ("probs", "fractions", "values", "embedding")
 
 _REGISTRY: dict[str, "MethodSpec"] = {}
 _DISCOVERED = False
 
 
 @dataclass(frozen=True)
+class DataRole:
+    """A dataset argument of a method: ``--<name> DATASET`` (``many``: one or more folders)."""
+
+    name: str
+    help: str
+    many: bool = False
+    required: bool = True
+
+
+class Fitted(NamedTuple):
+    """What ``fit`` returns: the best model (eval mode) and the run's report (also in the run folder)."""
+
+    model: Any
+    report: dict
+
+
+def _resolve(ref: str):
+    """The object a ``"package.module:name"`` reference names (imported on first use)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """What labelsky knows of one method.
+
+    A spec is light: its settings class is imported with it, its model and
+    training code only when first used (``model``, ``implementation``), so
+    that listing methods and building the command line need no torch.
 
     Attributes
     ----------
     name
-        The name in ``config.json`` and on the command line.
+        The name in ``config.json`` and the registry.
     config_cls
-        Its settings (a dataclass with ``to_dict``).
-    module_cls
-        Its model (a Lightning module, or a ``torch.nn.Module``).
-    select_rows
-        ``select_rows(datasets, cfg, *, seed) -> dict`` of named parts
-        ``(dataset, rows, labels or None)``: which rows train, validate, test.
-    fit
-        ``fit(run_dir, datasets, cfg, *, overwrite=False, progress=True) -> model``:
-        selects the rows and trains a run folder (resumable; see
-        :class:`labelsky.methods.run.Run`).
-    load
-        ``load(checkpoint) -> model`` in eval mode (safe load).
+        Its settings (a :class:`~labelsky.methods.settings.Settings` dataclass whose fields declare their
+        command-line options).
+    model
+        ``"package.module:Class"`` of its model, a :class:`~labelsky.methods.base.LabelskyModule`
+        (:attr:`module_cls`; ``module_cls.load(checkpoint)``).
+    implementation
+        The module defining its ``select_rows``, ``fit`` and ``summary``:
+
+        ``select_rows(datasets, cfg) -> {part name: [Part, ...]}``: which rows of which datasets train,
+        validate and test (``datasets``: ``{role: [dataset, ...]}``); every row choice is in ``cfg``;
+        ``fit(run_dir, parts, cfg, *, overwrite=False, progress=True) -> Fitted``: trains a run folder on the
+        parts (resumable; see :class:`labelsky.methods.run.Run`) and evaluates what it can;
+        ``summary(run_dir, report) -> lines`` the command prints after training.
+    inputs
+        The datasets it takes (:class:`DataRole`), e.g. ``data``; ``source`` and ``target``.
     output
-        The key of the prediction (one of :data:`OUTPUTS`).
-    output_names
-        ``output_names(model) -> list[str]``: the name of every output column.
-    extra_columns
-        ``extra_columns(model, output) -> dict`` of further catalog columns
-        (e.g. the ``unknown`` flag of domain adaptation), or ``None``.
-    prepare
-        ``prepare(model, domain)`` before predicting (e.g. which batch norms), or ``None``.
-    preprocess
-        ``preprocess(model, ds)``: the preprocessing of ``ds`` images the model was trained with.
+        What its predictions are (one of :data:`OUTPUTS`; its model's ``output``).
+    smoke
+        ``smoke(device) -> cfg``: a tiny configuration that trains in seconds (the registry's tests).
+    command
+        The command-line name of its training command (default: ``name``).
     variants
-        Named variants selected through the config (e.g. ``uda``: deepastrouda, dance, source_only).
+        Named variants chosen through the config (e.g. ``uda``: deepastrouda, dance, source_only).
+    cli_exclude
+        Settings its command does not offer (e.g. a rendering for a method that reads single bands).
     description
-        One line for listings.
+        One line for ``--help`` and listings.
     """
 
     name: str
     config_cls: type
-    module_cls: type
-    select_rows: Callable[..., dict]
-    fit: Callable[..., Any]
-    load: Callable[..., Any]
-    output: str = "probs"
-    output_names: Callable[[Any], list] = lambda model: list(getattr(model.hparams, "class_names", []) or [])
-    extra_columns: Callable[[Any, Any], dict] | None = None
-    prepare: Callable[[Any, str], None] | None = None
-    preprocess: Callable[[Any, Any], Any] = lambda model, ds: model.cfg.preprocess(ds)
+    model: str
+    implementation: str
+    inputs: tuple
+    output: str
+    smoke: Callable[[str], Any]
+    command: str | None = None
     variants: tuple = field(default_factory=tuple)
+    cli_exclude: tuple = field(default_factory=tuple)
     description: str = ""
 
     def __post_init__(self):
+        if self.command is None:
+            object.__setattr__(self, "command", self.name)
         if self.output not in OUTPUTS:
             raise ValueError(f"method {self.name!r}: output {self.output!r} is not one of {OUTPUTS}")
 
+    @property
+    def module_cls(self) -> type:
+        """Its model class."""
+        return _resolve(self.model)
+
+    @property
+    def select_rows(self) -> Callable[..., dict]:
+        return _resolve(f"{self.implementation}:select_rows")
+
+    @property
+    def fit(self) -> Callable[..., Fitted]:
+        return _resolve(f"{self.implementation}:fit")
+
+    @property
+    def summary(self) -> Callable[[Path, dict], list]:
+        return _resolve(f"{self.implementation}:summary")
+
+    def load(self, checkpoint):
+        """The model of a checkpoint, safely loaded, in eval mode."""
+        return self.module_cls.load(checkpoint)
+
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    """Register ``spec`` under ``spec.name`` (once: a second method of the same name is an error)."""
+    """Register ``spec`` under ``spec.name`` (once: another method of the same name or command is an error)."""
     old = _REGISTRY.get(spec.name)
-    if old is not None and old.module_cls is not spec.module_cls:
-        raise ValueError(f"a method named {spec.name!r} is already registered ({old.module_cls.__qualname__})")
+    if old is not None and old.model != spec.model:
+        raise ValueError(f"a method named {spec.name!r} is already registered ({old.model})")
+    for other in _REGISTRY.values():
+        if other.name != spec.name and other.command == spec.command:
+            raise ValueError(f"method {spec.name!r}: the command {spec.command!r} belongs to {other.name!r}")
     _REGISTRY[spec.name] = spec
     return spec
 
 
 def _discover() -> None:
-    """Import every package under ``labelsky.methods`` once: each registers its methods."""
+    """Import every package under ``labelsky.methods`` and every ``labelsky.methods`` entry point once: each
+    registers its methods."""
     global _DISCOVERED
     if _DISCOVERED:
         return
+    _DISCOVERED = True
     import labelsky.methods as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.ispkg:
             importlib.import_module(f"{pkg.__name__}.{info.name}")
-    _DISCOVERED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="labelsky.methods"):
+        ep.load()
 
 
 def list_methods() -> list[str]:
@@ -129,10 +192,37 @@ def get_method(name: str) -> MethodSpec:
         raise SettingsError(f"unknown method {name!r}; registered methods: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def method_of_model(model) -> MethodSpec:
-    """The spec whose model class ``model`` is."""
-    _discover()
-    for spec in _REGISTRY.values():
-        if isinstance(model, spec.module_cls):
-            return spec
-    raise SettingsError(f"{type(model).__qualname__} is not the model of a registered method")
+def open_inputs(spec: MethodSpec, paths: dict) -> dict:
+    """``{role: [dataset, ...]}`` of ``{role: path or [paths]}`` (roles not given and not required: ``[]``)."""
+    from labelsky.data.io import LabelskyDataset, open_dataset
+
+    out = {}
+    for role in spec.inputs:
+        given = paths.get(role.name)
+        if given is None:
+            if role.required:
+                raise SettingsError(f"method {spec.name!r} needs --{role.name} ({role.help})")
+            out[role.name] = []
+            continue
+        given = given if isinstance(given, (list, tuple)) else [given]
+        out[role.name] = [g if isinstance(g, LabelskyDataset) else open_dataset(g) for g in given]
+    unknown = sorted(set(paths) - {r.name for r in spec.inputs})
+    if unknown:
+        raise SettingsError(f"method {spec.name!r} takes {', '.join(r.name for r in spec.inputs)}, not {unknown}")
+    return out
+
+
+def train(method: str | MethodSpec, run_dir, datasets: dict, cfg=None, *, overwrite: bool = False,
+          progress: bool = True) -> Fitted:
+    """Train ``method`` into the run folder ``run_dir``: its rows of ``datasets`` (``{role: dataset(s) or
+    path(s)}``, e.g. ``{"data": "sim/sdss"}``), then its ``fit``. ``cfg``: its settings (default: the defaults).
+
+    The same call resumes an interrupted run; other settings or data are refused (``overwrite`` replaces a
+    run labelsky made). Returns the best model and the run's report.
+    """
+    spec = method if isinstance(method, MethodSpec) else get_method(method)
+    cfg = cfg if cfg is not None else spec.config_cls()
+    if not isinstance(cfg, spec.config_cls):
+        raise SettingsError(f"method {spec.name!r} takes {spec.config_cls.__name__}, not {type(cfg).__name__}")
+    data = open_inputs(spec, datasets)
+    return spec.fit(run_dir, spec.select_rows(data, cfg), cfg, overwrite=overwrite, progress=progress)

@@ -27,22 +27,24 @@ foreign checkpoint is a :class:`~labelsky.errors.RunFolderError`.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import numpy as np
+from typing import Any, Sequence
 
 from labelsky.errors import RunFolderError
 from labelsky.outputs import prepare_output
 from labelsky.utils import atomic_write_json
 
-__all__ = ["Run", "RESUMABLE", "load_checkpoint", "load_state", "describe_parts", "config_differences", "CONFIG_FILE"]
+__all__ = ["Run", "RESUMABLE", "load_checkpoint", "load_state", "config_differences", "CONFIG_FILE",
+           "run_checkpoint", "run_method", "run_spec", "load_run", "input_warnings"]
 
 CONFIG_FILE = "config.json"
 
-#: settings that may change when a run resumes: how long, where and how fast it trains, not what it learns
+log = logging.getLogger(__name__)
+
+#: settings that may change when a run resumes: how long, where and how fast it trains, not what it learns (a
+#: method's settings name more with ``resumable=True``, see :mod:`labelsky.methods.settings`)
 RESUMABLE = frozenset({"max_epochs", "device", "num_workers", "patience", "devices", "num_nodes", "strategy"})
 
 
@@ -86,37 +88,6 @@ def _is_rank_zero() -> bool:
     return all(os.environ.get(k, "0") in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def _digest(values) -> str:
-    return hashlib.sha1(np.ascontiguousarray(np.asarray(values, dtype=np.int64)).tobytes()).hexdigest()[:16]
-
-
-def describe_parts(parts: Iterable[tuple]) -> list[dict]:
-    """What a list of ``(dataset, rows, labels or None)`` parts is: dataset, survey, count and digests of the
-    rows and labels (two runs on other rows or labels of the same dataset differ here)."""
-    out = []
-    for ds, rows, labels in parts:
-        rows = np.asarray(rows)
-        if labels is None:  # the catalog's own labels: a relabelled dataset is other data
-            labels = ds.column("label")[rows] if "label" in ds.catalog.column_names else np.zeros(0)
-        out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
-                    "rows_sha1": _digest(rows), "labels_sha1": _digest(labels),
-                    "flux_unit": ds.meta.get("flux_unit", "nanomaggy"), "image_shape": list(ds.image_shape)})
-    return out
-
-
-def describe_unlabelled(parts: Iterable[tuple]) -> list[dict]:
-    """What ``(dataset, rows[, ...])`` parts used without labels are: dataset, survey, count, digests of the rows
-    and their ids — never of their labels, which such a run does not read (relabelling them is not other data)."""
-    out = []
-    for part in parts:
-        ds, rows = part[0], np.asarray(part[1], dtype=np.int64)
-        ids = "\n".join(map(str, ds.column("id_str")[rows])).encode()
-        out.append({"dataset": str(Path(ds.path).resolve()), "survey": ds.survey.name, "n": int(len(rows)),
-                    "rows_sha1": _digest(rows), "ids_sha1": hashlib.sha1(ids).hexdigest()[:16],
-                    "flux_unit": ds.meta.get("flux_unit", "nanomaggy"), "image_shape": list(ds.image_shape)})
-    return out
-
-
 def _jsonable(x: Any):
     return json.loads(json.dumps(x, default=str))
 
@@ -126,14 +97,16 @@ def _jsonable(x: Any):
 ADDED_SETTINGS = {"render": None, "jpeg_quality": None, "randomise": None}
 
 
-def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE) -> list[str]:
-    """``key: old -> new`` for every key (outside ``ignore``) whose value differs (a key of
-    :data:`ADDED_SETTINGS` missing from ``old`` counts as its default)."""
+def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE, defaults: dict | None = None) -> list[str]:
+    """``key: old -> new`` for every key (outside ``ignore``) whose value differs. A key missing from ``old``
+    (a setting added after the run was made) counts as its value in ``defaults``, else in
+    :data:`ADDED_SETTINGS`."""
+    defaults = {**ADDED_SETTINGS, **_jsonable(defaults or {})}
     diffs = []
     for k in sorted(set(old) | set(new)):
         if k in ignore:
             continue
-        a, b = old.get(k, ADDED_SETTINGS.get(k, "<unset>")), new.get(k, "<unset>")
+        a, b = old.get(k, defaults.get(k, "<unset>")), new.get(k, "<unset>")
         if a != b:
             diffs.append(f"{prefix}{k}: {a!r} -> {b!r}")
     return diffs
@@ -149,8 +122,7 @@ def _resolved(config: dict) -> dict:
 
     from labelsky.data.transforms import NuisanceRandomisation
 
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in config["randomise"].items()}
-    return {"randomise_resolved": _jsonable(dataclasses.asdict(NuisanceRandomisation(**given)))}
+    return {"randomise_resolved": _jsonable(dataclasses.asdict(NuisanceRandomisation.from_dict(config["randomise"])))}
 
 
 class Run:
@@ -191,15 +163,16 @@ class Run:
 
     # ------------------------------------------------------------------ start
     @classmethod
-    def start(cls, path: str | Path, *, method: str, config: dict, data: Any, seed: int | None = None,
+    def start(cls, path: str | Path, *, method: str, config, data: Any, seed: int | None = None,
               overwrite: bool = False, inputs: Sequence[str | Path] = (), extra: dict | None = None) -> "Run":
         """Open ``path`` for training ``method`` with ``config`` on ``data`` (see the module docstring).
 
-        ``data`` identifies the training data (e.g. :func:`describe_parts`);
-        ``inputs`` are paths the run reads (never replaced); ``extra`` goes
-        into ``config.json`` as it is.
+        ``config``: the method's settings (a :class:`~labelsky.methods.settings.Settings`, whose resumable
+        fields may change, or a dict); ``data`` identifies the training data (e.g.
+        :func:`labelsky.methods.parts.describe_parts`); ``inputs`` are paths the run reads (never replaced);
+        ``extra`` goes into ``config.json`` as it is.
         """
-        from labelsky import __version__
+        from labelsky._version import __version__
 
         run = cls(path)
         if not _is_rank_zero():
@@ -211,6 +184,10 @@ class Run:
                 L.seed_everything(seed, workers=True, verbose=False)
             return run
         prepare_output(run.path, overwrite=overwrite, inputs=inputs, kind="run")
+        ignore, defaults = RESUMABLE, {}
+        if hasattr(config, "to_dict"):
+            ignore, defaults = RESUMABLE | config.resumable_fields(), config.defaults()
+            config = config.to_dict()
         config, data = _jsonable(config), _jsonable(data)
         if run.has_checkpoints():
             if not run.config_path.is_file():
@@ -220,7 +197,7 @@ class Run:
             if old.get("method") != method:
                 raise RunFolderError(f"{run.path} holds a {old.get('method')!r} run, not a {method!r} one: choose "
                                      f"another run folder (or pass --overwrite to replace it)")
-            diffs = config_differences(old.get("config", {}), config, "")
+            diffs = config_differences(old.get("config", {}), config, "", ignore=ignore, defaults=defaults)
             if old.get("data") != data:
                 old_data = old.get("data") if isinstance(old.get("data"), dict) else {}
                 parts = sorted(k for k in set(old_data) | set(data if isinstance(data, dict) else {})
@@ -262,10 +239,8 @@ class Run:
         if ckpt is not None and trainer.max_epochs is not None and trainer.max_epochs >= 0:
             done = int(load_checkpoint(ckpt).get("epoch", -1)) + 1
             if done >= trainer.max_epochs:
-                import sys
-
-                print(f"labelsky: {self.checkpoint_dir(stage).parent} already trained {done} epoch(s) "
-                      f"(asked: {trainer.max_epochs}); nothing to train", file=sys.stderr)
+                log.info(f"{self.checkpoint_dir(stage).parent} already trained {done} epoch(s) (asked: "
+                         f"{trainer.max_epochs}); nothing to train")
                 best = self.checkpoint_dir(stage) / "best.ckpt"
                 return best if best.is_file() else Path(ckpt)
         try:
@@ -278,3 +253,63 @@ class Run:
             raise KeyboardInterrupt
         best = trainer.checkpoint_callback.best_model_path
         return Path(best) if best else self.checkpoint_dir(stage) / "last.ckpt"
+
+
+# ---------------------------------------------------------------------- reading a run
+def run_checkpoint(run: str | Path) -> Path:
+    """The checkpoint a run's predictions come from: ``best.ckpt``, else ``last.ckpt``."""
+    return Run(run).best_checkpoint()
+
+
+def run_method(run: str | Path) -> str:
+    """The registered method name of a run folder."""
+    return Run(run).read_config().get("method") or "transfer"
+
+
+def run_spec(run: str | Path):
+    """The :class:`~labelsky.methods.registry.MethodSpec` of a run folder's method."""
+    from labelsky.methods.registry import get_method
+
+    return get_method(run_method(run))
+
+
+def load_run(run: str | Path):
+    """The best model of a run folder (any registered method), in eval mode."""
+    return run_spec(run).load(run_checkpoint(run))
+
+
+def input_warnings(run: str | Path, ds) -> list[str]:
+    """Why ``ds`` may not be what the run's model was trained on: other pixel units (flux images vs 8-bit
+    pictures) or another image size. Empty when they match or the run does not record its data."""
+    record = Run(run).read_config()
+    data = record.get("data") or {}
+    rendered = bool((record.get("config") or {}).get("render"))  # flux rendered as pictures: both units fit
+    seen = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if "flux_unit" in x and "image_shape" in x:
+                seen.append(x)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(data)
+    if not seen:
+        return []
+    out = []
+    units = sorted({d["flux_unit"] for d in seen})
+    unit = ds.meta.get("flux_unit", "nanomaggy")
+    if unit not in units and not (rendered and unit in ("display", "nanomaggy")):
+        out.append(f"{ds.path} holds {unit} images; the model of {run} was trained on {', '.join(units)} images "
+                   f"(flux images and 8-bit pictures look different to a network)")
+    sizes = sorted({tuple(d["image_shape"][1:]) for d in seen})
+    if tuple(ds.image_shape[1:]) not in sizes:
+        side = (record.get("config") or {}).get("image_size")
+        resized = f", both resized to the model's {side} x {side}" if side else ""
+        out.append(f"{ds.path} has {ds.image_shape[1]} x {ds.image_shape[2]} pixel images; the model of {run} "
+                   f"was trained on datasets of {', '.join(f'{h} x {w}' for h, w in sizes)} pixel images{resized} "
+                   f"(a galaxy then spans another number of the model's pixels unless the cutouts are framed alike)")
+    return out

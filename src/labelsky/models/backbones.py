@@ -15,12 +15,12 @@ number of bands. Pretrained weights come from
 
 from __future__ import annotations
 
-from labelsky.errors import SettingsError
-
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from labelsky.errors import SettingsError
 
 __all__ = ["create_backbone", "load_backbone_weights", "read_state_dict", "BackboneWeightsError",
            "backbone_blocks"]

@@ -29,7 +29,7 @@ Y1/Y10 and SDSS/DECaLS see the same galaxies (as in the paper); SDSS wide and
 Stripe 82 see different galaxies. Galaxy10 classes come from the simulation
 truth (:mod:`labelsky.data.simulate.galaxy10`). Unknown-class galaxies are
 removed from the source. Evaluation uses the true classes on the held-out test
-split of each domain (open-set metrics, :mod:`labelsky.evaluate.openset`).
+split of each domain (open-set metrics, :mod:`labelsky.measures.openset`).
 
 Outputs in the run folder: ``sim/`` (the data), ``<method>/seed<k>/`` (runs
 with ``eval.json`` and ``embeddings.npz``), ``results.json`` (every run and
@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from labelsky.errors import RunFolderError, SettingsError
+from labelsky.reproduce.registry import Reproduction
 from labelsky.utils import atomic_write_json, atomic_write_text, check_settings_record
 
 __all__ = ["EXPERIMENTS", "UDAExperiment", "ReproConfig", "run_deepastrouda", "experiment_names", "read_metrics"]
@@ -214,7 +215,7 @@ def _accuracy_figure(path: Path, metrics: dict, history: list, names: list, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     fig, axes = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
     cmap = plt.get_cmap("tab10")
@@ -244,7 +245,7 @@ def _loss_figure(path: Path, metrics: dict, history: list, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(13, 3.2))
     for key, label in (("grad_share_ce", "L_CE"), ("grad_share_ac", "lambda L_AC"), ("grad_share_nc", "eta L_NC"),
@@ -281,7 +282,7 @@ def _roc_figure(path: Path, rocs: dict, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(4, 4))
     for name, (roc, auc) in rocs.items():
@@ -316,10 +317,9 @@ def simulate_experiment(out: Path, rc: ReproConfig, progress: bool = True) -> di
 
 def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: bool = True) -> dict:
     """Simulate, train every method x seed, evaluate, aggregate, draw; returns the results dictionary."""
-    from labelsky.evaluate.embeddings import latent_figure
-    from labelsky.evaluate.figures import confusion_figure
-    from labelsky.methods.uda.module import UDAConfig
-    from labelsky.methods.uda.run import adapt
+    from labelsky.measures.embeddings import latent_figure
+    from labelsky.measures.figures import confusion_figure
+    from labelsky.methods.uda import UDAConfig, adaptation_rows, fit
 
     rc = rc or ReproConfig()
     exp = EXPERIMENTS[rc.experiment]
@@ -346,9 +346,10 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
                 cfg = UDAConfig(**VARIANTS[method], backbone=rc.backbone, bands=list(exp.bands), max_epochs=rc.epochs,
                                 noise_survey=exp.source if rc.stretch == "fixed" else None, lr=rc.lr,
                                 step_epochs=rc.step_epochs or exp.step_epochs, patience=rc.patience,
-                                batch_size=rc.batch_size, seed=seed, device=rc.device, num_workers=0)
-                _, rep = adapt(run_dir, src, tgt, known, cfg, s_names, t_names, overwrite=True,
-                               progress=progress, embeddings=True)
+                                batch_size=rc.batch_size, seed=seed, device=rc.device, num_workers=0,
+                                classes_known=known, save_embeddings=True)
+                parts = adaptation_rows(src, tgt, known, s_names, t_names)
+                _, rep = fit(run_dir, parts, cfg, overwrite=True, progress=progress)
                 rep["seconds"] = round(time.time() - t1, 1)
                 atomic_write_json(eval_file, rep)
             import json
@@ -413,3 +414,12 @@ def _claims(results: dict) -> dict:
         out["deepastrouda_minus_dance_target_accuracy"] = (mean("deepastrouda", "target_test", "accuracy")
                                                            - mean("dance", "target_test", "accuracy"))
     return out
+
+
+REPRODUCTION = Reproduction(
+    name="deepastrouda", config_cls=ReproConfig, run=run_deepastrouda, table="table.md",
+    options={"experiment": "experiment", "n": "n_objects", "backbone": "backbone", "epochs": "epochs", "lr": "lr",
+             "methods": "methods", "seeds": "seeds", "stretch": "stretch", "stamp_size": "stamp_size",
+             "workers": "workers", "seed": "sim_seed"},
+    out=lambda given: f"deepastrouda-{given.get('experiment') or ReproConfig.experiment}",
+    description="Ciprijanovic et al.: regular training vs DANCE vs DeepAstroUDA, open-set metrics (Tables 1-4)")

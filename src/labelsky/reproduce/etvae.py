@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from labelsky.errors import SettingsError
+from labelsky.reproduce.registry import Reproduction
 from labelsky.utils import atomic_write_json, atomic_write_text, check_settings_record
 
 __all__ = ["ETVAEReproConfig", "run_etvae", "poses_figure"]
@@ -79,7 +80,7 @@ def poses_figure(model, ds, row: int, path, angles=(0, 45, 90, 135, 180, 270)) -
     import torch
     import torch.nn.functional as F
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     x = model.cfg.preprocess(ds)(ds.image(int(row)))[None]
     xs = []
@@ -109,7 +110,7 @@ def _curve_figure(path: Path, results: dict, rc: ETVAEReproConfig) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for et in rc.et_variants:
@@ -126,8 +127,8 @@ def _curve_figure(path: Path, results: dict, rc: ETVAEReproConfig) -> None:
 def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: bool = True) -> dict:
     """Simulate, train every (seed, label count, regime, ET or not), evaluate; returns the results."""
     from labelsky.data.simulate import simulate_galaxies
-    from labelsky.methods.semisup.module import (SemiSupConfig, fit_semisup, load_semisup, predict_votes,
-                                                 split_label_budget, steps_per_epoch, vote_rmse)
+    from labelsky.methods.parts import Part
+    from labelsky.methods.semisup.module import SemiSupConfig, SemiSupModule, fit, split_label_budget, steps_per_epoch
 
     rc = rc or ETVAEReproConfig()
     out = Path(out)
@@ -159,9 +160,10 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
                                             likelihood=rc.likelihood, max_epochs=rc.epochs,
                                             pretrain_epochs=rc.pretrain_epochs, batch_size=rc.batch_size, seed=seed,
                                             optimisers=rc.optimisers, patience=rc.patience)
-                        model = fit_semisup(run_dir, ds, labelled, pool, val, cfg, progress=progress, overwrite=True)
-                        pred = predict_votes(model, ds, test)
-                        atomic_write_json(done, {"rmse": vote_rmse(pred["fractions"], pred["counts"]),
+                        parts = {"labelled": [Part(ds, labelled)], "unlabelled": [Part(ds, pool)],
+                                 "val": [Part(ds, val)], "test": [Part(ds, test)]}
+                        model, report = fit(run_dir, parts, cfg, progress=progress, overwrite=True)
+                        atomic_write_json(done, {"rmse": report["test_rmse"],
                                                  "n_test": int(len(test)), "n_train": int(len(labelled)),
                                                  "n_val": int(len(val)),
                                                  "steps_per_epoch": steps_per_epoch(cfg, len(labelled), len(pool)),
@@ -190,7 +192,7 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
     if True in rc.et_variants:
         best = out / "runs" / f"seed{rc.seeds[0]}" / f"n{max(rc.label_counts)}" / "semi" / "checkpoints" / "best.ckpt"
         if best.exists():
-            poses_figure(load_semisup(best), ds, int(test[0]), out / "figures" / "poses.png")
+            poses_figure(SemiSupModule.load(best), ds, int(test[0]), out / "figures" / "poses.png")
     results["seconds"] = round(time.time() - t0, 1)
     results["run_seconds"] = round(sum(r.get("seconds", 0.0) for r in runs), 1)
     lines = ["| regime | " + " | ".join(f"{n} labels" for n in rc.label_counts) + " |",
@@ -231,3 +233,10 @@ def _claims(summary: dict, rc: ETVAEReproConfig) -> dict:
             out[f"{regime}_et_minus_no_et"] = {str(n): summary[regime][str(n)]["mean"]
                                                - summary[f"{regime}_no_et"][str(n)]["mean"] for n in rc.label_counts}
     return out
+
+
+REPRODUCTION = Reproduction(
+    name="etvae", config_cls=ETVAEReproConfig, run=run_etvae, table="table.md",
+    options={"n": "n_objects", "epochs": "epochs", "seeds": "seeds", "stamp_size": "stamp_size", "workers": "workers",
+             "seed": "sim_seed"},
+    description="Nishikawa-Toomey et al.: ET-VAE vote RMSE vs labels, three regimes, with and without ET layers")

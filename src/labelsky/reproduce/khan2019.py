@@ -47,24 +47,33 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from labelsky.errors import RunFolderError, SettingsError
 from labelsky.data.simulate import simulate_galaxies
-from labelsky.evaluate.embeddings import cluster, cluster_purity, name_clusters, tsne
-from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve, hp_fo_sets, vote_fractions
-from labelsky.methods.transfer import train_classifier
-from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
-from labelsky.methods.transfer import TransferConfig
-from labelsky.training import predict
+from labelsky.errors import RunFolderError, SettingsError
+from labelsky.measures.embeddings import cluster_purity, tsne
+from labelsky.measures.metrics import classification_report, confident_accuracy_curve
+from labelsky.methods.parts import Part
+from labelsky.methods.predict import Predictor
+from labelsky.methods.run import Run
+from labelsky.methods.transfer import TransferConfig, cluster_map, select_pseudo_labels
+from labelsky.methods.transfer import fit as fit_transfer
+from labelsky.models.provenance import check_weights as _check_weights
+from labelsky.models.provenance import weights_provenance
+from labelsky.reproduce.khan_sets import hp_fo_sets, vote_fractions
+from labelsky.reproduce.registry import Reproduction
 from labelsky.utils import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["KhanConfig", "run_khan2019", "pretrain_backbone"]
+__all__ = ["KhanConfig", "run_khan2019", "pretrain_backbone", "check_weights", "training_selection",
+           "RECURSION_DIR"]
+
+#: the recursive-training run inside a reproduction's folder (``round_<r>/`` per round; its final model in
+#: ``checkpoints/best.ckpt``)
+RECURSION_DIR = "recursion"
 
 CLASSES = ["elliptical", "spiral"]
 ANSWERS = {"elliptical": "smooth", "spiral": "featured"}
@@ -134,51 +143,10 @@ def _transfer_cfg(kc: KhanConfig, weights, **over) -> TransferConfig:
     return TransferConfig(**base)
 
 
-def weights_provenance(weight_file) -> dict:
-    """What a backbone weight file was trained on: ``{"kind", "classes", ...}``.
-
-    A Lightning checkpoint tells by its own hyper-parameters (``class_names``);
-    otherwise the record beside the file, ``backbone.json`` (written here), or
-    the ``config.json`` of the labelsky run folder holding it (the file's folder
-    or one of its two parents, e.g. ``RUN/checkpoints/best.ckpt``);
-    ``{"kind": "unknown"}`` when there is none.
-    """
-    weight_file = Path(weight_file)
-    if weight_file.suffix == ".ckpt":
-        from labelsky.methods.run import load_checkpoint
-
-        hp = load_checkpoint(weight_file).get("hyper_parameters", {})
-        names = hp.get("class_names")
-        if names is not None:
-            config = hp.get("config") if isinstance(hp.get("config"), dict) else {}
-            method = "pretext" if config.get("task") in ("bands", "channel_order") else None
-            return {"kind": "Lightning checkpoint", "classes": list(names), "method": method}
-    parents = [weight_file.parent, weight_file.parent.parent, weight_file.parent.parent.parent]
-    records = [weight_file.parent / "backbone.json"] + [d / "config.json" for d in parents]
-    for record in records:
-        if record.exists():
-            try:
-                made = json.loads(record.read_text())
-            except (OSError, ValueError):
-                continue
-            if record.name == "config.json":
-                made = {"kind": f"labelsky run ({made.get('method')})", "classes": made.get("classes", []),
-                        "method": made.get("method")}
-            return made
-    return {"kind": "unknown", "classes": []}
-
-
 def check_weights(weight_file, allow_labelled: bool = False) -> dict:
-    """Refuse a backbone trained with elliptical/spiral labels unless allowed; returns its provenance."""
-    made = weights_provenance(weight_file)
-    leaked = sorted(set(made.get("classes") or []) & set(CLASSES))
-    if made.get("method") == "pretext":
-        leaked = []  # the pretext's classes are band names or permutations
-    if leaked and not allow_labelled:
-        raise SettingsError(f"{weight_file} was trained with the label(s) {leaked} of this task ({made.get('kind')}); "
-                            "a Khan et al. reproduction starts from features that never saw them. Set "
-                            "allow_labelled_pretraining=True (--allow-labelled-pretraining) to run it as an ablation")
-    return {**made, "labels_of_the_task": leaked}
+    """Refuse a backbone trained with elliptical/spiral labels unless allowed; returns its provenance
+    (:func:`labelsky.models.provenance.check_weights` with this task's classes)."""
+    return _check_weights(weight_file, CLASSES, allow_labelled=allow_labelled)
 
 
 def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> Path:
@@ -195,7 +163,7 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
             return weight_file
         raise RunFolderError(f"{weight_file} was pretrained with other settings ({made}); remove {out_dir} to redo it")
     if kc.pretrain == "selfsup":
-        from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext
+        from labelsky.methods.selfsup import pretext
 
         sims = simulate_galaxies(out_dir / "sim", n_objects=kc.pretrain_objects, surveys=[kc.pretrain_survey],
                                  seed=1000, workers=kc.workers, progress=progress, reuse=True,
@@ -203,10 +171,11 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
         ds = sims[kc.pretrain_survey]
         split = ds.column("split")
         tr, va = np.flatnonzero(split != "val"), np.flatnonzero(split == "val")  # labels are never read
-        cfg = PretextConfig(task="channel_order", backbone=kc.backbone, rgb_bands=list(kc.bands),
-                            stretch=kc.stretch, image_size=kc.image_size, max_epochs=kc.pretrain_epochs,
-                            batch_size=kc.batch_size, seed=0, patience=kc.pretrain_epochs)
-        fit_pretext(out_dir / "run", ds, tr, va, cfg, progress=progress, overwrite=True)
+        cfg = pretext.PretextConfig(task="channel_order", backbone=kc.backbone, bands=list(kc.bands),
+                                    stretch=kc.stretch, image_size=kc.image_size, max_epochs=kc.pretrain_epochs,
+                                    batch_size=kc.batch_size, seed=0, patience=kc.pretrain_epochs)
+        pretext.fit(out_dir / "run", {"train": [Part(ds, tr)], "val": [Part(ds, va)]}, cfg, progress=progress,
+                    overwrite=True)
         with atomic_path(weight_file) as tmp:
             tmp.write_bytes((out_dir / "run" / "backbone.safetensors").read_bytes())
         atomic_write_json(out_dir / "backbone.json", {**wanted, "trained_on": str(ds.path), "classes": [],
@@ -220,8 +189,8 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
     tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     cfg = _transfer_cfg(kc, None, max_epochs=kc.pretrain_epochs, head_epochs=0, unfreeze_groups=100,
                         hidden=[256], dropout=0.3, backbone_lr_factor=1.0, seed=0)
-    model = train_classifier(out_dir / "run", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg,
-                             progress=progress)
+    model = fit_transfer(out_dir / "run", {"train": [Part(ds, tr)], "val": [Part(ds, va)]}, cfg,
+                         progress=progress).model
     atomic_write_json(out_dir / "backbone.json", {**wanted, "trained_on": str(ds.path), "classes": ds.classes,
                                                   "labels_used": "class labels"})
     with atomic_path(weight_file) as tmp:
@@ -252,9 +221,9 @@ def training_selection(ds, rows, kc: KhanConfig) -> tuple[np.ndarray, np.ndarray
     return src[keep], lab[keep], thr
 
 
-def _eval_sets(model, cfg, sdss, des, sets, train_rows, train_labels) -> dict:
+def _eval_sets(predictor: Predictor, sdss, des, sets, train_rows, train_labels) -> dict:
     rows = {}
-    p_tr = predict(model, sdss, train_rows, cfg, embed=False)["probs"]
+    p_tr = predictor.predict(sdss, train_rows, embed=False)["output"]
     rows["Training set"] = (p_tr, train_labels)
     for name, src_key, ds in (("HP SDSS", "hp_source", sdss), ("HP DES", "hp_target", des),
                               ("HP* SDSS", "hp2_source", sdss), ("HP* DES", "hp2_target", des),
@@ -264,7 +233,7 @@ def _eval_sets(model, cfg, sdss, des, sets, train_rows, train_labels) -> dict:
         idx = sets[src_key]
         if not len(idx):
             continue
-        p = predict(model, ds, idx, cfg, embed=False)["probs"]
+        p = predictor.predict(ds, idx, embed=False)["output"]
         rows[name] = (p, ds.column("label")[idx])
     table = {}
     for name, (p, y) in rows.items():
@@ -387,52 +356,54 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
                          "train_label_agreement_with_truth":
                              float((train_labels == sdss.column("label")[train_rows]).mean())
                              if len(train_rows) else float("nan")}}
-    extra_parts: list = []
-    for r in range(kc.rounds + 1):
-        t = time.time()
-        cfg = _transfer_cfg(kc, str(weights) if weights else None)
-        parts = [(sdss, train_rows, train_labels)] + extra_parts
-        model = train_classifier(out / f"round{r}", parts, [(sdss, val_rows, val_labels)], CLASSES, cfg,
-                                 progress=progress)
-        table = _eval_sets(model, cfg, sdss, des, sets, train_rows, truth["sdss"][train_rows])
-        # embeddings of unlabelled DES galaxies, t-SNE, clusters
-        pu = predict(model, des, des_only, cfg)
-        xy = tsne(pu["embedding"], dim=2, seed=kc.seed) if len(des_only) > 5 else np.zeros((len(des_only), 2))
-        cid = cluster(xy, len(CLASSES), seed=kc.seed) if len(des_only) >= len(CLASSES) else np.zeros(len(des_only),
-                                                                                                     int)
-        cclass = name_clusters(cid, pu["probs"], len(CLASSES), one_to_one=True)[cid] if len(cid) else cid
-        truth_u = des.column("label")[des_only]
-        round_res = {"round": r, "table": table, "seconds": time.time() - t,
+    k = kc.top_k or max(1, int(round(kc.pseudo_fraction * len(train_rows) / len(CLASSES))))
+    if sdss.classes != CLASSES:
+        raise SettingsError(f"{sdss.path}: classes {sdss.classes}, expected {CLASSES}")
+    truth_u = des.column("label")[des_only]
+    clock = {"t": time.time()}
+
+    def on_round(r, model, entry, pool, pred):
+        """Table II, the unlabelled DES clusters and both pseudo-label selections of round ``r``'s model."""
+        predictor = Predictor(model)
+        table = _eval_sets(predictor, sdss, des, sets, train_rows, truth["sdss"][train_rows])
+        probs, emb = pred["output"], pred["embedding"]
+        xy, cid, cclass = cluster_map(emb, probs, seed=kc.seed)
+        round_res = {"round": r, "table": table, "seconds": time.time() - clock["t"],
                      "unlabelled": {"n": int(len(des_only)), "cluster_purity": cluster_purity(cid, truth_u),
                                     "cluster_label_accuracy": float((cclass == truth_u).mean()) if len(cid) else
                                     float("nan"),
-                                    "prediction_accuracy": float((pu["probs"].argmax(1) == truth_u).mean())
+                                    "prediction_accuracy": float((probs.argmax(1) == truth_u).mean())
                                     if len(cid) else float("nan")},
-                     "weights_used": model.weights_info.get("weights")}
+                     "weights_used": (Run(out / RECURSION_DIR / entry["run"]).read_config().get("weights_used")
+                                      or {}).get("weights")}
         if r == 0:
-            hp_s = predict(model, sdss, sets["hp_source"], cfg)
-            hp_d = predict(model, des, sets["hp_target"], cfg)
+            hp_s = predictor.predict(sdss, sets["hp_source"])["embedding"]
+            hp_d = predictor.predict(des, sets["hp_target"])["embedding"]
             hp_truth = truth["sdss"][sets["hp_source"]]
-            panels = [("HP SDSS (truth)", tsne(hp_s["embedding"], seed=kc.seed), hp_truth),
-                      ("HP DES (truth)", tsne(hp_d["embedding"], seed=kc.seed), hp_truth),
+            panels = [("HP SDSS (truth)", tsne(hp_s, seed=kc.seed), hp_truth),
+                      ("HP DES (truth)", tsne(hp_d, seed=kc.seed), hp_truth),
                       ("unlabelled DES (cluster class)", xy, cclass)] if len(sets["hp_source"]) > 5 else \
                 [("unlabelled DES (cluster class)", xy, cclass)]
             _tsne_figure(out / "figures" / "tsne.png", panels)
-        if r < kc.rounds:
-            k = kc.top_k or max(1, int(round(kc.pseudo_fraction * len(train_rows) / len(CLASSES))))
-            chosen = {}
+        if r < kc.rounds:  # what the recursion adds next round (it trains with one of the two)
             for name, agree in (("top_confident", None), ("cluster_filtered", cclass)):
-                rows, labels = select_pseudo_labels(pu["probs"], agree, k)
-                chosen[name] = (rows, labels)
+                rows, labels = select_pseudo_labels(probs, agree, k)
                 round_res[f"pseudo_labels_{name}"] = {
                     "n": int(len(rows)), "per_class": np.bincount(labels, minlength=2).tolist(),
                     "accuracy": float((labels == truth_u[rows]).mean()) if len(rows) else float("nan")}
             used = "cluster_filtered" if kc.cluster_filter else "top_confident"
-            rows, labels = chosen[used]
             round_res["pseudo_labels"] = {**round_res[f"pseudo_labels_{used}"], "selection": used, "per_class_k": k}
-            extra_parts = [(des, des_only[rows], labels)]
         results["rounds"].append(round_res)
         atomic_write_json(out / "results.json", results)
+        clock["t"] = time.time()
+
+    # recursive training as the paper: round r retrains from the same weights on the SDSS training galaxies and
+    # the most confident DES galaxies of round r - 1 (no confidence floor: the top k of each class)
+    cfg = _transfer_cfg(kc, str(weights) if weights else None, rounds=kc.rounds, k_per_class=k, min_confidence=0.0,
+                        cluster_filter=kc.cluster_filter)
+    fit_transfer(out / RECURSION_DIR, {"train": [Part(sdss, train_rows, train_labels)],
+                                       "val": [Part(sdss, val_rows, val_labels)], "unlabelled": [Part(des, des_only)]},
+                 cfg, progress=progress, on_round=on_round)
     timings["total_s"] = time.time() - t0
     results["timings"] = timings
     _recursion_figure(out / "figures" / "recursion.png", results["rounds"])
@@ -451,3 +422,11 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
     atomic_write_text(out / "table_ii.md", md)
     atomic_write_json(out / "results.json", results)
     return results
+
+
+REPRODUCTION = Reproduction(
+    name="khan2019", config_cls=KhanConfig, run=run_khan2019, table="table_ii.md",
+    options={"n": "n_objects", "backbone": "backbone", "rounds": "rounds", "epochs": "epochs", "pretrain": "pretrain",
+             "allow_labelled_pretraining": "allow_labelled_pretraining", "weights": "weights", "workers": "workers",
+             "seed": "seed"},
+    description="Khan et al. 2019: SDSS -> DES transfer learning, t-SNE clusters, recursive training (Table II)")

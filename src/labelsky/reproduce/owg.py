@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelsky.reproduce.registry import Reproduction
 from labelsky.utils import atomic_write_json, atomic_write_text
 
 __all__ = ["OWGConfig", "run_owg", "claims"]
@@ -105,7 +106,7 @@ def _curve_figure(path: Path, cv: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     fr = [float(q) for q in cv["fractions"]]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -209,10 +210,10 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
     from labelsky.data.simulate import simulate_clusters
     from labelsky.data.simulate.clusters import source_pixels
     from labelsky.data.transforms import Preprocess
-    from labelsky.evaluate.occlusion import occlusion_figure, occlusion_map
-    from labelsky.methods.selfsup.pretext import PretextConfig, fit_pretext, pretext_accuracy, statistics_baseline
-    from labelsky.methods.selfsup.pretext import select_rows as pretext_rows
+    from labelsky.methods.selfsup import pretext as pretext_method
+    from labelsky.methods.selfsup.pretext import PretextConfig, pretext_accuracy, statistics_baseline
     from labelsky.methods.selfsup.richness import RichnessConfig, cross_validate, reference_predictions
+    from labelsky.reproduce.occlusion import occlusion_figure, occlusion_map
 
     rc = rc or OWGConfig()
     out = Path(out)
@@ -222,12 +223,12 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
                            lambda_range=tuple(rc.lambda_range), workers=rc.workers, progress=progress,
                            reuse=True)[rc.survey]
     timings = {"simulate_s": round(time.time() - t0, 1)}
-    split = pretext_rows([ds], seed=rc.seed)  # whole clusters: 70 % train, 10 % checkpoint choice, 20 % test
-    tr, va, te = split["train"][1], split["val"][1], split["test"][1]
-    t1 = time.time()
     pcfg = PretextConfig(task="bands", backbone=rc.backbone, feature_dim=rc.feature_dim, optimizer=rc.pretext_optimizer,
                          lr=rc.pretext_lr, max_epochs=rc.pretext_epochs, patience=rc.pretext_epochs, seed=rc.seed)
-    pretext = fit_pretext(out / "pretext", ds, tr, va, pcfg, progress=progress, test_rows=te)
+    split = pretext_method.select_rows({"data": [ds]}, pcfg)  # whole clusters: 70 % train, 10 % val, 20 % test
+    tr, va, te = (split[k][0].rows for k in ("train", "val", "test"))
+    t1 = time.time()
+    pretext = pretext_method.fit(out / "pretext", split, pcfg, progress=progress).model
     timings["pretext_s"] = round(time.time() - t1, 1)
     pre = Preprocess([0], noise=[1.0], stretch=pcfg.stretch, softening=pcfg.softening)
     test_acc = pretext_accuracy(pretext, ds, te, pcfg)
@@ -240,7 +241,7 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
                    "stats_normalised_accuracy": statistics_baseline(ds, tr, te, pre, seed=rc.seed)}
     t2 = time.time()
     cfg = RichnessConfig(backbone=rc.backbone, feature_dim=rc.feature_dim, fc_widths=list(rc.fc_widths),
-                         alpha=rc.alpha, epochs=rc.richness_epochs, patience=rc.patience, optimizer=rc.optimizer,
+                         alpha=rc.alpha, max_epochs=rc.richness_epochs, patience=rc.patience, optimizer=rc.optimizer,
                          lr=rc.lr, batch_size=rc.batch_size, seed=rc.seed)
     cv = cross_validate(ds, cfg, fractions=tuple(rc.fractions), folds=rc.folds, repeats=rc.repeats,
                         pretrained=pretext.net.extractor.state_dict(), progress=progress, protocols=rc.protocols)
@@ -274,3 +275,9 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
                       f"; chance {pretext_res['chance']:.3f}\n")
     atomic_write_json(out / "results.json", results)
     return results
+
+
+REPRODUCTION = Reproduction(
+    name="owg", config_cls=OWGConfig, run=run_owg, table="table.md",
+    options={"n": "n_clusters", "backbone": "backbone", "workers": "workers", "seed": "seed"},
+    description="Liang et al.: band pretext, richness Base vs Ours at 1-100 % of the labels (Table 1)")

@@ -19,15 +19,22 @@ import re
 import numpy as np
 import pytest
 
-from labelsky.errors import OutputError
 from labelsky.data import photometry
 from labelsky.data.io import CatalogError, DatasetError, open_dataset
-from labelsky.data.simulate import CLASSES, SimulationError, open_simulation, render_object, simulate_galaxies
+from labelsky.data.simulate import (
+    CLASSES,
+    SimulationError,
+    open_simulation,
+    render_object,
+    scene,
+    simulate_galaxies,
+    stamps,
+)
 from labelsky.data.simulate import galaxies as gal
-from labelsky.data.simulate import scene, stamps
 from labelsky.data.simulate.render import Component, add_noise, band_flux, draw_band
 from labelsky.data.simulate.stamps import DEFAULT_PROPORTIONS, GalaxySimConfig
 from labelsky.data.surveys import get_survey, mag_to_nmgy
+from labelsky.errors import OutputError
 
 galsim = pytest.importorskip("galsim")
 

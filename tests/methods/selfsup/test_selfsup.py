@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from labelsky.data.transforms import Preprocess
-from labelsky.methods.selfsup.pretext import (PERMUTATIONS, BandPretextDataset, ChannelOrderDataset, PretextConfig,
-                                              summary_statistics)
+from labelsky.methods.selfsup.pretext import (
+    PERMUTATIONS,
+    BandPretextDataset,
+    ChannelOrderDataset,
+    PretextConfig,
+    summary_statistics,
+)
 from labelsky.methods.selfsup.richness import RichnessConfig, grouped_folds, richness_loss, richness_metrics
 from labelsky.models.bandnet import BandExtractor, RichnessNet
 
@@ -177,7 +182,7 @@ def test_occlusion_map_shape_and_bright_member_matters_more_than_empty_sky(clust
     import json
 
     from labelsky.data.simulate.clusters import source_pixels
-    from labelsky.evaluate.occlusion import occlusion_map
+    from labelsky.reproduce.occlusion import occlusion_map
 
     ds = clusters["sdss"]
     cfg = json.loads((ds.path.parent / "simulation.json").read_text())["config"]

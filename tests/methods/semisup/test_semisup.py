@@ -161,8 +161,8 @@ def test_the_vote_loss_moves_the_encoder_with_separate_optimisers():
 
 
 def test_labelled_galaxies_are_never_dropped_and_every_regime_has_the_same_steps(tmp_path):
-    from labelsky.methods.semisup.module import _loader, steps_per_epoch
     from labelsky.data.simulate import simulate_galaxies
+    from labelsky.methods.semisup.module import _loader, steps_per_epoch
 
     ds = simulate_galaxies(tmp_path / "sim", n_objects=60, surveys=["decals"], stamp_size=16, workers=1,
                            progress=False)["decals"]
@@ -181,8 +181,8 @@ def test_labelled_galaxies_are_never_dropped_and_every_regime_has_the_same_steps
 
 
 def test_model_selection_stays_within_the_label_budget(tmp_path):
-    from labelsky.methods.semisup.module import select_rows, split_label_budget
     from labelsky.data.simulate import simulate_galaxies
+    from labelsky.methods.semisup.module import select_rows, split_label_budget
 
     ds = simulate_galaxies(tmp_path / "sim", n_objects=80, surveys=["decals"], stamp_size=16, workers=1,
                            progress=False)["decals"]

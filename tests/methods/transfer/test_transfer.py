@@ -10,12 +10,18 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from labelsky.data.io import DatasetWriter
 from labelsky.data.transforms import BatchAugment, Preprocess
-from labelsky.evaluate.embeddings import cluster, cluster_purity, name_clusters, tsne
-from labelsky.evaluate.metrics import classification_report, confident_accuracy_curve, hp_fo_sets
+from labelsky.measures.embeddings import cluster, cluster_purity, name_clusters, tsne
+from labelsky.measures.metrics import classification_report, confident_accuracy_curve
+from labelsky.methods.transfer import (
+    ProgressiveUnfreezing,
+    TransferClassifier,
+    TransferConfig,
+    class_balance_weights,
+    unfrozen_groups,
+)
 from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
-from labelsky.methods.transfer import (ProgressiveUnfreezing, TransferClassifier, TransferConfig,
-                                       class_balance_weights, unfrozen_groups)
 from labelsky.models.backbones import BackboneWeightsError, create_backbone, load_backbone_weights
+from labelsky.reproduce.khan_sets import hp_fo_sets
 
 
 def _cfg(**kw):
@@ -310,7 +316,7 @@ def test_bands_are_matched_by_name_and_settings_checked_on_resume(easy_sim, tmp_
 
 
 def test_device_setting_reaches_the_trainer(tmp_path):
-    from labelsky.training import build_trainer
+    from labelsky.methods.training import build_trainer
 
     t = build_trainer(tmp_path, _cfg(device="cpu"), progress=False)
     assert type(t.accelerator).__name__ == "CPUAccelerator" and t.num_devices == 1

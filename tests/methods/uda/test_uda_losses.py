@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from labelsky.errors import SettingsError
-from labelsky.methods.uda.losses import (MemoryBank, adaptive_clustering_loss, class_weights, entropy,
-                                         entropy_separation_loss, rank_similarity_labels, weighted_cross_entropy)
+from labelsky.methods.uda.losses import (
+    MemoryBank,
+    adaptive_clustering_loss,
+    class_weights,
+    entropy,
+    entropy_separation_loss,
+    rank_similarity_labels,
+    weighted_cross_entropy,
+)
 from labelsky.methods.uda.tuner import EntropyTuner, margin_limit
 
 

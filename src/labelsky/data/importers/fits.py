@@ -26,8 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
-from labelsky.data.importers.base import (ImportRowError, ImportSettings, catalog_records, read_table, run_import,
-                                          survey_with_bands)
+from labelsky.data.importers.base import (
+    ImportRowError,
+    ImportSettings,
+    catalog_records,
+    read_table,
+    run_import,
+    survey_with_bands,
+)
 from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.errors import SettingsError
 

@@ -29,8 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsky.data.importers.base import (ImportRowError, ImportSettings, catalog_records, read_table, run_import,
-                                          survey_with_bands)
+from labelsky.data.importers.base import (
+    ImportRowError,
+    ImportSettings,
+    catalog_records,
+    read_table,
+    run_import,
+    survey_with_bands,
+)
 from labelsky.data.io import DatasetError, LabelskyDataset
 
 __all__ = ["image_size", "import_pictures", "resize_bands"]

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelsky.data.importers.base import ID_COLUMNS, _text, read_table
+from labelsky.data.importers.tables import ID_COLUMNS, _text, read_table
 from labelsky.data.io import VOTE_COLUMNS, DatasetError
 
 __all__ = ["VOTE_CONVENTIONS", "ID_COLUMNS", "read_votes", "read_vote_table", "rows_by_id",

@@ -137,8 +137,18 @@ from labelsky.data import photometry
 from labelsky.data.io import DatasetWriter
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.render import Component, add_noise, gsparams
-from labelsky.data.simulate.runner import (SimulationError, SkySettings, check_splits, check_surveys, default_workers,
-                                           finish_output, is_finished, prepare_output, reference_band, run_shards)
+from labelsky.data.simulate.runner import (
+    SimulationError,
+    SkySettings,
+    check_splits,
+    check_surveys,
+    default_workers,
+    finish_output,
+    is_finished,
+    prepare_output,
+    reference_band,
+    run_shards,
+)
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed
 

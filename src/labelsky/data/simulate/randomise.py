@@ -138,25 +138,15 @@ class Randomisation:
 def parse_randomisation(text: str | None) -> Randomisation:
     """The defaults overridden by ``text``: ``"psf=0.7:1.5,depth=-1:0.5,stars=0"``.
 
-    Each item is ``NAME=LOW:HIGH`` or ``NAME=VALUE`` (a fixed level); names
-    are the fields of :class:`Randomisation` (``-`` and ``_`` alike). An empty
-    text gives the defaults.
+    The grammar of :func:`labelsky.data.ranges.parse_ranges`: ``NAME=LOW:HIGH``
+    or ``NAME=VALUE`` (a fixed level); names are the fields of
+    :class:`Randomisation`. An empty text gives the defaults.
     """
+    from labelsky.data.ranges import parse_ranges
+
     names = [f.name for f in dataclasses.fields(Randomisation)]
-    ranges = {}
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
-        name, eq, value = part.partition("=")
-        name = name.strip().replace("-", "_")
-        if name not in names or not eq:
-            raise SimulationError(f"--randomise: {part!r} is not NAME=LOW:HIGH with NAME one of {', '.join(names)}")
-        try:
-            bounds = [float(v) for v in value.split(":")]
-        except ValueError:
-            bounds = []
-        if len(bounds) not in (1, 2):
-            raise SimulationError(f"--randomise: {part!r}: expected {name}=LOW:HIGH or {name}=VALUE (numbers)")
-        ranges[name] = (bounds[0], bounds[-1])
-    return Randomisation(**ranges)
+    ranges = parse_ranges(text, names, error=SimulationError)
+    return Randomisation(**{k: (v[0], v[-1]) for k, v in ranges.items()})
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple) -> float:

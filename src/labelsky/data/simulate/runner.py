@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from labelsky.errors import SettingsError
 from labelsky.data.io import DatasetError, DatasetWriter
+from labelsky.errors import SettingsError
 from labelsky.utils import atomic_write_json
 
 __all__ = ["run_shards", "SimulationError"]

@@ -39,9 +39,19 @@ from labelsky.data.simulate import galaxies as gal
 from labelsky.data.simulate import scene
 from labelsky.data.simulate.randomise import Randomisation, level_columns, observation_levels, scene_levels
 from labelsky.data.simulate.render import add_noise, band_flux, draw_band, gsparams, saturate
-from labelsky.data.simulate.runner import (SimulationError, SkySettings, check_splits, check_surveys, default_workers,
-                                           finish_output, is_finished, prepare_output, read_simulation_meta,
-                                           reference_band, run_shards)
+from labelsky.data.simulate.runner import (
+    SimulationError,
+    SkySettings,
+    check_splits,
+    check_surveys,
+    default_workers,
+    finish_output,
+    is_finished,
+    prepare_output,
+    read_simulation_meta,
+    reference_band,
+    run_shards,
+)
 from labelsky.data.simulate.votes import feature_visibility, sample_votes
 from labelsky.data.surveys import Survey, SurveyError, get_survey
 from labelsky.utils import object_seed

@@ -22,54 +22,31 @@ which neither training nor checkpoint selection has seen.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from labelsky.data.io import DatasetError, LabelskyDataset
-from labelsky.errors import SettingsError
 from labelsky.data.transforms import Preprocess
+from labelsky.errors import SettingsError
+from labelsky.methods.base import LabelskyModule
+from labelsky.methods.parts import Part, describe_parts, one
+from labelsky.methods.registry import Fitted
+from labelsky.methods.run import Run
+from labelsky.methods.selfsup.config import TASKS, PretextConfig
+from labelsky.methods.training import build_trainer
 from labelsky.models.bandnet import PretextClassifier
-from labelsky.training import InputSettings, build_trainer
 
 __all__ = ["PretextConfig", "PretextModule", "BandPretextDataset", "ChannelOrderDataset", "PERMUTATIONS",
-           "summary_statistics", "statistics_baseline", "fit_pretext", "fit_pretext_run", "select_rows", "load_pretext",
-           "pretext_accuracy", "split_groups", "TASKS", "SPLIT_FRACTIONS"]
+           "summary_statistics", "statistics_baseline", "fit", "summary", "select_rows", "pretext_accuracy",
+           "split_groups", "TASKS", "SPLIT_FRACTIONS"]
 
-TASKS = ("bands", "channel_order")
 #: shares of the groups (clusters, else objects) in the pretext's training, validation and test parts
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 PERMUTATIONS = list(itertools.permutations(range(3)))
-
-
-@dataclass
-class PretextConfig(InputSettings):
-    task: str = "bands"
-    backbone: str = "resnet18"
-    weights: str | None = None  # a local weight file for the backbone (default: random initialisation)
-    feature_dim: int = 512
-    stretch: str = "robust_asinh"
-    optimizer: str = "adam"  # or "sgd" with momentum 0.9 (the paper: SGD, lr 1e-4, 100 epochs)
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 10
-    patience: int = 4
-    rgb_bands: list | None = None  # channel_order: the three bands used as RGB (default: the middle three)
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise SettingsError(f"unknown pretext task {self.task!r}; expected one of {TASKS}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise SettingsError(f"unknown optimizer {self.optimizer!r}; expected 'adam' or 'sgd'")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class BandPretextDataset(torch.utils.data.Dataset):
@@ -110,19 +87,22 @@ def _dataset(ds, rows, cfg: PretextConfig):
         pre = Preprocess([0], stretch=cfg.stretch, softening=cfg.softening, size=cfg.image_size,
                          noise=[1.0])
         return BandPretextDataset(ds, rows, pre, cfg.bands)
-    rgb = cfg.rgb_bands or ds.bands[max(0, len(ds.bands) // 2 - 1):][:3]
-    if len(rgb) != 3:
-        raise SettingsError(f"channel_order needs three bands, got {rgb}")
     pre = Preprocess([0, 1, 2], stretch=cfg.stretch, softening=cfg.softening, size=cfg.image_size,
                      noise=[1.0] * 3)
-    return ChannelOrderDataset(ds, rows, pre, list(rgb))
+    return ChannelOrderDataset(ds, rows, pre, cfg.rgb_bands(ds))
 
 
-class PretextModule(L.LightningModule):
+class PretextModule(LabelskyModule):
+    """The pretext classifier. Its output on a dataset is its embedding: with the ``bands`` task, the features
+    of each band image of a galaxy side by side (``[N, bands x feature_dim]``); with ``channel_order``, the
+    features of its three RGB bands."""
+
+    config_cls = PretextConfig
+    output = "embedding"
+
     def __init__(self, config: dict, n_classes: int, in_chans: int, class_names: list | None = None):
-        super().__init__()
+        super().__init__(config)
         self.save_hyperparameters()
-        self.cfg = PretextConfig(**config)
         self.net = PretextClassifier(n_classes, self.cfg.backbone, in_chans, self.cfg.feature_dim, self.cfg.weights)
 
     def forward(self, x):
@@ -143,10 +123,33 @@ class PretextModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         self._shared(batch, "val")
 
-    def predict_step(self, batch, batch_idx=0, dataloader_idx=0):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        f = self.net.extractor(x)
-        return {"probs": F.softmax(self.net.head(F.relu(f)), dim=1), "embedding": f}
+    def classify(self, x):
+        """Probabilities of the pretext's classes (bands or permutations) of its own images."""
+        return F.softmax(self.net.head(F.relu(self.net.extractor(x))), dim=1)
+
+    def embed(self, x):
+        if self.cfg.task == "bands":  # every band image of a galaxy through the one-band extractor
+            n, b = x.shape[:2]
+            return self.net.extractor(x.reshape(n * b, 1, *x.shape[2:])).reshape(n, -1)
+        return self.net.extractor(x)
+
+    def from_embedding(self, embedding):
+        return None
+
+    def output_names(self) -> list[str]:
+        return []
+
+    def preprocess(self, ds: LabelskyDataset):
+        """A dataset's images as the pretext sees them: the pretext's bands (``bands``) or its RGB bands
+        (``channel_order``), each normalised as in training."""
+        from labelsky.data.transforms import select_bands
+
+        wanted = list(self.hparams.class_names) if self.cfg.task == "bands" else self.cfg.rgb_bands(ds)
+        missing = [b for b in wanted if b not in ds.bands]
+        if missing:
+            raise SettingsError(f"{ds.path}: band(s) {missing} of the pretext are not in this dataset's {ds.bands}")
+        return Preprocess(select_bands(ds.bands, wanted), stretch=self.cfg.stretch, softening=self.cfg.softening,
+                          size=self.cfg.image_size, noise=[1.0] * len(wanted))
 
     def configure_optimizers(self):
         if self.cfg.optimizer == "sgd":
@@ -159,18 +162,19 @@ def split_groups(ds: LabelskyDataset) -> np.ndarray:
     return ds.column("cluster_id") if "cluster_id" in ds.catalog.column_names else ds.column("id_str")
 
 
-def select_rows(datasets, cfg: "PretextConfig | None" = None, *, seed: int = 0) -> dict:
-    """Pretext ``train``, ``val`` and ``test`` rows of the one dataset in ``datasets``: whole groups, 70/10/20 %.
+def select_rows(datasets: dict, cfg: PretextConfig | None = None) -> dict:
+    """Pretext ``train``, ``val`` and ``test`` rows of the one ``data`` dataset: whole groups, 70/10/20 %.
 
     Groups are galaxy clusters (``cluster_id``) when the catalog has them,
     else single objects (``id_str``), so no cluster is in two parts (every
     part gets at least one group). ``val`` picks the checkpoint; ``test`` is
     seen by neither training nor that choice. Labels are never read: the
-    pretext makes its own. Parts are ``(dataset, rows, None)``.
+    pretext makes its own. One part each, drawn with ``cfg.seed``.
     """
     from labelsky.utils import stable_hash
 
-    (ds,) = datasets
+    seed = cfg.seed if cfg is not None else 0
+    (ds,) = datasets["data"]
     groups = np.asarray(split_groups(ds)).astype(str)
     uniq = sorted(np.unique(groups), key=lambda g: stable_hash(seed, "pretext-split", g))
     if len(uniq) < 3:
@@ -180,15 +184,7 @@ def select_rows(datasets, cfg: "PretextConfig | None" = None, *, seed: int = 0) 
     n_val = max(1, int(round(SPLIT_FRACTIONS["val"] * len(uniq))))
     part = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, g in enumerate(uniq)}
     label = np.array([part[g] for g in groups])
-    return {k: (ds, np.flatnonzero(label == k), None) for k in ("train", "val", "test")}
-
-
-def fit_pretext_run(run_dir, datasets, cfg: PretextConfig, *, overwrite: bool = False,
-                    progress: bool = True) -> "PretextModule":
-    """:func:`select_rows` then :func:`fit_pretext` (the registry's ``fit``)."""
-    parts = select_rows(datasets, cfg, seed=cfg.seed)
-    return fit_pretext(run_dir, datasets[0], parts["train"][1], parts["val"][1], cfg, progress=progress,
-                       overwrite=overwrite, test_rows=parts["test"][1])
+    return {k: [Part(ds, np.flatnonzero(label == k), None)] for k in ("train", "val", "test")}
 
 
 def _check_disjoint(ds: LabelskyDataset, parts: dict) -> None:
@@ -204,13 +200,14 @@ def _check_disjoint(ds: LabelskyDataset, parts: dict) -> None:
                                     f"object(s) (e.g. {sorted(both)[0]!r}); the parts must be disjoint")
 
 
-def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: PretextConfig, progress: bool = True,
-                overwrite: bool = False, *, test_rows=None) -> PretextModule:
-    """Train the pretext classifier into ``run_dir`` (resumable); returns the best model (highest val accuracy).
+def fit(run_dir, parts: dict, cfg: PretextConfig, *, overwrite: bool = False, progress: bool = True) -> Fitted:
+    """Train the pretext classifier on ``parts`` (:func:`select_rows`) into ``run_dir`` (resumable); returns the
+    best model (highest validation accuracy) and the report (also ``RUN/eval.json``).
 
-    ``val_rows`` pick the checkpoint; with ``test_rows`` (clusters in neither
+    ``val`` rows pick the checkpoint; with ``test`` rows (clusters in neither
     other part) the best model's accuracy on them is written to
-    ``run_dir/test.json`` (:func:`pretext_accuracy`).
+    ``run_dir/test.json`` (:func:`pretext_accuracy`); with ``cfg.baseline``
+    the summary-statistics classifier is scored on the same split.
 
     The extractor's weights are also written to ``run_dir/extractor.pt`` for
     the richness network (or any band-wise model) to start from, and the
@@ -222,8 +219,9 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     initialisation; the head-first progressive unfreezing meant for ImageNet
     weights leaves these weaker early blocks untrained, see docs/selfsup.md).
     """
-    from labelsky.methods.run import Run, describe_parts
-
+    train_part, val_part = one(parts, "train"), one(parts, "val")
+    ds, train_rows, val_rows = train_part.dataset, train_part.rows, val_part.rows
+    test_rows = one(parts, "test").rows if parts.get("test") else None
     run_dir = Path(run_dir)
     names = list(cfg.bands or ds.bands) if cfg.task == "bands" else ["".join(map(str, p)) for p in PERMUTATIONS]
     if cfg.task == "bands":
@@ -238,7 +236,7 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     data = {"train": describe_parts([(ds, train_rows, None)]), "val": describe_parts([(ds, val_rows, None)])}
     if test_rows is not None:
         data["test"] = describe_parts([(ds, test_rows, None)])
-    run = Run.start(run_dir, method="pretext", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
+    run = Run.start(run_dir, method="pretext", config=cfg, data=data, seed=cfg.seed, overwrite=overwrite,
                     inputs=[ds.path] + ([cfg.weights] if cfg.weights else []),
                     extra={"classes": names, "dataset": str(ds.path), "n_train": int(len(train_rows)),
                            "n_val": int(len(val_rows)),
@@ -258,13 +256,22 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
     # selected on validation accuracy: the pretext's loss can spike on a few confidently wrong images while the
     # accuracy still climbs (seen on the cluster fields), and accuracy is what the pretext is judged by
     trainer = build_trainer(run_dir, cfg, monitor="val_acc", mode="max", patience=cfg.patience, progress=progress)
-    best = load_pretext(run.fit(trainer, module, train, val))
+    best = PretextModule.load(run.fit(trainer, module, train, val))
     if not trainer.is_global_zero:  # a distributed run: rank 0 writes the weight files
-        return best
+        return Fitted(best, {})
     from labelsky.utils import atomic_path, atomic_write_json
 
+    report = {"n_train": int(len(train_rows)), "n_val": int(len(val_rows)),
+              "n_test": int(len(test_rows)) if test_rows is not None else 0}
     if test_rows is not None and len(test_rows):
-        atomic_write_json(run_dir / "test.json", pretext_accuracy(best, ds, test_rows, cfg))
+        test = pretext_accuracy(best, ds, test_rows, cfg)
+        atomic_write_json(run_dir / "test.json", test)
+        report["test_accuracy"], report["chance"] = test["accuracy"], test["chance"]
+    if cfg.baseline and cfg.task == "bands" and test_rows is not None and len(test_rows):
+        report["stats_raw_accuracy"] = statistics_baseline(ds, train_rows, test_rows, seed=cfg.seed)
+        report["stats_normalised_accuracy"] = statistics_baseline(
+            ds, train_rows, test_rows, Preprocess([0], noise=[1.0], stretch=cfg.stretch, softening=cfg.softening),
+            seed=cfg.seed)
 
     with atomic_path(run_dir / "extractor.pt") as tmp:
         torch.save(best.net.extractor.state_dict(), tmp)
@@ -272,18 +279,20 @@ def fit_pretext(run_dir, ds: LabelskyDataset, train_rows, val_rows, cfg: Pretext
 
     with atomic_path(run_dir / "backbone.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in best.net.extractor.backbone.state_dict().items()}, str(tmp))
-    return best
+    atomic_write_json(run_dir / "eval.json", report)
+    return Fitted(best, report)
 
 
-def load_pretext(checkpoint, map_location="cpu") -> PretextModule:
-    """A trained :class:`PretextModule` from a checkpoint (weights-only load)."""
-    from labelsky.methods.run import load_checkpoint, load_state
-
-    ckpt = load_checkpoint(checkpoint, map_location)
-    hp = ckpt["hyper_parameters"]
-    m = PretextModule(dict(hp["config"], weights=None), hp["n_classes"], hp["in_chans"], hp.get("class_names"))
-    load_state(m, ckpt, checkpoint)
-    return m.eval()
+def summary(run_dir: Path, report: dict) -> list[str]:
+    """What ``labelsky pretrain`` prints after training."""
+    lines = []
+    if "test_accuracy" in report:
+        lines.append(f"pretext accuracy on {report['n_test']} test object(s) (not used in training or checkpoint "
+                     f"choice): {report['test_accuracy']:.3f} (chance {report['chance']:.3f})")
+    if "stats_raw_accuracy" in report:
+        lines.append(f"summary-statistics classifier: raw {report['stats_raw_accuracy']:.3f}, "
+                     f"normalised {report['stats_normalised_accuracy']:.3f}")
+    return lines + [f"run: {run_dir}; extractor weights: {Path(run_dir) / 'extractor.pt'}"]
 
 
 @torch.inference_mode()

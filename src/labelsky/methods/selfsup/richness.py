@@ -27,78 +27,45 @@ network).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.data.transforms import Preprocess
 from labelsky.errors import SettingsError
+from labelsky.measures.metrics import regression_metrics as richness_metrics
+from labelsky.methods.base import LabelskyModule
+from labelsky.methods.parts import Part, describe_parts, one
+from labelsky.methods.registry import Fitted
+from labelsky.methods.selfsup.config import OPTIMIZERS, PROTOCOLS, RichnessConfig
 from labelsky.models.bandnet import BandExtractor, RichnessNet
 from labelsky.utils import stable_hash
 
 __all__ = ["RichnessConfig", "RichnessModel", "richness_loss", "richness_metrics", "grouped_folds", "cross_validate",
            "make_richness_net", "train_richness", "predict_richness", "band_features", "reference_predictions",
-           "select_rows", "fit_richness", "load_richness", "load_extractor_state", "PROTOCOLS", "OPTIMIZERS",
-           "METRICS", "model_key"]
+           "select_rows", "fit", "summary", "load_extractor_state", "PROTOCOLS", "OPTIMIZERS", "METRICS",
+           "model_key"]
 
-#: ``finetune``: the extractor trains with the head; ``frozen``: only the head trains on fixed band features
-PROTOCOLS = ("finetune", "frozen")
-#: ``adam`` (with weight decay) or ``sgd`` (momentum ``momentum``, the paper's optimiser)
-OPTIMIZERS = ("adam", "sgd")
 #: what :func:`richness_metrics` reports and :func:`cross_validate` summarises
 METRICS = ("mae", "sigma", "scatter", "bias")
 
 
-@dataclass
-class RichnessConfig:
-    backbone: str = "resnet18"
-    feature_dim: int = 512
-    fc_widths: list = field(default_factory=lambda: [1024, 512])
-    alpha: float = 1.0
-    freeze_extractor: bool = False
-    optimizer: str = "adam"  # the paper: SGD with lr 5e-6 and momentum 0.9
-    lr: float = 1e-3
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 1e-4
-    epochs: int = 30  # at most; with validation clusters the epoch of lowest validation loss is kept
-    patience: int | None = None  # stop after this many epochs without a lower validation loss (None: never)
-    val_fraction: float = 0.2  # of the training clusters held out to pick the epoch (none with < 5 clusters)
-    batch_size: int = 32
-    stretch: str = "robust_asinh"
-    softening: float = 3.0
-    image_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise SettingsError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
-        if self.patience is not None and (isinstance(self.patience, bool) or int(self.patience) < 1):
-            raise SettingsError(f"patience = {self.patience!r}; expected a number of epochs >= 1 or None")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def preprocess(self, n_bands: int) -> Preprocess:
-        return Preprocess(list(range(n_bands)), noise=[1.0] * n_bands, stretch=self.stretch,
-                          softening=self.softening, size=self.image_size)
-
-
-class RichnessModel(nn.Module):
-    """The model of a ``richness`` run: a :class:`RichnessNet` with its settings.
+class RichnessModel(LabelskyModule):
+    """The model of a ``richness`` run: a :class:`RichnessNet` with its settings (trained by a plain loop,
+    :func:`train_richness`).
 
     ``predict_step(x)`` gives ``{"values": ln(lambda) [N, 1], "embedding":
     the stacked band features [N, feature_dim * bands]}``.
     """
 
+    config_cls = RichnessConfig
+    output = "values"
+
     def __init__(self, config: dict, n_bands: int, extractor_state: dict | None = None, bands: list | None = None):
-        super().__init__()
-        self.hparams = {"config": dict(config), "n_bands": int(n_bands), "bands": list(bands) if bands else None}
-        self.cfg = RichnessConfig(**config)
+        super().__init__(config)
+        self.save_hyperparameters(ignore=["extractor_state"])
         self.bands = list(bands) if bands else None
         self.net = make_richness_net(self.cfg, n_bands, extractor_state)
 
@@ -107,23 +74,34 @@ class RichnessModel(nn.Module):
         if (self.bands is not None and list(ds.bands) != self.bands) or len(ds.bands) != self.net.n_bands:
             raise SettingsError(f"{ds.path}: bands {ds.bands}; the richness model was trained on "
                                 f"{self.bands or self.net.n_bands} (the same bands, in the same order, are needed)")
-        return self.cfg.preprocess(len(ds.bands))
+        return self.cfg.preprocess(ds)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    @torch.inference_mode()
-    def predict_step(self, batch, batch_idx: int = 0) -> dict:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        feats = self.net.band_features(x)
-        ln = self.net.head(feats) * self.net.target_std + self.net.target_mean
-        return {"values": ln[:, None], "embedding": feats.flatten(1)}
+    def embed(self, x):
+        return self.net.band_features(x).flatten(1)
+
+    def from_embedding(self, embedding):
+        feats = embedding.view(len(embedding), -1, self.net.n_bands)
+        return (self.net.head(feats) * self.net.target_std + self.net.target_mean)[:, None]
+
+    def output_names(self) -> list[str]:
+        return ["ln_richness"]
+
+    def truth(self, ds: LabelskyDataset):
+        """ln(lambda) of every row (NaN without a richness > 0)."""
+        if "richness" not in ds.catalog.column_names:
+            return None
+        lam = np.asarray(ds.column("richness"), dtype=np.float64)
+        return np.where(lam > 0, np.log(np.where(lam > 0, lam, 1.0)), np.nan)[:, None]
 
 
-def select_rows(datasets, cfg: RichnessConfig | None = None, *, seed: int = 0) -> dict:
-    """Rows of the one cluster dataset in ``datasets`` with a richness: ``train`` (fit) and ``val`` (the
-    epoch of lowest loss is kept), ``val_fraction`` of the clusters held out whole."""
-    (ds,) = datasets
+def select_rows(datasets: dict, cfg: RichnessConfig | None = None) -> dict:
+    """Rows of the one cluster ``data`` dataset with a richness: ``train`` (fit) and ``val`` (the epoch of
+    lowest loss is kept), ``cfg.val_fraction`` of the clusters held out whole; one part each."""
+    cfg = cfg or RichnessConfig()
+    (ds,) = datasets["data"]
     for col in ("richness", "cluster_id"):
         if col not in ds.catalog.column_names:
             raise DatasetError(f"{ds.path}: no {col!r} column; richness needs cluster fields (labelsky simulate "
@@ -132,45 +110,65 @@ def select_rows(datasets, cfg: RichnessConfig | None = None, *, seed: int = 0) -
     if len(rows) < 2:
         raise DatasetError(f"{ds.path}: {len(rows)} row(s) with a richness > 0; at least 2 needed")
     groups = ds.column("cluster_id")[rows]
-    val_fraction = cfg.val_fraction if cfg is not None else 0.2
-    uniq = sorted(np.unique(groups), key=lambda g: stable_hash(seed, "final", g))
-    n_val = int(round(val_fraction * len(uniq))) if len(uniq) >= 5 else 0
+    uniq = sorted(np.unique(groups), key=lambda g: stable_hash(cfg.seed, "final", g))
+    n_val = int(round(cfg.val_fraction * len(uniq))) if len(uniq) >= 5 else 0
     val = np.isin(groups, uniq[:n_val])
-    return {"train": (ds, rows[~val], None), "val": (ds, rows[val], None)}
+    return {"train": [Part(ds, rows[~val], None)], "val": [Part(ds, rows[val], None)]}
 
 
-def fit_richness(run_dir, datasets, cfg: RichnessConfig, *, extractor: str | Path | None = None,
-                 overwrite: bool = False, progress: bool = True) -> RichnessModel:
-    """Train one richness model on every cluster of ``datasets`` into a run folder (the registry's ``fit``).
+def fit(run_dir, parts: dict, cfg: RichnessConfig, *, overwrite: bool = False, progress: bool = True) -> Fitted:
+    """Train one richness model on every cluster of ``parts`` into a run folder, then cross-validate Base vs
+    Ours (:func:`cross_validate`, ``RUN/results.json``).
 
-    ``extractor``: an ``extractor.pt`` of ``labelsky pretrain`` to start from
-    (Ours), else a random one (Base). The model is written to
+    ``cfg.extractor``: an ``extractor.pt`` of ``labelsky pretrain`` to start
+    from (Ours), else a random one (Base). The model is written to
     ``RUN/checkpoints/best.ckpt`` for ``labelsky catalog``. A finished run with
-    the same settings and data is loaded, not retrained.
+    the same settings and data is loaded, not retrained; the cross-validation
+    (whose settings may change) is redone.
     """
-    from labelsky.methods.run import Run, describe_parts
-    from labelsky.utils import atomic_path
+    from labelsky.methods.run import Run
+    from labelsky.utils import atomic_path, atomic_write_json
 
-    parts = select_rows(datasets, cfg, seed=cfg.seed)
-    ds = datasets[0]
-    data = {"train": describe_parts([parts["train"]]), "val": describe_parts([parts["val"]]),
+    train, val = one(parts, "train"), one(parts, "val")
+    ds, extractor = train.dataset, cfg.extractor
+    state = load_extractor_state(extractor) if extractor else None
+    data = {"train": describe_parts([train]), "val": describe_parts([val]),
             "extractor": _file_digest(extractor) if extractor else None}
-    run = Run.start(run_dir, method="richness", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
+    run = Run.start(run_dir, method="richness", config=cfg, data=data, seed=cfg.seed, overwrite=overwrite,
                     inputs=[ds.path] + ([extractor] if extractor else []))
     best = run.checkpoint_dir() / "best.ckpt"
     if best.is_file():
-        return load_richness(best)
-    model = RichnessModel(cfg.to_dict(), len(ds.bands), load_extractor_state(extractor) if extractor else None,
-                          bands=list(ds.bands))
-    tr, va = parts["train"][1], parts["val"][1]
-    x = _images(ds, np.concatenate([tr, va]), cfg)
-    y = torch.tensor(np.log(ds.column("richness")[np.concatenate([tr, va])]), dtype=torch.float32)
-    n = len(tr)
-    train_richness(model.net, x[:n], y[:n], cfg, val=(x[n:], y[n:]) if len(va) else None)
-    best.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(best) as tmp:
-        torch.save({"hyper_parameters": model.hparams, "state_dict": model.state_dict()}, tmp)
-    return model.eval()
+        model = RichnessModel.load(best)
+    else:
+        model = RichnessModel(cfg.to_dict(), len(ds.bands), state, bands=list(ds.bands))
+        tr, va = train.rows, val.rows
+        x = _images(ds, np.concatenate([tr, va]), cfg)
+        y = torch.tensor(np.log(ds.column("richness")[np.concatenate([tr, va])]), dtype=torch.float32)
+        n = len(tr)
+        train_richness(model.net, x[:n], y[:n], cfg, val=(x[n:], y[n:]) if len(va) else None)
+        best.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(best) as tmp:
+            torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, tmp)
+        model = model.eval()
+    rows = np.sort(np.concatenate([train.rows, val.rows]))
+    res = cross_validate(ds, cfg, fractions=tuple(cfg.fractions), folds=cfg.folds, repeats=cfg.repeats,
+                         pretrained=state, rows=rows, progress=progress)
+    res["extractor"] = str(extractor) if extractor else None
+    atomic_write_json(Path(run_dir) / "results.json", res)
+    return Fitted(model, res)
+
+
+def summary(run_dir: Path, res: dict) -> list[str]:
+    """What ``labelsky richness`` prints after training."""
+    lines = []
+    for model in res["summary"]:
+        for q in res["fractions"]:
+            c = res["summary"][model][str(q)]
+            lines.append(f"{model} {100 * q:g} %: MAE {c['mae']['mean']:.4f} ± {c['mae']['std']:.4f}, "
+                         f"Sigma {c['sigma']['mean']:.4f} ± {c['sigma']['std']:.4f}, "
+                         f"scatter {c['scatter']['mean']:.4f} ± {c['scatter']['std']:.4f}")
+    return lines + [f"results: {Path(run_dir) / 'results.json'}; model: "
+                    f"{Path(run_dir) / 'checkpoints' / 'best.ckpt'}"]
 
 
 def _file_digest(path) -> dict:
@@ -183,33 +181,10 @@ def _file_digest(path) -> dict:
     return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def load_richness(checkpoint, map_location="cpu") -> RichnessModel:
-    """A trained :class:`RichnessModel` from a checkpoint (weights-only load)."""
-    from labelsky.methods.run import load_checkpoint, load_state
-
-    ckpt = load_checkpoint(checkpoint, map_location)
-    hp = ckpt["hyper_parameters"]
-    model = RichnessModel(hp["config"], hp["n_bands"], bands=hp.get("bands"))
-    load_state(model, ckpt, checkpoint)
-    return model.eval()
-
-
 def richness_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """Eq. 1: ``mean((y - y_hat)^2) + alpha * std(|y - y_hat|)`` (population std over the batch)."""
     err = target - pred
     return (err ** 2).mean() + alpha * err.abs().std(unbiased=False)
-
-
-def richness_metrics(pred, target) -> dict:
-    """Metrics of the residuals ``e = target - pred`` (of ``ln(lambda)``), population standard deviations.
-
-    ``mae`` mean(|e|); ``sigma`` std(|e|), the paper's Sigma (the "intrinsic
-    scatter" of its eq. 1 and Table 1); ``scatter`` std(e), the usual scatter
-    of a regression; ``bias`` mean(e); ``n``.
-    """
-    e = np.asarray(target, dtype=float) - np.asarray(pred, dtype=float)
-    return {"mae": float(np.abs(e).mean()), "sigma": float(np.abs(e).std()), "scatter": float(e.std()),
-            "bias": float(e.mean()), "n": int(len(e))}
 
 
 def grouped_folds(groups, k: int, seed: int = 0) -> np.ndarray:
@@ -230,7 +205,7 @@ def make_richness_net(cfg: RichnessConfig, n_bands: int, extractor_state: dict |
 
 
 def _images(ds: LabelskyDataset, rows, cfg: RichnessConfig) -> torch.Tensor:
-    pre = cfg.preprocess(len(ds.bands))
+    pre = cfg.preprocess(ds)
     return torch.stack([pre(ds.image(int(r))) for r in rows])
 
 
@@ -253,7 +228,7 @@ def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: Rich
 
     A plain loop: the data are small tensors in memory (cross-validation trains
     hundreds of these), ``cfg.optimizer`` (Adam, or SGD with momentum), at most
-    ``cfg.epochs`` epochs, fixed seed. The extractor trains too unless
+    ``cfg.max_epochs`` epochs, fixed seed. The extractor trains too unless
     ``cfg.freeze_extractor`` or ``features``. With ``val = (x_val, y_val)`` the
     weights of the epoch with the lowest validation loss (eq. 1) are kept, so a
     small training subset does not end on an overfitted head, and training
@@ -272,7 +247,7 @@ def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: Rich
     bs = min(cfg.batch_size, n)
     best, best_state, since_best = float("inf"), None, 0
     net.epochs_run = 0
-    for _ in range(cfg.epochs):
+    for _ in range(cfg.max_epochs):
         net.epochs_run += 1
         net.train()
         if cfg.freeze_extractor or features:
@@ -344,7 +319,7 @@ def cross_validate(ds: LabelskyDataset, cfg: RichnessConfig, fractions=(0.01, 0.
     "paired": {protocol: {fraction: {metric: {mean, sem, n}}}}, ...}``: the
     summary over repeats of the metrics of all test folds together; the
     relative change of the extractor's weights in training (0 when frozen);
-    the epochs trained (fewer than ``cfg.epochs`` when ``cfg.patience`` stopped them);
+    the epochs trained (fewer than ``cfg.max_epochs`` when ``cfg.patience`` stopped them);
     ``paired`` the Ours - Base difference of each metric per test fold and
     repeat (mean and standard error; negative: Ours better).
     """

@@ -5,18 +5,22 @@ Registered as the method ``semisup`` (regimes ``supervised``, ``semi``,
 smooth / featured / artifact and the latent mean as the embedding.
 """
 
-from labelsky.data.io import VOTE_COLUMNS
-from labelsky.methods.registry import MethodSpec, register_method
-from labelsky.methods.semisup.module import (REGIMES, SemiSupConfig, SemiSupModule, fit_semisup, fit_semisup_run,
-                                             load_semisup, predict_votes, select_rows, vote_rmse)
+from labelsky.methods.lazy import lazy_exports
+from labelsky.methods.registry import DataRole, MethodSpec, register_method
+from labelsky.methods.semisup.config import ANSWERS, REGIMES, SemiSupConfig
 
-__all__ = ["SemiSupConfig", "SemiSupModule", "REGIMES", "fit_semisup", "fit_semisup_run", "load_semisup",
-           "predict_votes", "select_rows", "vote_rmse", "ANSWERS", "SPEC"]
+__all__ = ["SemiSupConfig", "SemiSupModule", "REGIMES", "ANSWERS", "fit", "select_rows", "SPEC"]
 
-#: the answers whose vote fractions the model predicts, in column order
-ANSWERS = [c.removeprefix("votes_") for c in VOTE_COLUMNS]
+__getattr__ = lazy_exports(__name__, {"SemiSupModule": "module", "fit": "module", "select_rows": "module"})
+
+
+def _smoke(device: str) -> SemiSupConfig:
+    return SemiSupConfig(regime="semi", latent_dim=4, width=4, max_epochs=1, batch_size=4, seed=0, device=device)
+
 
 SPEC = register_method(MethodSpec(
-    name="semisup", config_cls=SemiSupConfig, module_cls=SemiSupModule, select_rows=select_rows,
-    fit=fit_semisup_run, load=load_semisup, output="fractions", output_names=lambda model: list(ANSWERS),
-    variants=REGIMES, description="Equivariant-Transformer VAE: vote fractions from few labels (three regimes)"))
+    name="semisup", config_cls=SemiSupConfig, output="fractions",
+    model="labelsky.methods.semisup.module:SemiSupModule", implementation="labelsky.methods.semisup.module",
+    inputs=(DataRole("data", "dataset with Galaxy Zoo votes (votes_* columns)"),),
+    smoke=_smoke, variants=REGIMES,
+    description="semi-supervised vote fractions with the Equivariant-Transformer VAE (three regimes)"))

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from labelsky.errors import SettingsError
+from labelsky.methods.semisup.config import LIKELIHOODS
 
 __all__ = ["multinomial_nll", "dirichlet_multinomial_nll", "vote_loss", "predicted_fractions", "LIKELIHOODS"]
 
-LIKELIHOODS = ("multinomial", "dirichlet_multinomial")
 
 
 def _valid(counts: torch.Tensor) -> torch.Tensor:

@@ -34,57 +34,26 @@ vote fractions (:func:`vote_rmse`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
 from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
 from labelsky.errors import RunFolderError, SettingsError
-from labelsky.methods.run import Run, describe_parts, load_checkpoint, load_state
-from labelsky.methods.semisup.losses import LIKELIHOODS, predicted_fractions, vote_loss
+from labelsky.measures.metrics import vote_rmse
+from labelsky.methods.base import LabelskyModule
+from labelsky.methods.parts import Part, describe_parts, one
+from labelsky.methods.registry import Fitted
+from labelsky.methods.run import Run
+from labelsky.methods.semisup.config import ANSWERS, REGIMES, SemiSupConfig
+from labelsky.methods.semisup.losses import predicted_fractions, vote_loss
+from labelsky.methods.training import build_trainer, is_global_zero
 from labelsky.models.etvae import ETVAE
-from labelsky.training import InputSettings, build_trainer
 
-__all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit_semisup", "fit_semisup_run", "select_rows",
-           "split_label_budget", "steps_per_epoch", "SuccessiveShuffles", "predict_votes", "vote_rmse", "load_semisup", "REGIMES"]
+__all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit", "select_rows", "split_label_budget",
+           "steps_per_epoch", "SuccessiveShuffles", "summary", "REGIMES", "ANSWERS"]
 
-REGIMES = ("supervised", "semi", "two_step")
-OPTIMISERS = ("separate", "shared")
-
-
-@dataclass
-class SemiSupConfig(InputSettings):
-    regime: str = "semi"
-    latent_dim: int = 100  # the paper's code
-    width: int = 32
-    et_groups: list = field(default_factory=lambda: ["translation", "rotation_scale"])  # [] = no ET layers
-    head_on: str = "latent"
-    likelihood: str = "multinomial"
-    beta: float = 1.0  # weight of the KL term
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 20
-    pretrain_epochs: int = 10  # two_step: VAE epochs on unlabelled galaxies
-    patience: int = 6
-    steps_per_epoch: int | None = None  # classifier updates per epoch, every regime (None: see steps_per_epoch())
-    optimisers: str = "separate"  # "separate": an Adam per loss; "shared": one Adam for both (ablation)
-    log_every: int = 5  # semi: measure the encoder's update from each loss every this many steps
-
-    def __post_init__(self):
-        if self.regime not in REGIMES:
-            raise SettingsError(f"unknown regime {self.regime!r}; expected one of {REGIMES}")
-        if self.optimisers not in OPTIMISERS:
-            raise SettingsError(f"unknown optimisers {self.optimisers!r}; expected one of {OPTIMISERS}")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise SettingsError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
-        if self.likelihood not in LIKELIHOODS:
-            raise SettingsError(f"unknown likelihood {self.likelihood!r}; expected one of {LIKELIHOODS}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class VoteDataset(torch.utils.data.Dataset):
@@ -104,13 +73,15 @@ class VoteDataset(torch.utils.data.Dataset):
         return image, torch.from_numpy(self.counts[i])
 
 
-class SemiSupModule(L.LightningModule):
+class SemiSupModule(LabelskyModule):
     """ET-VAE + vote classifier; ``stage`` is ``supervised``, ``semi`` or ``vae`` (two_step's first stage)."""
 
+    config_cls = SemiSupConfig
+    output = "fractions"
+
     def __init__(self, config: dict, in_chans: int, size: int, stage: str = "semi"):
-        super().__init__()
+        super().__init__(config)
         self.save_hyperparameters()
-        self.cfg = SemiSupConfig(**config)
         self.stage = stage
         self.automatic_optimization = False
         self.model = ETVAE(in_chans, size, self.cfg.latent_dim, self.cfg.width, self.cfg.et_groups,
@@ -221,17 +192,36 @@ class SemiSupModule(L.LightningModule):
     def on_validation_epoch_end(self):
         if self.figure_dir is not None and self._fig_batch is not None and self.stage in ("semi", "vae") \
                 and not self.trainer.sanity_checking:
-            from labelsky.evaluate.figures import reconstruction_figure
+            from labelsky.measures.figures import reconstruction_figure
 
             name = f"reconstructions_{self.stage}_epoch{self.current_epoch:03d}.png"
             reconstruction_figure(self.model, self._fig_batch, Path(self.figure_dir) / name)
 
     def predict_step(self, batch, batch_idx=0, dataloader_idx=0):
+        """Vote fractions, the latent mean as the embedding, and the canonical pose."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         enc = self.model.encode(x)
         out = self.model.classify(enc)
         return {"fractions": predicted_fractions(out, self.cfg.likelihood), "embedding": enc["mu"], "mu": enc["mu"],
                 "pose": enc["pose"]}
+
+    def output_names(self) -> list[str]:
+        return list(ANSWERS)
+
+    @classmethod
+    def upgrade_checkpoint(cls, ckpt: dict, path) -> dict:
+        """Checkpoints made before update counting and the isotropic translation layer get their counters (0);
+        one with that older translation layer is refused (its weights mean something else now)."""
+        hp = ckpt["hyper_parameters"]
+        state = ckpt.get("state_dict", {})
+        if isinstance(state, dict) and state and "n_vote_updates" not in state:
+            if "translation" in hp.get("config", {}).get("et_groups", []):
+                raise RunFolderError(f"{path} was made by an older labelsky whose translation ET layer is not "
+                                     "rotation-equivariant; its weights mean something else now: train the run again")
+            state.setdefault("n_vote_updates", torch.zeros((), dtype=torch.long))
+            state.setdefault("n_elbo_updates", torch.zeros((), dtype=torch.long))
+        return {"config": hp["config"], "in_chans": hp["in_chans"], "size": hp["size"],
+                "stage": hp.get("stage", "semi")}
 
     def configure_optimizers(self):
         """One Adam per loss the stage uses (``optimisers="separate"``), or one for all (``"shared"``)."""
@@ -245,17 +235,6 @@ class SemiSupModule(L.LightningModule):
                     torch.optim.Adam(g["encoder"] + g["decoder"], lr=self.cfg.lr)]
         self._plain_optimisers = opts
         return opts
-
-
-def vote_rmse(fractions: torch.Tensor | np.ndarray, counts: torch.Tensor | np.ndarray) -> float:
-    """RMSE between predicted and observed vote fractions over all answers of galaxies with votes."""
-    f = torch.as_tensor(np.asarray(fractions) if not torch.is_tensor(fractions) else fractions, dtype=torch.float64)
-    c = torch.as_tensor(np.asarray(counts) if not torch.is_tensor(counts) else counts, dtype=torch.float64)
-    ok = (c >= 0).all(1) & (c.sum(1) > 0)
-    if not ok.any():
-        return float("nan")
-    obs = c[ok] / c[ok].sum(1, keepdim=True)
-    return float(torch.sqrt(((f.to(obs)[ok] - obs) ** 2).mean()))
 
 
 def steps_per_epoch(cfg: SemiSupConfig, n_labelled: int, n_unlabelled: int) -> int:
@@ -304,7 +283,7 @@ def _fit_stage(run: Run, module: SemiSupModule, train, val, cfg: SemiSupConfig, 
     trainer = build_trainer(stage_dir, cfg, monitor="val_loss", mode="min", patience=cfg.patience,
                             max_epochs=epochs, progress=progress)
     module.figure_dir = stage_dir / "figures"
-    return load_semisup(run.fit(trainer, module, train, val, stage=stage))
+    return SemiSupModule.load(run.fit(trainer, module, train, val, stage=stage))
 
 
 def split_label_budget(rows, labels: int, *, val_fraction: float = 0.2, seed: int = 0) -> tuple:
@@ -321,22 +300,20 @@ def split_label_budget(rows, labels: int, *, val_fraction: float = 0.2, seed: in
     return np.sort(drawn[n_val:]), np.sort(drawn[:n_val])
 
 
-def select_rows(datasets, cfg: "SemiSupConfig | None" = None, *, labels: int | None = None, seed: int = 0,
-                selection: str = "budget", val_fraction: float = 0.2) -> dict:
-    """Rows of the one dataset of ``datasets`` for the semi-supervised regimes.
+def select_rows(datasets: dict, cfg: SemiSupConfig | None = None) -> dict:
+    """Rows of the one ``data`` dataset for the semi-supervised regimes: ``{"labelled", "unlabelled", "val",
+    "test"}``, one part each (labels are the vote columns).
 
     ``labelled``: training rows with votes; ``unlabelled``: every row of
     splits ``train`` and ``unlabelled`` (their votes are never read); ``test``:
-    rows with votes of split ``test``. With a label budget ``labels`` and
-    ``selection="budget"`` (default), ``labels`` voted training galaxies are
-    drawn with ``seed`` and ``val_fraction`` of them form ``val``
-    (:func:`split_label_budget`); with ``selection="split"``, or without a
-    budget, ``val`` is the voted rows of split ``val``. Parts are
-    ``(dataset, rows, None)``.
+    rows with votes of split ``test``. With a label budget ``cfg.labels`` and
+    ``cfg.selection`` ``budget`` (default), ``labels`` voted training galaxies
+    are drawn with ``cfg.seed`` and ``cfg.val_fraction`` (default 0.2) of them
+    form ``val`` (:func:`split_label_budget`); with ``split``, or without a
+    budget, ``val`` is the voted rows of split ``val``.
     """
-    (ds,) = datasets
-    if selection not in ("budget", "split"):
-        raise SettingsError(f"unknown selection {selection!r}; expected 'budget' or 'split'")
+    cfg = cfg or SemiSupConfig()
+    (ds,) = datasets["data"]
     missing = [c for c in VOTE_COLUMNS if c not in ds.catalog.column_names]
     if missing:
         raise DatasetError(f"{ds.path}: no vote column(s) {missing}; semisup needs Galaxy Zoo votes")
@@ -345,33 +322,63 @@ def select_rows(datasets, cfg: "SemiSupConfig | None" = None, *, labels: int | N
     pool = np.flatnonzero(np.isin(split, ["train", "unlabelled"]))
     labelled = np.flatnonzero((split == "train") & voted)
     val, test = np.flatnonzero((split == "val") & voted), np.flatnonzero((split == "test") & voted)
-    if labels is not None and selection == "budget":
-        labelled, val = split_label_budget(labelled, labels, val_fraction=val_fraction, seed=seed)
-    elif labels is not None:
-        labelled = np.sort(np.random.default_rng(seed).permutation(labelled)[:labels])
+    val_fraction = 0.2 if cfg.val_fraction is None else cfg.val_fraction
+    if cfg.labels is not None and (cfg.selection or "budget") == "budget":
+        labelled, val = split_label_budget(labelled, cfg.labels, val_fraction=val_fraction, seed=cfg.seed)
+    elif cfg.labels is not None:
+        labelled = np.sort(np.random.default_rng(cfg.seed).permutation(labelled)[:cfg.labels])
     for name, rows in (("labelled training", labelled), ("validation", val)):
         if not len(rows):
             raise DatasetError(f"{ds.path}: no {name} galaxies with votes (votes_* > 0 and split train / val)")
-    return {name: (ds, rows, None) for name, rows in
+    return {name: [Part(ds, rows, None)] for name, rows in
             (("labelled", labelled), ("unlabelled", pool), ("val", val), ("test", test))}
 
 
-def fit_semisup_run(run_dir, datasets, cfg: SemiSupConfig, *, labels: int | None = None, overwrite: bool = False,
-                    progress: bool = True) -> SemiSupModule:
-    """:func:`select_rows` then :func:`fit_semisup` (the registry's ``fit``)."""
-    parts = select_rows(datasets, cfg, labels=labels, seed=cfg.seed)
-    ds = datasets[0]
-    return fit_semisup(run_dir, ds, parts["labelled"][1], parts["unlabelled"][1], parts["val"][1], cfg,
-                       progress=progress, overwrite=overwrite)
+def fit(run_dir, parts: dict, cfg: SemiSupConfig, *, overwrite: bool = False, progress: bool = True) -> Fitted:
+    """Train ``cfg.regime`` on ``parts`` (:func:`select_rows`) into ``run_dir`` (resumable per stage).
 
-
-def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, val_rows, cfg: SemiSupConfig,
-                progress: bool = True, overwrite: bool = False) -> SemiSupModule:
-    """Train ``cfg.regime`` into ``run_dir`` (resumable per stage); returns the best model (lowest val vote NLL).
-
-    ``labelled_rows`` need votes; ``unlabelled_rows`` are used without their
-    votes (``semi``, ``two_step``); ``val_rows`` (with votes) select the model.
+    ``labelled`` rows need votes; ``unlabelled`` rows are used without their
+    votes (``semi``, ``two_step``); ``val`` rows (with votes) select the model
+    (lowest validation vote NLL); ``test`` rows (optional) are scored by the
+    RMSE of the predicted vote fractions. Writes ``RUN/eval.json``; returns the
+    best model and that report.
     """
+    from labelsky.methods.predict import Predictor
+
+    labelled, pool, val = one(parts, "labelled"), one(parts, "unlabelled"), one(parts, "val")
+    test = parts.get("test") or []
+    ds = labelled.dataset
+    model = _fit_regime(run_dir, ds, labelled.rows, pool.rows, val.rows, cfg, progress=progress,
+                        overwrite=overwrite)
+    report = {"n_labelled": int(len(labelled.rows)), "n_val": int(len(val.rows)), "n_unlabelled": int(len(pool.rows)),
+              "n_test": int(sum(len(p.rows) for p in test)),
+              "selection": (cfg.selection or "budget") if cfg.labels else "split",
+              "steps_per_epoch": steps_per_epoch(cfg, len(labelled.rows), len(pool.rows)),
+              "vote_updates": int(model.n_vote_updates), "elbo_updates": int(model.n_elbo_updates)}
+    if report["n_test"] and is_global_zero():
+        predictor = Predictor(model, device=cfg.device)
+        fractions = np.concatenate([predictor.predict(p.dataset, p.rows, embed=False)["output"] for p in test])
+        counts = np.concatenate([np.stack([p.dataset.column(c)[np.asarray(p.rows)] for c in VOTE_COLUMNS], 1)
+                                 for p in test])
+        report["test_rmse"] = vote_rmse(fractions, counts)
+    if is_global_zero():
+        from labelsky.utils import atomic_write_json
+
+        atomic_write_json(Path(run_dir) / "eval.json", report)
+    return Fitted(model, report)
+
+
+def summary(run_dir: Path, report: dict) -> list[str]:
+    """What ``labelsky semisup`` prints after training."""
+    lines = []
+    if "test_rmse" in report:
+        lines.append(f"test: {report['n_test']} galaxies, RMSE of vote fractions {report['test_rmse']:.4f}")
+    return lines + [f"run: {run_dir}; figures: {Path(run_dir) / 'figures'}"]
+
+
+def _fit_regime(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, val_rows, cfg: SemiSupConfig,
+                progress: bool = True, overwrite: bool = False) -> SemiSupModule:
+    """Train ``cfg.regime`` into ``run_dir`` (resumable per stage); returns the best model (lowest val vote NLL)."""
     from lightning.pytorch.utilities import CombinedLoader
 
     if not cfg.bands:  # recorded by name: a dataset without them is refused by name, never matched by position
@@ -380,7 +387,7 @@ def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, va
     in_chans = cfg.in_chans(ds)
     data = {"labelled": describe_parts([(ds, labelled_rows, None)]),
             "unlabelled": describe_parts([(ds, unlabelled_rows, None)]), "val": describe_parts([(ds, val_rows, None)])}
-    run = Run.start(run_dir, method="semisup", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
+    run = Run.start(run_dir, method="semisup", config=cfg, data=data, seed=cfg.seed, overwrite=overwrite,
                     inputs=[ds.path], extra={"dataset": str(ds.path), "n_labelled": int(len(labelled_rows)),
                                              "steps_per_epoch": steps_per_epoch(cfg, len(labelled_rows),
                                                                                 len(unlabelled_rows)),
@@ -403,34 +410,3 @@ def fit_semisup(run_dir, ds: LabelskyDataset, labelled_rows, unlabelled_rows, va
         fine.model.load_state_dict(vae.model.state_dict())
         fine.n_elbo_updates.copy_(vae.n_elbo_updates)  # the VAE stage's updates are part of this model's training
     return _fit_stage(run, fine, labelled, val, cfg, cfg.max_epochs, progress)
-
-
-def load_semisup(checkpoint, map_location="cpu") -> SemiSupModule:
-    """A trained :class:`SemiSupModule` from a checkpoint (weights-only load)."""
-    ckpt = load_checkpoint(checkpoint, map_location)
-    hp = ckpt["hyper_parameters"]
-    state = ckpt.get("state_dict", {})
-    if isinstance(state, dict) and state and "n_vote_updates" not in state:
-        # made before update counting and the isotropic translation layer
-        if "translation" in hp.get("config", {}).get("et_groups", []):
-            raise RunFolderError(f"{checkpoint} was made by an older labelsky whose translation ET layer is not "
-                                 "rotation-equivariant; its weights mean something else now: train the run again")
-        state.setdefault("n_vote_updates", torch.zeros((), dtype=torch.long))
-        state.setdefault("n_elbo_updates", torch.zeros((), dtype=torch.long))
-    m = SemiSupModule(hp["config"], hp["in_chans"], hp["size"], hp.get("stage", "semi"))
-    load_state(m, ckpt, checkpoint)
-    return m.eval()
-
-
-@torch.inference_mode()
-def predict_votes(model: SemiSupModule, ds: LabelskyDataset, rows, batch_size: int = 256) -> dict:
-    """Predicted vote fractions, latent means and poses of ``rows``."""
-    model = model.eval()
-    loader = torch.utils.data.DataLoader(VoteDataset(ds, rows, model.cfg.preprocess(ds)), batch_size=batch_size)
-    out = {"fractions": [], "mu": [], "pose": [], "counts": []}
-    for x, c in loader:
-        r = model.predict_step(x.to(model.device))
-        for k in ("fractions", "mu", "pose"):
-            out[k].append(r[k].float().cpu().numpy())
-        out["counts"].append(c.numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}

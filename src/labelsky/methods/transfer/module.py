@@ -15,10 +15,7 @@ optimizer state intact.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from dataclasses import dataclass, field
-from pathlib import Path
+import logging
 from typing import Sequence
 
 import lightning as L
@@ -27,48 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelsky.data.transforms import BatchAugment
-from labelsky.errors import SettingsError
+from labelsky.methods.base import LabelskyModule
+from labelsky.methods.transfer.config import TransferConfig
 from labelsky.models.backbones import backbone_blocks, create_backbone
 from labelsky.models.heads import Classifier
-from labelsky.training import InputSettings
 
-__all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups", "load_classifier"]
+__all__ = ["TransferClassifier", "ProgressiveUnfreezing", "unfrozen_groups"]
 
-
-@dataclass
-class TransferConfig(InputSettings):
-    """Settings of the transfer-learning classifier (one *method* config; input fields in InputSettings)."""
-
-    backbone: str = "xception41"  # the paper's Xception; any timm name works (resnet18, resnet50, ...)
-    weights: str | None = None  # local weight file, "timm" for a download, None for random init
-    hidden: list = field(default_factory=lambda: [1024])
-    dropout: float = 0.7
-    lr: float = 1e-3
-    backbone_lr_factor: float = 0.1
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    max_epochs: int = 30
-    head_epochs: int = 2
-    unfreeze_every: int = 2
-    unfreeze_groups: int = 1
-    patience: int = 5
-    plateau_patience: int = 2
-    plateau_factor: float = 0.3
-    augment: bool = True
-    max_rotation: float = 45.0
-    max_shift: float = 0.1
-    max_zoom: float = 1.3
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TransferConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SettingsError(f"unknown transfer setting(s) {unknown}; known: {sorted(names)}")
-        return cls(**d)
+log = logging.getLogger(__name__)
 
 
 def unfrozen_groups(epoch: int, n_groups: int, head_epochs: int, every: int, per_step: int) -> int:
@@ -83,14 +46,16 @@ def unfrozen_groups(epoch: int, n_groups: int, head_epochs: int, every: int, per
     return int(min(n_groups, steps * per_step))
 
 
-class TransferClassifier(L.LightningModule):
+class TransferClassifier(LabelskyModule):
     """Backbone + head classifier trained with progressive unfreezing."""
+
+    config_cls = TransferConfig
+    output = "probs"
 
     def __init__(self, config: dict, n_classes: int, in_chans: int, class_names: Sequence[str] = (),
                  class_weights: Sequence[float] | None = None):
-        super().__init__()
+        super().__init__(config)
         self.save_hyperparameters()
-        self.cfg = TransferConfig.from_dict(config)
         backbone, self.weights_info = create_backbone(self.cfg.backbone, in_chans, self._weights_arg())
         self.model = Classifier(backbone, n_classes, self.cfg.hidden, self.cfg.dropout)
         self.groups = backbone_blocks(self.model.backbone)
@@ -150,10 +115,11 @@ class TransferClassifier(L.LightningModule):
         self.log("val_acc", (logits.argmax(1) == y).float().mean(), on_epoch=True, prog_bar=True,
                  batch_size=len(y), sync_dist=True)
 
-    def predict_step(self, batch, batch_idx):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        emb = self.model.embed(x)
-        return {"probs": torch.softmax(self.model.head.out(emb), 1), "embedding": emb}
+    def embed(self, x):
+        return self.model.embed(x)
+
+    def from_embedding(self, embedding):
+        return torch.softmax(self.model.head.out(embedding), 1)
 
     def configure_optimizers(self):
         cfg = self.cfg
@@ -192,22 +158,7 @@ class ProgressiveUnfreezing(L.Callback):
                     opt.param_groups[1 + i]["lr"] = opt.param_groups[0]["lr"] * pl_module.cfg.backbone_lr_factor
             self.history.append((epoch, k))
             if self.verbose:
-                print(f"epoch {epoch}: training head + last {k}/{n} backbone groups")
+                log.info(f"epoch {epoch}: training head + last {k}/{n} backbone groups")
         if pl_module._trainer is not None:
             pl_module.log("unfrozen_groups", float(k), on_epoch=True, sync_dist=True)
         pl_module._freeze_bn_of_frozen()
-
-
-def load_classifier(checkpoint: str | Path, map_location="cpu") -> TransferClassifier:
-    """A trained :class:`TransferClassifier` from a Lightning checkpoint (weights only, safe load)."""
-    from labelsky.methods.run import load_checkpoint, load_state
-
-    ckpt = load_checkpoint(checkpoint, map_location)
-    hp = ckpt["hyper_parameters"]
-    known = inspect.signature(TransferClassifier.__init__).parameters
-    hp = {k: v for k, v in hp.items() if k in known}  # checkpoints of older versions may hold more
-    hp["config"] = dict(hp["config"], weights=None)  # architecture only; the weights come from the checkpoint
-    model = TransferClassifier(**hp)
-    load_state(model, ckpt, checkpoint)
-    model.eval()
-    return model

@@ -5,7 +5,10 @@ row of the unlabelled datasets with the model of round ``r - 1``, optionally
 keeps only predictions that agree with the class of their t-SNE + k-means
 cluster, takes the ``k_per_class`` most confident of each class (confidence
 ``>= min_confidence``) and adds them, with their predicted labels, to the
-*original* labelled training set; then trains again.
+*original* labelled training set (ordered by class, then by decreasing
+confidence); then trains again. The settings are the
+:class:`~labelsky.methods.transfer.module.TransferConfig`'s ``rounds``,
+``k_per_class``, ``min_confidence``, ``cluster_filter`` and ``perplexity``.
 
 Following the paper ("we pick the top 1000 spiral and top 1000 elliptical
 galaxies [...] add them to our original SDSS training dataset, and use deep
@@ -36,62 +39,58 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from labelsky.data.io import DatasetError, LabelskyDataset
-from labelsky.errors import SettingsError
-from labelsky.methods.run import Run, describe_parts, describe_unlabelled
-from labelsky.methods.transfer.fit import select_rows, train_classifier
-from labelsky.methods.transfer.module import TransferClassifier, TransferConfig, load_classifier
+from labelsky.data.io import DatasetError
+from labelsky.measures.embeddings import cluster, name_clusters, tsne
+from labelsky.methods.parts import Part, describe_parts, describe_unlabelled
+from labelsky.methods.predict import Predictor
+from labelsky.methods.run import Run
+from labelsky.methods.transfer.module import TransferClassifier, TransferConfig
 from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
+from labelsky.methods.transfer.train import train_one
 from labelsky.utils import atomic_path, atomic_write_json
 
-__all__ = ["recursive_training", "cluster_classes", "ROUNDS_FILE", "PREDICTIONS_FILE"]
+__all__ = ["recursive_training", "cluster_map", "cluster_classes", "ROUNDS_FILE", "PREDICTIONS_FILE"]
 
 ROUNDS_FILE = "rounds.json"
 PREDICTIONS_FILE = "unlabelled.parquet"
 
 
-def cluster_classes(embedding: np.ndarray, probs: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """Class of the cluster each row falls into: 2-D t-SNE of ``embedding``
-    (:func:`labelsky.evaluate.embeddings.tsne`, Barnes-Hut below 10,000 rows), k-means with one cluster per
-    class, clusters matched one-to-one to classes on the class-normalised summed probabilities (Hungarian,
-    :func:`~labelsky.evaluate.embeddings.name_clusters`)."""
-    from labelsky.evaluate.embeddings import cluster, name_clusters, tsne
+def cluster_map(embedding: np.ndarray, probs: np.ndarray, seed: int = 0,
+                perplexity: float = 30.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 2-D t-SNE map of ``embedding`` (:func:`labelsky.measures.embeddings.tsne`), its k-means clusters (one
+    per class) and the class of the cluster each row falls into: clusters matched one-to-one to classes on the
+    class-normalised summed probabilities (Hungarian, :func:`~labelsky.measures.embeddings.name_clusters`).
 
+    Below ``max(6, classes)`` rows there is no map: the clusters are the predicted classes.
+    """
     probs = np.asarray(probs, dtype=np.float64)
     n, n_classes = probs.shape
     if n < max(6, n_classes):
-        return probs.argmax(1).astype(np.int64) if n else np.zeros(0, np.int64)
-    xy = tsne(embedding, dim=2, perplexity=perplexity, seed=seed, method="auto")
+        pred = probs.argmax(1).astype(np.int64) if n else np.zeros(0, np.int64)
+        return np.zeros((n, 2)), pred, pred
+    xy = tsne(embedding, dim=2, perplexity=perplexity, seed=seed)
     cid = cluster(xy, n_classes, seed=seed)
-    return name_clusters(cid, probs, n_classes, one_to_one=True)[cid]
+    return xy, cid, name_clusters(cid, probs, n_classes, one_to_one=True)[cid]
 
 
-def _pool(unlabelled) -> list[tuple[LabelskyDataset, np.ndarray]]:
-    """``(dataset, rows)`` of each unlabelled input: a dataset (every row) or a part ``(dataset, rows[, labels])``
-    whose labels are dropped."""
-    pool = []
-    for item in unlabelled:
-        if isinstance(item, LabelskyDataset):
-            pool.append((item, np.arange(len(item), dtype=np.int64)))
-        else:
-            pool.append((item[0], np.asarray(item[1], dtype=np.int64)))
-    return pool
+def cluster_classes(embedding: np.ndarray, probs: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """The class of the t-SNE + k-means cluster each row falls into (see :func:`cluster_map`)."""
+    return cluster_map(embedding, probs, seed=seed, perplexity=perplexity)[2]
 
 
-def _predict_pool(model: TransferClassifier, pool, cfg: TransferConfig, embed: bool) -> dict:
-    from labelsky.training import predict
-
+def _predict_pool(model: TransferClassifier, pool, cfg: TransferConfig) -> dict:
+    """Class probabilities and embeddings of every pool row (one prediction path, :mod:`labelsky.methods.predict`)."""
+    predictor = Predictor(model, device=cfg.device)
     probs, embs = [], []
     for ds, rows in pool:
-        p = predict(model, ds, rows, model.cfg, device=cfg.device, embed=embed)
-        probs.append(p["probs"])
-        if embed:
-            embs.append(p["embedding"])
-    return {"probs": np.concatenate(probs), "embedding": np.concatenate(embs) if embed else None}
+        p = predictor.predict(ds, rows)
+        probs.append(p["output"])
+        embs.append(p["embedding"])
+    return {"output": np.concatenate(probs), "embedding": np.concatenate(embs)}
 
 
 def _write_predictions(path: Path, pool, probs: np.ndarray, cclass: np.ndarray | None) -> None:
@@ -153,38 +152,31 @@ def _publish(best: Path, run_dir: Path) -> None:
     os.replace(tmp, dest)
 
 
-def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg: TransferConfig, *,
-                       rounds: int = 1, k_per_class: int = 1000, min_confidence: float = 0.9,
-                       cluster_filter: bool = False, perplexity: float = 30.0, class_names: Sequence[str] | None = None,
-                       overwrite: bool = False, progress: bool = True) -> tuple[TransferClassifier, dict]:
+def recursive_training(run_dir: str | Path, train_parts: Sequence[tuple], val_parts: Sequence[tuple],
+                       unlabelled: Sequence[tuple], class_names: Sequence[str], cfg: TransferConfig, *,
+                       overwrite: bool = False, progress: bool = True,
+                       on_round: Callable | None = None) -> tuple[TransferClassifier, dict]:
     """Recursive pseudo-label training into ``run_dir`` (see the module docstring).
 
     Parameters
     ----------
     run_dir
         The run folder; ``run_dir/round_<r>/`` holds round ``r``. A rerun with the same settings and data keeps
-        the finished rounds and resumes the unfinished one (more ``rounds`` add rounds); other settings or data
-        are refused; ``overwrite`` starts again.
-    labelled
-        Labelled datasets (rows of split ``train`` / ``val`` with a label, :func:`select_rows`), or a dict
-        ``{"train": parts, "val": parts}`` of ``(dataset, rows, labels or None)``.
+        the finished rounds and resumes the unfinished one (more ``cfg.rounds`` add rounds); other settings or
+        data are refused; ``overwrite`` starts again.
+    train_parts, val_parts
+        Labelled parts ``(dataset, rows, labels or None)``: training and model selection of every round.
     unlabelled
-        Datasets (every row) or ``(dataset, rows)`` parts to pseudo-label; their labels are never used.
-    cfg
-        The transfer-learning settings of every round (each round starts from ``cfg.weights``).
-    rounds
-        Pseudo-labelling rounds after round 0.
-    k_per_class
-        Pseudo-labels per class and round: the most confident (the paper: 1000).
-    min_confidence
-        Pseudo-labels need at least this confidence; also the threshold of the confident fraction.
-    cluster_filter
-        Keep only pseudo-labels whose prediction agrees with their t-SNE + k-means cluster's class
-        (:func:`cluster_classes`).
-    perplexity
-        t-SNE perplexity of the cluster filter.
+        Parts ``(dataset, rows[, labels])`` to pseudo-label; their labels are never used. A labelled row, and a
+        test row of a labelled dataset, is never pseudo-labelled.
     class_names
-        Class names (default: the first labelled dataset's).
+        The classes of the labels.
+    cfg
+        The settings of every round (each round starts from ``cfg.weights``) and of the recursion.
+    on_round
+        ``on_round(r, model, entry, pool, output)`` after every round, finished now or kept from before:
+        ``entry`` is the round's ``rounds.json`` entry, ``pool`` the ``(dataset, rows)`` pseudo-labelled,
+        ``output`` the round's ``{"output": probabilities, "embedding"}`` of the pool rows.
 
     Returns
     -------
@@ -192,40 +184,33 @@ def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg:
         The final round's best model (eval mode) and the contents of ``rounds.json``.
     """
     run_dir = Path(run_dir)
-    if rounds < 0:
-        raise SettingsError(f"rounds must be >= 0, got {rounds}")
-    if k_per_class < 1:
-        raise SettingsError(f"k_per_class must be >= 1, got {k_per_class}")
-    if not 0.0 <= min_confidence <= 1.0:
-        raise SettingsError(f"min_confidence must be in [0, 1], got {min_confidence}")
-    parts = labelled if isinstance(labelled, dict) else select_rows(list(labelled), cfg, seed=cfg.seed)
-    train_parts, val_parts = list(parts["train"]), list(parts.get("val", []))
+    rounds = 1 if cfg.rounds is None else int(cfg.rounds)
+    train_parts, val_parts = list(train_parts), list(val_parts)
     if not train_parts:
         raise DatasetError(f"{run_dir}: no labelled training rows")
-    names = list(class_names or train_parts[0][0].classes)
+    names = list(class_names)
     used = {}
     for ds, rows, _ in train_parts + val_parts:  # a labelled row is never pseudo-labelled as well
         key = str(Path(ds.path).resolve())
         test = np.flatnonzero(ds.column("split").astype(str) == "test")  # nor a test row of a labelled dataset
         used[key] = np.union1d(used.get(key, np.zeros(0, np.int64)), np.union1d(np.asarray(rows, np.int64), test))
-    pool = [(ds, np.setdiff1d(rows, used.get(str(Path(ds.path).resolve()), []))
-             .astype(np.int64))
-            for ds, rows in _pool(unlabelled)]
+    pool = [(part[0], np.setdiff1d(np.asarray(part[1], np.int64), used.get(str(Path(part[0].path).resolve()), []))
+             .astype(np.int64)) for part in unlabelled]
     pool = [(ds, rows) for ds, rows in pool if len(rows)]
     if not pool:
         raise DatasetError("no unlabelled rows to pseudo-label")
     n_pool = sum(len(rows) for _, rows in pool)
 
-    settings = {"rounds_selection": "reselect", "rounds_start": "weights", "k_per_class": int(k_per_class),
-                "min_confidence": float(min_confidence), "cluster_filter": bool(cluster_filter),
-                "perplexity": float(perplexity)}
+    settings = {"rounds_selection": "reselect", "rounds_start": "weights", "k_per_class": int(cfg.k_per_class),
+                "min_confidence": float(cfg.min_confidence), "cluster_filter": bool(cfg.cluster_filter),
+                "perplexity": float(cfg.perplexity)}
     data = {"classes": names, "train": describe_parts(train_parts), "val": describe_parts(val_parts),
             "unlabelled": describe_unlabelled(pool)}
     inputs = [ds.path for ds, _, _ in train_parts + val_parts] + [ds.path for ds, _ in pool]
     if cfg.weights and cfg.weights not in ("timm", "none"):
         inputs.append(cfg.weights)
-    run = Run.start(run_dir, method="transfer", config={**cfg.to_dict(), "recursive": settings}, data=data,
-                    seed=cfg.seed, overwrite=overwrite, inputs=inputs, extra={"rounds": int(rounds)})
+    run = Run.start(run_dir, method="transfer", config=cfg, data=data, seed=cfg.seed, overwrite=overwrite,
+                    inputs=inputs, extra={"rounds": rounds})
 
     report_path = run_dir / ROUNDS_FILE
     old = {}
@@ -245,26 +230,28 @@ def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg:
             probs, cclass = _read_predictions(pred_path, len(names))  # a finished round is kept as it is
             best = rdir / "checkpoints" / "best.ckpt"
             report["rounds"].append(old[r])
+            if on_round is not None:
+                model = TransferClassifier.load(best)
+                on_round(r, model, old[r], pool, _predict_pool(model, pool, cfg))
             continue
         extra, per_class = [], np.zeros(len(names), np.int64)
         chosen_from = probs.max(1) if r > 0 else None  # the previous round's confidences
         if r > 0:
-            sel, labels = select_pseudo_labels(probs, cclass if cluster_filter else None, k_per_class,
-                                               min_confidence)
+            sel, labels = select_pseudo_labels(probs, cclass if cfg.cluster_filter else None, cfg.k_per_class,
+                                               cfg.min_confidence)
             per_class = np.bincount(labels, minlength=len(names))
             src = np.concatenate([np.full(len(rows), i) for i, (_, rows) in enumerate(pool)])
             flat = np.concatenate([rows for _, rows in pool])
             for i, (ds, _) in enumerate(pool):
                 m = src[sel] == i
-                if m.any():
-                    order = np.argsort(flat[sel][m], kind="stable")
-                    extra.append((ds, flat[sel][m][order], labels[m][order]))
-        model = train_classifier(rdir, train_parts + extra, val_parts, names, cfg, progress=progress)
+                if m.any():  # in the selection's order: by class, then by decreasing confidence
+                    extra.append(Part(ds, flat[sel][m], labels[m]))
+        model = train_one(rdir, train_parts + extra, val_parts, names, cfg, progress=progress)
         best = Run(rdir).best_checkpoint()
-        pred = _predict_pool(model, pool, cfg, embed=cluster_filter)
-        probs = pred["probs"]
-        cclass = cluster_classes(pred["embedding"], probs, seed=cfg.seed, perplexity=perplexity) \
-            if cluster_filter else None
+        pred = _predict_pool(model, pool, cfg)
+        probs = pred["output"]
+        cclass = cluster_classes(pred["embedding"], probs, seed=cfg.seed, perplexity=cfg.perplexity) \
+            if cfg.cluster_filter else None
         _write_predictions(pred_path, pool, probs, cclass)
         conf, pl = probs.max(1), probs.argmax(1)
         entry = {"round": r, "run": rdir.name,
@@ -274,17 +261,19 @@ def recursive_training(run_dir: str | Path, labelled, unlabelled: Sequence, cfg:
                                    "selected_by_round": r - 1 if r else None,
                                    # the largest confidence among the galaxies they were chosen from
                                    "max_confidence": float(chosen_from.max()) if r else None},
-                 "confident_fraction": float((conf >= min_confidence).mean()),
+                 "confident_fraction": float((conf >= cfg.min_confidence).mean()),
                  "mean_confidence": float(conf.mean()),
                  "predicted_per_class": {c: int((pl == i).sum()) for i, c in enumerate(names)},
                  "cluster_agreement": float((cclass == pl).mean()) if cclass is not None else None}
         report["rounds"].append(entry)
         report["final_round"] = r
         atomic_write_json(report_path, report)
-        _figure(run_dir / "confident_fraction.png", report["rounds"], min_confidence)
+        _figure(run_dir / "confident_fraction.png", report["rounds"], cfg.min_confidence)
+        if on_round is not None:
+            on_round(r, model, entry, pool, pred)
     report["final_round"] = rounds
     atomic_write_json(report_path, report)
-    _figure(run_dir / "confident_fraction.png", report["rounds"], min_confidence)
+    _figure(run_dir / "confident_fraction.png", report["rounds"], cfg.min_confidence)
     _publish(best, run_dir)
     run.record(final_round=f"round_{rounds}", classes=names)
-    return load_classifier(run_dir / "checkpoints" / "best.ckpt"), report
+    return TransferClassifier.load(run_dir / "checkpoints" / "best.ckpt"), report

@@ -1,31 +1,32 @@
 """Universal domain adaptation: DeepAstroUDA, DANCE and source-only training.
 
-Registered as the method ``uda`` with three variants (``UDAConfig.method``):
-``deepastrouda``, ``dance`` and ``source_only``. Predictions are the known-class
-probabilities and the feature vector; catalogs add ``unknown`` (entropy above
-the model's open-set boundary rho). ``domain`` picks the batch norms
-(``target``, the default for catalogs, or ``source``).
+Registered as the method ``uda`` (command ``labelsky adapt``) with three
+variants (``UDAConfig.method``): ``deepastrouda``, ``dance`` and
+``source_only``. Predictions are the known-class probabilities and the
+feature vector; catalogs add ``unknown`` (entropy above the model's open-set
+boundary rho). The domain (``target``, the default for catalogs, or
+``source``) picks the batch norms.
 """
 
-from labelsky.methods.registry import MethodSpec, register_method
-from labelsky.methods.uda.module import METHODS, UDAConfig, UDAModule, load_uda
-from labelsky.methods.uda.run import adapt, adaptation_rows, fit_adapt, select_rows
+from labelsky.methods.lazy import lazy_exports
+from labelsky.methods.registry import DataRole, MethodSpec, register_method
+from labelsky.methods.uda.config import METHODS, UDAConfig
 
-__all__ = ["UDAConfig", "UDAModule", "METHODS", "adapt", "adaptation_rows", "fit_adapt", "select_rows", "load_uda",
-           "SPEC"]
+__all__ = ["UDAConfig", "UDAModule", "METHODS", "adaptation_rows", "fit", "select_rows", "SPEC"]
 
-
-def _unknown(model, probs) -> dict:
-    from labelsky.evaluate.metrics import entropy
-
-    return {"unknown": entropy(probs) > float(model.rho)}
+__getattr__ = lazy_exports(__name__, {"UDAModule": "module", "adaptation_rows": "adapt", "fit": "adapt",
+                                      "select_rows": "adapt"})
 
 
-def _prepare(model, domain: str) -> None:
-    model.predict_domain = 0 if domain == "source" else 1
+def _smoke(device: str) -> UDAConfig:
+    return UDAConfig(backbone="resnet10t", max_epochs=1, batch_size=4, seed=0, device=device)
 
 
 SPEC = register_method(MethodSpec(
-    name="uda", config_cls=UDAConfig, module_cls=UDAModule, select_rows=select_rows, fit=fit_adapt, load=load_uda,
-    output="probs", extra_columns=_unknown, prepare=_prepare, variants=METHODS,
-    description="universal domain adaptation with unknown-class detection (DeepAstroUDA, DANCE, source-only)"))
+    name="uda", command="adapt", config_cls=UDAConfig, output="probs",
+    model="labelsky.methods.uda.module:UDAModule", implementation="labelsky.methods.uda.adapt",
+    inputs=(DataRole("source", "labelled source dataset (splits train / val)"),
+            DataRole("target", "target dataset (labels, if any, only for evaluation)")),
+    smoke=_smoke, variants=METHODS,
+    description="universal domain adaptation from a labelled source to an unlabelled target (DeepAstroUDA, "
+                "DANCE, source-only) with unknown-class detection"))

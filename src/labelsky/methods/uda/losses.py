@@ -52,8 +52,8 @@ _EPS = 1e-7
 
 def class_weights(labels, n_classes: int) -> torch.Tensor:
     """``w_k = N / (K n_k)`` over the source training labels (0 for classes without samples), as a tensor
-    (:func:`labelsky.training.class_balance_weights`)."""
-    from labelsky.training import class_balance_weights
+    (:func:`labelsky.methods.training.class_balance_weights`)."""
+    from labelsky.methods.training import class_balance_weights
 
     return torch.tensor(class_balance_weights(labels, n_classes), dtype=torch.float32)
 

@@ -44,9 +44,8 @@ the boundary rho.
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import lightning as L
@@ -54,69 +53,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labelsky.methods.uda.losses import (MemoryBank, adaptive_clustering_loss, entropy, entropy_separation_loss,
-                                         neighbourhood_clustering_loss, rank_similarity_labels,
-                                         weighted_cross_entropy)
+from labelsky.methods.base import LabelskyModule
+from labelsky.methods.uda.config import METHODS, UDAConfig
+from labelsky.methods.uda.losses import (
+    MemoryBank,
+    adaptive_clustering_loss,
+    entropy,
+    entropy_separation_loss,
+    neighbourhood_clustering_loss,
+    rank_similarity_labels,
+    weighted_cross_entropy,
+)
 from labelsky.methods.uda.tuner import EntropyTuner
-from labelsky.errors import SettingsError
 from labelsky.models.backbones import create_backbone
 from labelsky.models.dsbn import convert_to_domain_bn, set_domain
-from labelsky.training import InputSettings
 
-__all__ = ["UDAConfig", "UDAModule", "METHODS", "TunerCallback"]
+__all__ = ["UDAConfig", "UDAModule", "METHODS", "TunerCallback", "uda_loaders", "IndexedDataset"]
 
-METHODS = ("deepastrouda", "dance", "source_only")
+log = logging.getLogger(__name__)
 
-
-@dataclass
-class UDAConfig(InputSettings):
-    """Settings of universal domain adaptation (input fields in InputSettings)."""
-
-    method: str = "deepastrouda"
-    backbone: str = "resnet50"  # from random initialisation, as the paper
-    weights: str | None = None
-    temperature: float = 0.05
-    lam: float = 0.005  # DeepAstroUDA weight of the adaptive-clustering loss (paper's lambda)
-    lam_es: float = 0.05  # DeepAstroUDA weight of entropy separation (DANCE's eta: the paper takes ES from DANCE)
-    eta: float = 0.05  # DANCE weight of the DA losses
-    k_rank: int | None = None  # top-k feature dimensions of the rank statistics: 3 for <= 5 classes, 7 above
-    rank_ordered: bool = False  # True: the top-k dimensions must also come in the same order
-    rank_on: str = "probs"  # "probs": ordered top-k class probabilities, target rows; "features": feature ranks
-    ac_balanced: bool = False  # weigh similar and dissimilar pairs equally
-    ac: bool = True  # the adaptation term (AC for deepastrouda, NC for dance); False: ablation
-    es: bool = True  # the entropy-separation term; False: ablation
-    views: bool = True  # two transformed views of every image (rotation, zoom-crop)
-    tuner: bool = True
-    rho: float | None = None  # None: log(K) / 2
-    margin: float | None = None  # None: log(K) / 4 (see labelsky.methods.uda.tuner)
-    dsbn: bool | None = None  # None: domain-specific BN for deepastrouda only (DANCE and regular training: shared)
-    grad_log_every: int = 10  # measure each loss term's gradient norm every this many steps (0: never)
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    step_epochs: int = 8
-    gamma: float = 0.1
-    batch_size: int = 32
-    max_epochs: int = 40
-    patience: int = 12
-    zoom: float = 300.0 / 256.0
-    classes_known: list = field(default_factory=list)
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise SettingsError(f"unknown adaptation method {self.method!r}; expected one of {METHODS}")
-        if self.dsbn is None:
-            self.dsbn = self.method == "deepastrouda"
-        if self.rank_on not in ("probs", "features"):
-            raise SettingsError(f"rank_on must be 'probs' or 'features', got {self.rank_on!r}")
-        if self.grad_log_every < 0:
-            raise SettingsError(f"grad_log_every must be >= 0, got {self.grad_log_every}")
-        if self.dsbn and self.method == "source_only":
-            raise SettingsError("source_only never sees the target, so its target batch norms would stay untrained: "
-                             "use dsbn=False")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def _zoom_crop(x: torch.Tensor, zoom: float) -> torch.Tensor:
@@ -127,14 +82,16 @@ def _zoom_crop(x: torch.Tensor, zoom: float) -> torch.Tensor:
     return big[..., top:top + h, left:left + w]
 
 
-class UDAModule(L.LightningModule):
+class UDAModule(LabelskyModule):
     """Backbone (+ domain-specific BN) and cosine classifier, trained with a universal-DA method."""
+
+    config_cls = UDAConfig
+    output = "probs"
 
     def __init__(self, config: dict, n_classes: int, in_chans: int, n_source: int, n_target: int,
                  class_names: Sequence[str] = (), class_weights: Sequence[float] | None = None):
-        super().__init__()
+        super().__init__(config)
         self.save_hyperparameters()
-        self.cfg = UDAConfig(**config)
         self.n_classes, self.n_source = n_classes, n_source
         self.backbone, self.weights_info = create_backbone(self.cfg.backbone, in_chans, self.cfg.weights or None)
         if self.cfg.dsbn:
@@ -297,12 +254,21 @@ class UDAModule(L.LightningModule):
     #: domain whose batch norms :meth:`predict_step` uses (1: target, the usual case for catalogs)
     predict_domain: int = 1
 
-    def predict_step(self, batch, batch_idx=0, dataloader_idx=0, domain: int | None = None):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        f = self.features(x, self.predict_domain if domain is None else domain)
-        p = F.softmax(self.logits(f), dim=1)
-        h = entropy(p)
-        return {"probs": p, "embedding": f, "entropy": h, "unknown": h > self.tuner.rho}
+    def embed(self, x):
+        return self.features(x, self.predict_domain)
+
+    def from_embedding(self, embedding):
+        return F.softmax(self.logits(embedding), dim=1)
+
+    def prepare(self, domain: str) -> None:
+        """Predict with the batch norms of ``domain`` (``source`` or ``target``)."""
+        self.predict_domain = 0 if domain == "source" else 1
+
+    def extra_columns(self, output, embedding) -> dict:
+        """``unknown``: the entropy of the known-class probabilities above the open-set boundary rho."""
+        from labelsky.measures.metrics import entropy as entropy_of
+
+        return {"unknown": entropy_of(output) > float(self.rho)}
 
     def configure_optimizers(self):
         c = self.cfg
@@ -334,7 +300,7 @@ class TunerCallback(L.Callback):
             if value is not None and math.isfinite(float(value)):
                 action = pl_module.tuner.step(float(value), trainer.current_epoch)
                 if action and self.verbose:
-                    print(f"epoch {trainer.current_epoch}: tuner {action}")
+                    log.info(f"epoch {trainer.current_epoch}: tuner {action}")
         pl_module.log("rho", pl_module.tuner.rho)
         pl_module.log("margin", pl_module.tuner.m)
 
@@ -369,67 +335,3 @@ def uda_loaders(source_part, target_part, cfg: UDAConfig, shuffle: bool = True):
                                                     drop_last=shuffle and len(data) > cfg.batch_size,
                                                     num_workers=cfg.num_workers, generator=g)
     return CombinedLoader(loaders, mode="max_size_cycle")
-
-
-def fit_uda(run_dir, source_part, target_part, source_val_part, class_names: Sequence[str], cfg: UDAConfig,
-            target_val_part=None, progress: bool = True, overwrite: bool = False) -> UDAModule:
-    """Train a UDA model into ``run_dir`` (resumable); returns the best model by source validation accuracy.
-
-    Parts are ``(dataset, rows, labels or None)``; ``target_part`` labels are
-    never used for training. ``target_val_part`` (known-class index, K or -1 for
-    unknown) is only logged, never used to select the model.
-    """
-    from pathlib import Path
-
-    import numpy as np
-
-    from labelsky.data.datasets import ImageDataset
-    from labelsky.methods.run import Run, describe_parts, describe_unlabelled
-    from labelsky.methods.uda.losses import class_weights
-    from labelsky.training import build_trainer
-
-    import dataclasses
-
-    run_dir = Path(run_dir)
-    ds_s, rows_s, lab_s = source_part
-    if not cfg.bands:  # recorded by name: a dataset without them is refused by name, never matched by position
-        cfg = dataclasses.replace(cfg, bands=list(ds_s.bands))
-    labels = np.asarray(lab_s) if lab_s is not None else ds_s.column("label")[np.asarray(rows_s)]
-    n_bands = cfg.in_chans(ds_s)
-    data = {"classes": list(class_names), "source": describe_parts([source_part]),
-            "target": describe_unlabelled([target_part]), "source_val": describe_parts([source_val_part])}
-    run = Run.start(run_dir, method="uda", config=cfg.to_dict(), data=data, seed=cfg.seed, overwrite=overwrite,
-                    inputs=[ds_s.path, target_part[0].path] + ([cfg.weights] if cfg.weights else []))
-    model = UDAModule(cfg.to_dict(), len(class_names), n_bands, len(rows_s), len(target_part[1]), list(class_names),
-                      class_weights=class_weights(labels, len(class_names)).tolist())
-    run.record(classes=list(class_names), weights_used=model.weights_info,
-               source={"dataset": str(ds_s.path), "n": int(len(rows_s))},
-               target={"dataset": str(target_part[0].path), "n": int(len(target_part[1]))})
-
-    def val_loader(part):
-        ds, rows, lab = part
-        pre = cfg.preprocess(ds)
-        return torch.utils.data.DataLoader(IndexedDataset(ImageDataset(ds, indices=rows, transform=pre, labels=lab)),
-                                           batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers)
-
-    vals = [val_loader(source_val_part)] + ([val_loader(target_val_part)] if target_val_part is not None else [])
-    trainer = build_trainer(run_dir, cfg, [TunerCallback()], monitor="val_source_acc", mode="max",
-                            patience=cfg.patience, progress=progress)
-    best = run.fit(trainer, model, uda_loaders(source_part, target_part, cfg), vals)
-    return load_uda(best)
-
-
-def load_uda(checkpoint, map_location="cpu") -> UDAModule:
-    """A trained :class:`UDAModule` from a checkpoint (weights-only load), with its tuner state."""
-    import inspect
-
-    from labelsky.methods.run import load_checkpoint, load_state
-
-    ckpt = load_checkpoint(checkpoint, map_location)
-    known = inspect.signature(UDAModule.__init__).parameters
-    hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k in known}
-    hp["config"] = dict(hp["config"], weights=None)
-    model = UDAModule(**hp)
-    load_state(model, ckpt, checkpoint)
-    model.on_load_checkpoint(ckpt)
-    return model.eval()

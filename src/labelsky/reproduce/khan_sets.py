@@ -1,63 +1,16 @@
-"""Classification metrics and the test sets of Khan et al. 2019.
+"""The test sets of Khan et al. 2019: *high-probability* (HP) and *full-overlap* (FO).
 
-* :func:`classification_report`: accuracy, F1, confusion matrix (scikit-learn).
-* :func:`confident_accuracy_curve`: accuracy of the top-x % most confident predictions.
-* :func:`vote_fractions` and :func:`hp_fo_sets`: the *high-probability* (HP) and
-  *full-overlap* (FO) test sets, built from Galaxy Zoo vote fractions of the
-  source survey and carried to the same galaxies in the target survey by ``id_str``.
+Built from Galaxy Zoo vote fractions of the source survey and carried to the
+same galaxies in the target survey by ``id_str``.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from labelsky.errors import SettingsError
 
-__all__ = ["classification_report", "confident_accuracy_curve", "vote_fractions", "hp_fo_sets", "match_ids",
-           "entropy"]
-
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) of each row of class probabilities."""
-    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
-    return -(p * np.log(p)).sum(axis=1)
-
-
-def classification_report(y_true, y_pred, n_classes: int, class_names: Sequence[str] = ()) -> dict:
-    """Accuracy, F1 (binary for 2 classes, else macro), per-class recall and the confusion matrix."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    labels = list(range(n_classes))
-    cm = confusion_matrix(y_true, y_pred, labels=labels) if len(y_true) else np.zeros((n_classes, n_classes), int)
-    avg = "binary" if n_classes == 2 else "macro"
-    f1 = f1_score(y_true, y_pred, average=avg, labels=labels if avg == "macro" else None, zero_division=0) \
-        if len(y_true) else float("nan")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.diag(cm) / cm.sum(axis=1)
-    names = list(class_names) or [str(k) for k in labels]
-    return {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
-        "f1": float(f1),
-        "recall": {names[k]: float(recall[k]) for k in labels},
-        "confusion_matrix": cm.tolist(),
-    }
-
-
-def confident_accuracy_curve(probs: np.ndarray, y_true, fractions=None) -> dict:
-    """Accuracy of the most confident ``f`` of the predictions, for each ``f`` in ``fractions``."""
-    probs = np.asarray(probs)
-    y_true = np.asarray(y_true)
-    fractions = np.linspace(0.05, 1.0, 20) if fractions is None else np.asarray(fractions, dtype=float)
-    order = np.argsort(-probs.max(axis=1), kind="stable")
-    correct = (probs.argmax(axis=1) == y_true)[order]
-    out = []
-    for f in fractions:
-        k = max(1, int(round(f * len(order))))
-        out.append(float(correct[:k].mean()) if len(order) else float("nan"))
-    return {"fraction": [float(f) for f in fractions], "accuracy": out}
+__all__ = ["vote_fractions", "hp_fo_sets", "match_ids"]
 
 
 def vote_fractions(ds) -> dict:

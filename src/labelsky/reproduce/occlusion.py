@@ -50,7 +50,7 @@ def occlusion_figure(panels: list, path, patch: int, stride: int) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     fig, axes = plt.subplots(len(panels), 2, figsize=(6, 3 * len(panels)), squeeze=False)
     for row, p in zip(axes, panels):

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
-from labelsky.evaluate.metrics import entropy
+from labelsky.measures.metrics import entropy
 
 __all__ = ["openset_predictions", "openset_report"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["domain_gap", "domain_gap_figure", "nearest_neighbour_mosaic", "subsample", "run_domain_gap",
-           "split_rows", "gap_line", "FEW_ROWS"]
+__all__ = ["domain_gap", "domain_gap_figure", "nearest_neighbour_mosaic", "subsample", "split_rows", "gap_line",
+           "FEW_ROWS"]
 
 
 def subsample(rows, n: int, seed: int = 0) -> np.ndarray:
@@ -105,7 +105,7 @@ def domain_gap_figure(gaps: dict, path, title: str = "domain gap") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     fig, axes = plt.subplots(1, len(gaps), figsize=(3.4 * len(gaps), 2.8), squeeze=False, sharey=True)
     bins = np.linspace(0, 1, 26)
@@ -134,7 +134,7 @@ def nearest_neighbour_mosaic(source_ds, source_rows, source_emb, target_ds, targ
     from sklearn.neighbors import NearestNeighbors
 
     from labelsky.data.display import picture_of
-    from labelsky.evaluate.figures import save_figure
+    from labelsky.measures.figures import save_figure
 
     source_rows, target_rows = np.asarray(source_rows), np.asarray(target_rows)
     k = int(min(k, len(source_rows)))
@@ -177,55 +177,6 @@ def gap_line(gap: dict) -> str:
     text = (f"AUROC {gap['auroc']:.3f} (0.5 = indistinguishable, 1 = fully separable; {gap['n_target']} galaxies "
             f"per domain, folds {min(folds):.2f}-{max(folds):.2f})")
     if gap["n_target"] < FEW_ROWS:
-        text += (f"; few galaxies: the AUROC is uncertain, measure it on more rows (evaluate --reference-split "
-                 f"all)")
+        text += ("; few galaxies: the AUROC is uncertain, measure it on more rows (evaluate --reference-split "
+                 "all)")
     return text
-
-
-def run_domain_gap(run, ds, reference, *, split: str = "all", reference_split: str = "val+test",
-                   max_rows: int = 1000, device: str = "auto", seed: int = 0, figures: bool = True) -> dict:
-    """The domain gap between ``reference`` (e.g. the training survey) and ``ds`` in a trained run's embedding.
-
-    No label of either dataset is read. Adaptation runs embed the reference
-    through their source batch norms and ``ds`` through their target ones.
-    ``split`` / ``reference_split``: rows of each (see :func:`split_rows`; by
-    default the reference's held-out ``val+test`` rows). Writes
-    ``RUN/domain_gap_<dataset>.json``, ``RUN/figures/domain_gap_<dataset>.png``
-    and ``RUN/figures/nearest_neighbours_<dataset>.png`` (with ``figures``)
-    and returns the :func:`domain_gap` result without the per-galaxy scores.
-    """
-    from labelsky.data.io import DatasetError
-    from labelsky.runs import load_run, run_spec
-    from labelsky.training import predict
-
-    run = Path(run)
-    spec = run_spec(run)
-    model = load_run(run)
-    embs, chosen = [], []
-    for data, part, domain in ((reference, reference_split, "source"), (ds, split, "target")):
-        spec.preprocess(model, data)  # a dataset the model cannot read is refused here, by name
-        rows = subsample(split_rows(data, part), max_rows, seed)
-        if len(rows) < 4:
-            raise DatasetError(f"{data.path}: {len(rows)} row(s) in split {part!r}; the domain gap needs at least 4 "
-                               f"(choose another split, or 'all')")
-        if spec.prepare is not None:
-            spec.prepare(model, domain)
-        out = predict(model, data, rows, model.cfg, device=device, embed=True)
-        embs.append(out["embedding"])
-        chosen.append(rows)
-    gap = domain_gap(*embs, seed=seed)
-    result = {k: v for k, v in gap.items() if not k.startswith("scores")}
-    result.update(dataset=str(ds.path), split=split, reference=str(reference.path), reference_split=reference_split)
-    if figures:
-        from labelsky.utils import atomic_write_json
-
-        tag = Path(ds.path).name
-        try:
-            atomic_write_json(run / f"domain_gap_{tag}.json", result)
-            domain_gap_figure({run.name: gap}, run / "figures" / f"domain_gap_{tag}.png",
-                              title=f"{Path(reference.path).name} -> {tag}")
-            nearest_neighbour_mosaic(reference, chosen[0], embs[0], ds, chosen[1], embs[1],
-                                     run / "figures" / f"nearest_neighbours_{tag}.png", seed=seed)
-        except OSError:  # a read-only run folder: the number is still returned
-            pass
-    return result

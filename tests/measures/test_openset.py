@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
-from labelsky.evaluate.openset import openset_predictions, openset_report
+from labelsky.measures.openset import openset_predictions, openset_report
 
 
 def test_unknown_when_entropy_exceeds_rho():
@@ -51,7 +51,7 @@ def test_report_without_unknowns():
 
 
 def test_latent_figure_separates_unknowns(tmp_path):
-    from labelsky.evaluate.embeddings import latent_figure
+    from labelsky.measures.embeddings import latent_figure
 
     rng = np.random.default_rng(0)
     src = np.concatenate([rng.normal(0, 1, (40, 8)), rng.normal(5, 1, (40, 8))])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelsky.evaluate.domain_gap import domain_gap, domain_gap_figure, subsample
+from labelsky.measures.domain_gap import domain_gap, domain_gap_figure, subsample
 
 
 def test_two_samples_of_one_distribution_give_half():

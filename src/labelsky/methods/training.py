@@ -1,10 +1,9 @@
-"""Shared training plumbing: data parts, loaders, Lightning trainer, prediction.
+"""Shared training plumbing: loaders over parts, the Lightning trainer, class weights.
 
-A *part* is ``(dataset, indices, labels)``: rows of a labelsky dataset with
-their labels (``None`` takes the catalog's ``label``). Several parts, from
-several surveys, make one training set; each keeps its own preprocessing
-(the asinh stretch uses that survey's noise), so SDSS images and pseudo-labelled
-DES images can be trained on together.
+Loaders take *parts* (:class:`labelsky.methods.parts.Part`): several parts,
+from several surveys, make one training set; each keeps its own
+preprocessing (the asinh stretch uses that survey's noise), so SDSS images
+and pseudo-labelled DES images can be trained on together.
 
 A *run* is a folder (see :mod:`labelsky.methods.run`, the one run lifecycle):
 ``config.json``, ``checkpoints/`` (``last.ckpt`` and the best by the monitored
@@ -14,7 +13,6 @@ metric), ``logs/`` (CSV metrics per epoch), ``figures/``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,109 +21,11 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from labelsky.errors import SettingsError
 from labelsky.data.datasets import ImageDataset
-from labelsky.data.io import LabelskyDataset
-from labelsky.data.transforms import Preprocess, select_bands
+from labelsky.errors import SettingsError
 from labelsky.utils import default_device
 
-__all__ = ["InputSettings", "make_preprocess", "make_loader", "build_trainer", "predict", "accelerator_for",
-           "is_global_zero", "RankReport", "class_balance_weights"]
-
-
-@dataclass
-class InputSettings:
-    """Settings every method shares: which bands, how flux is stretched, image size, seed, device, loaders."""
-
-    bands: list | None = None  # band names to use (default: all of the dataset's)
-    stretch: str = "asinh"
-    softening: float = 3.0
-    # None: each dataset's asinh softening follows its own survey's noise (the same S/N contrast everywhere);
-    # a survey name: that survey's noise for every dataset (one fixed flux stretch, as images stretched once)
-    noise_survey: str | None = None
-    image_size: int | None = None
-    mask_channel: bool = False  # append a bad-pixel channel (imported data with masked pixels)
-    # render flux images as this survey viewer shows them (labelsky.data.display.RENDERERS): the model then takes
-    # 8-bit RGB pictures (Galaxy Zoo, Galaxy10, viewer JPEG cutouts) as they are
-    render: str | None = None
-    jpeg_quality: int | None = None  # JPEG-compress rendered pictures at this quality
-    # nuisance randomisation of rendered training images (NuisanceRandomisation fields; {} = its defaults)
-    randomise: dict | None = None
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"
-    # training across devices and nodes (Lightning): devices per node (None: one; an int, or "auto" for all
-    # GPUs), nodes, and strategy ("ddp" for data-parallel; CPU processes talk over gloo, GPUs over NCCL)
-    devices: int | str | None = None
-    num_nodes: int = 1
-    strategy: str = "auto"
-
-    def preprocess(self, ds: LabelskyDataset, train: bool = False):
-        """The preprocessing of ``ds`` images under these settings (``train``: with the training randomisation)."""
-        return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size, self.noise_survey,
-                               self.mask_channel, render=getattr(self, "render", None),
-                               jpeg_quality=getattr(self, "jpeg_quality", None),
-                               randomise=getattr(self, "randomise", None) if train else None,
-                               seed=self.seed)
-
-    def in_chans(self, ds: LabelskyDataset | None = None) -> int:
-        """Input channels of a model: the bands used (all of ``ds``'s by default; 3 when rendered), plus the
-        mask channel."""
-        if getattr(self, "render", None):
-            return 3
-        n = len(self.bands) if self.bands else len(ds.bands)
-        return n + int(self.mask_channel)
-
-
-def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None,
-                    noise_survey: str | None = None, mask_channel: bool = False, *, render: str | None = None,
-                    jpeg_quality: int | None = None, randomise: dict | None = None, seed: int = 0):
-    """The preprocessing of ``ds`` images: band selection by name, survey-noise asinh stretch, resize.
-
-    ``noise_survey`` names the survey whose pixel noise sets the asinh
-    softening of every band (default: the dataset's own survey). Datasets of
-    8-bit colour pictures (``flux_unit`` "display": Galaxy10, JPEG cutouts)
-    are already stretched: ``asinh`` leaves them as they are (0-1).
-
-    With ``render`` (a renderer of :data:`labelsky.data.display.RENDERERS`),
-    flux images become the RGB picture that survey's viewer would show
-    (:class:`~labelsky.data.transforms.RenderPreprocess`, optionally
-    JPEG-compressed and, with ``randomise``, with random nuisances), and
-    8-bit RGB pictures are taken as they are: both give the same input.
-    """
-    if render:
-        from labelsky.data.transforms import NuisanceRandomisation, RenderPreprocess
-
-        if mask_channel:
-            raise SettingsError("--mask-channel cannot be combined with --render (a rendered picture has no "
-                                "bad-pixel channel)")
-        if ds.meta.get("flux_unit", "nanomaggy") == "display":
-            if len(ds.bands) != 3:
-                raise SettingsError(f"{ds.path}: {len(ds.bands)}-channel pictures; a model on rendered pictures "
-                                    f"takes 3-channel RGB pictures")
-            return Preprocess([0, 1, 2], stretch="none", size=size, fill="median")  # off-image pixels: sky
-        scales = (ds.column("pixel_scale") if "pixel_scale" in ds.catalog.column_names
-                  else ds.survey.pixel_scale)
-        rand = NuisanceRandomisation(**{k: tuple(v) if isinstance(v, list) else v for k, v in randomise.items()}) \
-            if randomise is not None else None
-        import zlib
-
-        return RenderPreprocess(ds.bands, render, pixel_scale=scales, noise=ds.survey, jpeg_quality=jpeg_quality,
-                                randomise=rand, size=size, seed=seed, salt=zlib.crc32(str(ds.path).encode()))
-    idx = select_bands(ds.bands, bands)
-    if stretch == "asinh" and ds.meta.get("flux_unit", "nanomaggy") != "nanomaggy":
-        return Preprocess(idx, stretch="none", size=size, mask_channel=mask_channel)
-    if noise_survey is None:
-        noise = [ds.survey.noise_sigma(b) for b in range(len(ds.bands))]
-    else:
-        from labelsky.data.surveys import get_survey
-
-        ref = get_survey(noise_survey)
-        missing = [b for b in ds.bands if b not in ref.bands]
-        if missing and stretch == "asinh":
-            raise SettingsError(f"noise_survey {ref.name!r} has no band(s) {missing} of {ds.path}")
-        noise = [ref.noise_sigma(b) if b in ref.bands else 1.0 for b in ds.bands]
-    return Preprocess(idx, noise=noise, stretch=stretch, softening=softening, size=size, mask_channel=mask_channel)
+__all__ = ["make_loader", "build_trainer", "accelerator_for", "is_global_zero", "RankReport", "class_balance_weights"]
 
 
 def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | None = None,
@@ -133,7 +33,7 @@ def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | No
     """A DataLoader over several ``(dataset, indices, labels)`` parts."""
     sets = []
     for ds, indices, labels in parts:
-        pre = cfg.preprocess(ds, train=shuffle) if isinstance(cfg, InputSettings) else cfg.preprocess(ds)
+        pre = cfg.preprocess(ds, train=shuffle)
         sets.append(ImageDataset(ds, indices=np.asarray(indices), transform=pre, labels=labels))
     data = ConcatDataset(sets) if len(sets) > 1 else sets[0]
     g = torch.Generator()
@@ -250,7 +150,6 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from labelsky.errors import SettingsError
 
     try:
         return L.Trainer(
@@ -277,25 +176,3 @@ def class_balance_weights(labels, n_classes: int) -> list[float]:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
     return [float(x) for x in w]
-
-
-@torch.inference_mode()
-def predict(model: torch.nn.Module, ds: LabelskyDataset, indices, cfg, batch_size: int = 256,
-            device: str | None = None, embed: bool = True) -> dict:
-    """Class probabilities (and embeddings) of rows ``indices`` of ``ds``, in batches."""
-    dev = torch.device(default_device(None if (device or cfg.device) in (None, "auto") else (device or cfg.device)))
-    model = model.to(dev).eval()
-    pre = cfg.preprocess(ds)
-    loader = DataLoader(ImageDataset(ds, indices=np.asarray(indices), transform=pre), batch_size=batch_size,
-                        shuffle=False, num_workers=cfg.num_workers)
-    probs, embs = [], []
-    for x, _ in loader:
-        out = model.predict_step(x.to(dev), 0)
-        probs.append(out["probs"].float().cpu().numpy())
-        if embed:
-            embs.append(out["embedding"].float().cpu().numpy())
-    n_classes = len(getattr(model.hparams, "class_names", ())) or int(getattr(model.hparams, "n_classes", 0))
-    res = {"probs": np.concatenate(probs) if probs else np.zeros((0, n_classes), np.float32)}
-    if embed:
-        res["embedding"] = np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)
-    return res
