@@ -1,11 +1,15 @@
 """Architecture checks on the source of labelsky, read with ``ast`` (nothing is imported).
 
-* no import cycles among the modules' module-level imports (an import inside a
-  function runs at call time, after every module has loaded, so it cannot
-  make a load-time cycle);
-* the layers ``data`` < ``models`` < ``methods`` < ``catalog`` / ``evaluate`` /
-  ``reproduce`` < ``cli``: a lower layer never imports a higher one, at module
-  level or inside a function.
+* every top-level module and package has a layer, and a module never imports a
+  higher layer (at module level or inside a function): ``errors`` / ``outputs``
+  / ``utils`` < ``data`` < ``models`` < ``measures`` < ``methods`` <
+  ``catalog`` / ``evaluate`` / ``reproduce`` (which never import each other) <
+  ``cli`` < the package's front door (``labelsky/__init__``, ``__main__``);
+* no package-level import loop at any depth (function-level imports
+  included), as ``../shared/tools/package_cycles.py`` reports them, and no
+  module-level cycle among modules;
+* no module longer than 600 lines;
+* building the command line imports no torch (method settings are light).
 """
 
 from __future__ import annotations
@@ -143,47 +147,109 @@ def test_no_module_level_import_cycles(imports):
     assert cycle is None, "module-level import cycle: " + " -> ".join(cycle)
 
 
-# Layer rule: modules of the layer on the left never import those on the right.
-FORBIDDEN = {
-    "data": {"models", "methods", "catalog", "evaluate", "reproduce", "cli"},
-    "models": {"methods", "catalog", "evaluate", "reproduce", "cli"},
-    "methods": {"catalog", "reproduce", "cli"},
-    "catalog": {"cli"},
-    "evaluate": {"cli"},
-    "reproduce": {"cli"},
+def _packages() -> list[str]:
+    """``labelsky`` and every sub-package, dotted."""
+    return sorted(_module_name(p.parent / "__init__.py") for p in (SRC / PACKAGE).rglob("__init__.py"))
+
+
+def _package_graph(imports, package: str) -> dict[str, set[str]]:
+    """The import graph among the first-level parts of ``package`` (its modules and sub-packages), every
+    import counted, at any depth of the code."""
+    depth = package.count(".") + 1
+    graph: dict[str, set[str]] = {}
+    for i in imports:
+        src, dst = i.source.split("."), i.target.split(".")
+        if i.source.startswith(package + ".") and i.target.startswith(package + ".") and \
+                len(src) > depth and len(dst) > depth and src[depth] != dst[depth]:
+            graph.setdefault(src[depth], set()).add(dst[depth])
+    return graph
+
+
+def test_no_package_level_loop_at_any_depth(imports):
+    loops = {pkg: cycle for pkg in _packages() if (cycle := _find_cycle(_package_graph(imports, pkg)))}
+    assert not loops, "package-level import loops (function-level imports included):\n" + "\n".join(
+        f"  {pkg}: {' -> '.join(cycle)}" for pkg, cycle in loops.items())
+
+
+def test_package_loops_are_found():
+    fake = [Import("labelsky.methods.run", "labelsky.evaluate.report", 1, False),
+            Import("labelsky.evaluate.report", "labelsky.methods.run", 2, True)]
+    assert _find_cycle(_package_graph(fake, "labelsky")) == ["evaluate", "methods", "evaluate"]
+    assert _find_cycle(_package_graph(fake, "labelsky.methods")) is None  # one part of methods
+
+
+# The layers, lowest first; a module may import its own layer and lower ones. "base" may be imported by any.
+LAYERS = {
+    "errors": 0, "outputs": 0, "utils": 0, "_version": 0,
+    "data": 1, "models": 2, "measures": 3, "methods": 4,
+    "catalog": 5, "evaluate": 5, "reproduce": 5,
+    "cli": 6,
+    "__init__": 7, "__main__": 7,  # the front door: labelsky/__init__ (lazy names) and python -m labelsky
 }
-
-# Violations of the layer rule in today's code, tolerated until they are fixed:
-# (importing module, imported module). Empty: the code follows the rule today.
-# Remove an entry when its import goes away; never add one.
-KNOWN_LAYER_VIOLATIONS: set[tuple[str, str]] = set()
+#: parts of one layer that stay independent of each other
+PEERS = {"catalog", "evaluate", "reproduce"}
 
 
-def _layer(module: str) -> str | None:
+def _layer(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in FORBIDDEN.keys() | {"cli"} else None
+    return parts[1] if len(parts) > 1 else "__init__"
 
 
 def _layer_violations(imports) -> dict[tuple[str, str], list[int]]:
     out: dict[tuple[str, str], list[int]] = {}
     for i in imports:
         src, dst = _layer(i.source), _layer(i.target)
-        if src and dst and dst in FORBIDDEN.get(src, ()):
+        higher = LAYERS[dst] > LAYERS[src]
+        peer = src != dst and src in PEERS and dst in PEERS
+        if higher or peer:
             out.setdefault((i.source, i.target), []).append(i.line)
     return out
 
 
+def test_every_top_level_module_has_a_layer():
+    parts = {p.name.removesuffix(".py") for p in (SRC / PACKAGE).iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").exists())}
+    assert parts == set(LAYERS), f"without a layer: {sorted(parts - set(LAYERS))}; gone: {sorted(set(LAYERS) - parts)}"
+
+
 def test_layer_rule(imports):
     found = _layer_violations(imports)
-    new = {k: v for k, v in found.items() if k not in KNOWN_LAYER_VIOLATIONS}
-    assert not new, "layer rule broken:\n" + "\n".join(
-        f"  {s} imports {t} (line {', '.join(map(str, lines))})" for (s, t), lines in sorted(new.items()))
-    fixed = KNOWN_LAYER_VIOLATIONS - found.keys()
-    assert not fixed, f"no longer violated, remove from KNOWN_LAYER_VIOLATIONS: {sorted(fixed)}"
+    assert not found, "layer rule broken:\n" + "\n".join(
+        f"  {s} imports {t} (line {', '.join(map(str, lines))})" for (s, t), lines in sorted(found.items()))
 
 
 def test_layer_rule_detects_violations():
     fake = [Import("labelsky.data.io", "labelsky.models.heads", 3, False),
-            Import("labelsky.catalog.writer", "labelsky.evaluate.metrics", 4, True),
-            Import("labelsky.data.io", "labelsky.utils", 5, True)]
-    assert _layer_violations(fake) == {("labelsky.data.io", "labelsky.models.heads"): [3]}
+            Import("labelsky.catalog.writer", "labelsky.measures.metrics", 4, True),
+            Import("labelsky.data.io", "labelsky.utils", 5, True),
+            Import("labelsky.methods.run", "labelsky.evaluate.report", 6, False),
+            Import("labelsky.reproduce.khan2019", "labelsky.catalog.writer", 7, False),
+            Import("labelsky.methods.registry", "labelsky", 8, False)]
+    assert set(_layer_violations(fake)) == {("labelsky.data.io", "labelsky.models.heads"),
+                                            ("labelsky.methods.run", "labelsky.evaluate.report"),
+                                            ("labelsky.reproduce.khan2019", "labelsky.catalog.writer"),
+                                            ("labelsky.methods.registry", "labelsky")}
+
+
+MAX_LINES = 600
+
+
+def test_no_module_is_longer_than_600_lines():
+    long = {name: n for name, path in _modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split them): {long}"
+
+
+def test_the_command_line_is_built_without_torch():
+    """Listing methods and building every generated command imports settings only: ``labelsky surveys`` or
+    ``--help`` does not wait for torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from labelsky.cli import build_parser; build_parser(); "
+            "from labelsky.methods.registry import list_methods, get_method; "
+            "[get_method(n).config_cls for n in list_methods()]; "
+            "print(sorted(m for m in ('torch', 'lightning', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

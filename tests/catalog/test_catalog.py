@@ -43,16 +43,33 @@ def sharded(tmp_path_factory):
     return make
 
 
-def _mean_fn(x):  # deterministic "model": probabilities from the image mean
-    m = x.mean(dim=(1, 2, 3))
-    p = torch.sigmoid(m * 5)
-    return {"probs": torch.stack([1 - p, p], 1).numpy(), "embedding": x.flatten(1)[:, :4].numpy()}
+class MeanPredictor:
+    """A deterministic stand-in for :class:`labelsky.methods.predict.Predictor`: probabilities from the image mean
+    (the catalog writer's predictor protocol: ``output``, ``class_names``, a call, ``extra``)."""
+
+    output, class_names = "probs", ["a", "b"]
+
+    def __init__(self, fn=None):
+        self.fn = fn
+
+    def __call__(self, x):
+        if self.fn is not None:
+            self.fn()
+        m = x.mean(dim=(1, 2, 3))
+        p = torch.sigmoid(m * 5)
+        return {"output": torch.stack([1 - p, p], 1).numpy(), "embedding": x.flatten(1)[:, :4].numpy()}
+
+    def extra(self, output, embedding) -> dict:
+        return {}
+
+
+_mean_fn = MeanPredictor()
 
 
 def test_catalog_schema_and_fits(sharded, tmp_path):
     ds = sharded(3)
     pre = Preprocess([0, 1, 2], stretch="none")
-    out = write_catalog(ds, tmp_path / "c.parquet", _mean_fn, pre, ["a", "b"], batch_size=7, embedding=True,
+    out = write_catalog(ds, tmp_path / "c.parquet", _mean_fn, transform=pre, batch_size=7, embedding=True,
                         progress=False)
     t = pq.read_table(out)
     assert t.column_names == ["id_str", "ra", "dec", "survey", "p_a", "p_b", "pred_label", "pred_class",
@@ -64,10 +81,10 @@ def test_catalog_schema_and_fits(sharded, tmp_path):
     assert np.allclose(t.column("entropy").to_numpy(), -(p * np.log(p)).sum(1), atol=1e-5)
     assert not (tmp_path / "c.parquet.parts").exists()
     with pytest.raises(CatalogWriteError, match="exists"):
-        write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False)
+        write_catalog(ds, out, _mean_fn, transform=pre, progress=False)
     from astropy.table import Table
 
-    f = write_catalog(ds, tmp_path / "c.fits", _mean_fn, pre, ["a", "b"], embedding=True, progress=False)
+    f = write_catalog(ds, tmp_path / "c.fits", _mean_fn, transform=pre, embedding=True, progress=False)
     tab = Table.read(f)
     assert len(tab) == len(ds) and tab["embedding"].shape == (len(ds), 4) and str(tab["ra"].unit) == "deg"
 
@@ -77,23 +94,24 @@ def test_catalog_resumes_after_kill_without_duplicates(sharded, tmp_path):
     pre = Preprocess([0, 1, 2], stretch="none")
     calls = {"n": 0}
 
-    def dying(x):
+    def count():
         calls["n"] += 1
         if calls["n"] > 6:
             raise KeyboardInterrupt  # killed mid-way
-        return _mean_fn(x)
+
+    dying = MeanPredictor(count)
 
     with pytest.raises(KeyboardInterrupt):
-        write_catalog(ds, tmp_path / "r.parquet", dying, pre, ["a", "b"], batch_size=8, progress=False)
+        write_catalog(ds, tmp_path / "r.parquet", dying, transform=pre, batch_size=8, progress=False)
     parts = sorted((tmp_path / "r.parquet.parts").glob("part-*.parquet"))
     assert 0 < len(parts) < 5
     mtimes = {p.name: p.stat().st_mtime_ns for p in parts}
     # another model may not continue these parts
     with pytest.raises(CatalogWriteError, match="another model"):
-        write_catalog(ds, tmp_path / "r.parquet", _mean_fn, pre, ["a", "b"], job={"run": "other"}, progress=False)
+        write_catalog(ds, tmp_path / "r.parquet", _mean_fn, transform=pre, job={"run": "other"}, progress=False)
     calls["n"] = -1000
-    out = write_catalog(ds, tmp_path / "r.parquet", dying, pre, ["a", "b"], batch_size=8, progress=False)
-    clean = write_catalog(ds, tmp_path / "clean.parquet", _mean_fn, pre, ["a", "b"], batch_size=8, progress=False)
+    out = write_catalog(ds, tmp_path / "r.parquet", dying, transform=pre, batch_size=8, progress=False)
+    clean = write_catalog(ds, tmp_path / "clean.parquet", _mean_fn, transform=pre, batch_size=8, progress=False)
     a, b = pq.read_table(out), pq.read_table(clean)
     ids = a.column("id_str").to_pylist()
     assert len(ids) == len(set(ids)) == len(ds)
@@ -108,7 +126,7 @@ def test_catalog_memory_is_flat(sharded, tmp_path):
     for n_shards in (2, 12):
         ds = sharded(n_shards, per_shard=40)
         tracemalloc.start()
-        write_catalog(ds, tmp_path / f"m{n_shards}.parquet", _mean_fn, pre, ["a", "b"], batch_size=16,
+        write_catalog(ds, tmp_path / f"m{n_shards}.parquet", _mean_fn, transform=pre, batch_size=16,
                       progress=False)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
@@ -126,7 +144,7 @@ def test_catalog_with_an_empty_shard(tmp_path):
             "votes_smooth": np.full(n, -1), "votes_featured": np.full(n, -1), "votes_artifact": np.full(n, -1),
             "richness": np.full(n, np.nan)})
     ds = w.finalize()
-    out = write_catalog(ds, tmp_path / "c.parquet", _mean_fn, Preprocess([0, 1, 2], stretch="none"), ["a", "b"],
+    out = write_catalog(ds, tmp_path / "c.parquet", _mean_fn, transform=Preprocess([0, 1, 2], stretch="none"),
                         embedding=True, progress=False)
     t = pq.read_table(out)
     assert t.num_rows == 5 and t.column("id_str").to_pylist() == [f"o1-{i}" for i in range(5)]
@@ -137,32 +155,32 @@ def test_catalog_with_an_empty_shard(tmp_path):
 def test_partitioned_layout_opens_as_one_dataset(sharded, tmp_path):
     ds = sharded(4)
     pre = Preprocess([0, 1, 2], stretch="none")
-    one = pq.read_table(write_catalog(ds, tmp_path / "one.parquet", _mean_fn, pre, ["a", "b"], progress=False))
-    out = write_catalog(ds, tmp_path / "cat", _mean_fn, pre, ["a", "b"], progress=False)
+    one = pq.read_table(write_catalog(ds, tmp_path / "one.parquet", _mean_fn, transform=pre, progress=False))
+    out = write_catalog(ds, tmp_path / "cat", _mean_fn, transform=pre, progress=False)
     assert sorted(p.name for p in out.glob("part-*.parquet")) == [f"part-{s:05d}.parquet" for s in range(4)]
     md = pq.read_metadata(out / "_metadata")
     assert md.num_rows == len(ds) and md.num_row_groups == 4
     t = pads.parquet_dataset(str(out / "_metadata")).to_table()
     assert t.sort_by("id_str").equals(one.sort_by("id_str"))
     with pytest.raises(CatalogWriteError, match="exists"):
-        write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False)
+        write_catalog(ds, out, _mean_fn, transform=pre, progress=False)
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     with pytest.raises(CatalogWriteError, match="not a labelsky catalog"):
-        write_catalog(ds, other, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)
+        write_catalog(ds, other, _mean_fn, transform=pre, progress=False, overwrite=True)
     assert (other / "keep.txt").read_text() == "mine"
 
 
 def test_a_truncated_part_or_stray_temporary_file_is_redone(sharded, tmp_path):
     ds = sharded(3)
     pre = Preprocess([0, 1, 2], stretch="none")
-    clean = pq.read_table(write_catalog(ds, tmp_path / "clean.parquet", _mean_fn, pre, ["a", "b"], progress=False))
-    out = write_catalog(ds, tmp_path / "cat", _mean_fn, pre, ["a", "b"], progress=False)
+    clean = pq.read_table(write_catalog(ds, tmp_path / "clean.parquet", _mean_fn, transform=pre, progress=False))
+    out = write_catalog(ds, tmp_path / "cat", _mean_fn, transform=pre, progress=False)
     (out / "_metadata").unlink()  # as if killed before the end, with a damaged part and a stray temporary file
     (out / "part-00001.parquet").write_bytes(b"PAR1 truncated")
     (out / ".part-00002.parquet.abc.tmp").write_bytes(b"half")
-    write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False)
+    write_catalog(ds, out, _mean_fn, transform=pre, progress=False)
     assert not list(out.glob(".*.tmp"))
     t = pads.parquet_dataset(str(out / "_metadata")).to_table()
     assert t.sort_by("id_str").equals(clean.sort_by("id_str"))
@@ -172,14 +190,13 @@ def test_a_truncated_part_or_stray_temporary_file_is_redone(sharded, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny transfer-learning run and a 12-shard dataset to catalogue."""
-    from labelsky.methods.transfer import TransferConfig, train_classifier
+    from labelsky import train
+    from labelsky.methods.transfer import TransferConfig
 
     root = tmp_path_factory.mktemp("engines")
     ds = _write_sharded(root / "ds", 12, per_shard=16, size=16, seed=3, labelled=True)
-    split = ds.column("split")
     cfg = TransferConfig(backbone="resnet10t", hidden=[16], dropout=0.0, batch_size=32, max_epochs=1)
-    train_classifier(root / "run", [(ds, np.flatnonzero(split == "train"), None)],
-                     [(ds, np.flatnonzero(split == "val"), None)], ["a", "b"], cfg, progress=False)
+    train("transfer", root / "run", {"data": ds}, cfg, progress=False)
     return root, ds
 
 
@@ -195,12 +212,12 @@ def _env():
 @pytest.fixture(scope="module")
 def reference(trained, tmp_path_factory):
     """The local engine's catalog of the trained run, in this process."""
-    from labelsky.catalog.predictor import RunPredictor
+    from labelsky.methods.predict import Predictor
 
     root, ds = trained
     out = tmp_path_factory.mktemp("ref") / "ref.parquet"
-    return pq.read_table(write_catalog(ds, out, RunPredictor(root / "run", device="cpu"), batch_size=8,
-                                       progress=False))
+    predictor = Predictor(root / "run", device="cpu", channels_last=True)  # as labelsky catalog predicts
+    return pq.read_table(write_catalog(ds, out, predictor, batch_size=8, progress=False))
 
 
 @pytest.mark.parametrize("engine", ["local", "ray"])
@@ -243,20 +260,20 @@ def test_overwrite_replaces_only_labelsky_catalogs_and_nothing_inside_the_datase
     ds = sharded(2)
     pre = Preprocess([0, 1, 2], stretch="none")
     for name in ("c.parquet", "c.fits"):
-        out = write_catalog(ds, tmp_path / name, _mean_fn, pre, ["a", "b"], progress=False)
+        out = write_catalog(ds, tmp_path / name, _mean_fn, transform=pre, progress=False)
         assert is_labelsky_catalog(out)
-        write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)  # labelsky's: replaced
+        write_catalog(ds, out, _mean_fn, transform=pre, progress=False, overwrite=True)  # labelsky's: replaced
     mine = tmp_path / "mine.parquet"
     pq.write_table(pq.read_table(tmp_path / "c.parquet").replace_schema_metadata({}), mine)  # e.g. a user's table
     assert not is_labelsky_catalog(mine)
     with pytest.raises(CatalogWriteError, match="not written by labelsky"):
-        write_catalog(ds, mine, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)
+        write_catalog(ds, mine, _mean_fn, transform=pre, progress=False, overwrite=True)
     assert mine.exists()
     part = sorted((ds.path / "catalog").glob("*.parquet"))[0]
     before = part.read_bytes()
     for target in (part, ds.path, ds.path / "x.parquet"):
         with pytest.raises(OutputError, match="input"):
-            write_catalog(ds, target, _mean_fn, pre, ["a", "b"], progress=False, overwrite=True)
+            write_catalog(ds, target, _mean_fn, transform=pre, progress=False, overwrite=True)
     assert part.read_bytes() == before
 
 
@@ -271,8 +288,8 @@ def test_a_second_writer_of_the_same_catalog_is_refused_and_a_stale_lock_taken_o
     lock = tmp_path / "locked.parquet.lock"
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))  # alive
     with pytest.raises(CatalogWriteError, match=f"being written by process {os.getpid()}"):
-        write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False)
+        write_catalog(ds, out, _mean_fn, transform=pre, progress=False)
     assert not out.exists() and not (tmp_path / "locked.parquet.parts").exists()
     lock.write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname(), "started": "then"}))  # dead
-    assert write_catalog(ds, out, _mean_fn, pre, ["a", "b"], progress=False) == out
+    assert write_catalog(ds, out, _mean_fn, transform=pre, progress=False) == out
     assert not lock.exists()  # released

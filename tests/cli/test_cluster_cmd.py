@@ -15,15 +15,14 @@ from labelsky.cli import main
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from labelsky.methods.transfer import select_rows, train_classifier
+    from labelsky import train
 
     root = tmp_path_factory.mktemp("clu")
     lab = write_ds(root / "lab", 36, seed=1)
     n = 40
     none = write_ds(root / "none", n, labels=np.full(n, -1), split=["unlabelled"] * n, seed=3, start=500)
     true = write_ds(root / "true", n, split=[("test", "unlabelled")[i % 2] for i in range(n)], seed=3, start=500)
-    parts = select_rows([lab])
-    train_classifier(root / "run", parts["train"], parts["val"], lab.classes, cfg(max_epochs=2), progress=False)
+    train("transfer", root / "run", {"data": lab}, cfg(max_epochs=2), progress=False)
     return {"root": root, "run": root / "run", "none": none.path, "true": true.path}
 
 
@@ -124,7 +123,7 @@ def test_cluster_filter_matches_the_evaluate_recipe():
     x = np.concatenate([rng.normal(0, 1, (25, 8)), rng.normal(6, 1, (25, 8))])
     p = np.tile([[0.8, 0.2]], (50, 1))
     p[25:] = p[25:, ::-1]
-    xy = tsne(x, perplexity=10, seed=1, method="auto")
+    xy = tsne(x, perplexity=10, seed=1)  # the reproduction's and the recursion's map: one recipe
     cid = cluster(xy, 2, seed=1)
     expected = name_clusters(cid, p, 2, one_to_one=True)[cid]
     assert np.array_equal(cluster_classes(x, p, seed=1, perplexity=10), expected)

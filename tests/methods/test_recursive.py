@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from labelsky import train
 from labelsky.data.io import DatasetWriter, open_dataset
-from labelsky.methods.transfer import TransferConfig, recursive_training
+from labelsky.methods.transfer import TransferConfig
 
 CLASSES = ["elliptical", "spiral"]
 SHAPE = (3, 16, 16)
@@ -57,6 +58,13 @@ def data(tmp_path_factory):
     return {"root": root, "lab": lab, "none": none, "true": true, "shuffled": shuffled}
 
 
+def recursive(run, lab, unl, progress=False, **kw):
+    """Recursive training through the method's own entry: ``labelsky.train("transfer", ...)`` with unlabelled
+    data; ``kw`` are recursion (or other) settings."""
+    model, report = train("transfer", run, {"data": lab, "unlabelled": unl}, cfg(**kw), progress=progress)
+    return model, {k: v for k, v in report.items() if k not in ("backbone", "weights")}
+
+
 def _state(path):
     ck = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return ck
@@ -66,7 +74,7 @@ def test_rounds_on_an_unlabelled_dataset_schema_and_loadable(data, tmp_path):
     from labelsky.methods.run import load_run
 
     run = tmp_path / "run"
-    model, rep = recursive_training(run, [data["lab"]], [data["none"]], cfg(), rounds=2, k_per_class=4,
+    model, rep = recursive(run, data["lab"], data["none"], rounds=2, k_per_class=4,
                                     min_confidence=0.5, progress=False)
     on_disk = json.loads((run / "rounds.json").read_text())
     assert on_disk == json.loads(json.dumps(rep))
@@ -97,8 +105,8 @@ def test_rounds_on_an_unlabelled_dataset_schema_and_loadable(data, tmp_path):
 
 def test_labels_of_the_unlabelled_data_are_never_used(data, tmp_path):
     kw = dict(rounds=1, k_per_class=5, min_confidence=0.0, cluster_filter=True, perplexity=5.0, progress=False)
-    a, ra = recursive_training(tmp_path / "a", [data["lab"]], [data["true"]], cfg(), **kw)
-    b, rb = recursive_training(tmp_path / "b", [data["lab"]], [data["shuffled"]], cfg(), **kw)
+    a, ra = recursive(tmp_path / "a", data["lab"], data["true"], **kw)
+    b, rb = recursive(tmp_path / "b", data["lab"], data["shuffled"], **kw)
     assert ra["rounds"][1]["pseudo_labels"]["n"] > 0
     assert ra["rounds"][1]["cluster_agreement"] is not None
     sa, sb = a.state_dict(), b.state_dict()
@@ -109,22 +117,22 @@ def test_labels_of_the_unlabelled_data_are_never_used(data, tmp_path):
 def test_rerun_resumes_finished_rounds_and_refuses_other_settings(data, tmp_path):
     run = tmp_path / "run"
     kw = dict(k_per_class=3, min_confidence=0.5, progress=False)
-    recursive_training(run, [data["lab"]], [data["none"]], cfg(), rounds=1, **kw)
+    recursive(run, data["lab"], data["none"], rounds=1, **kw)
     r0 = run / "round_0" / "checkpoints" / "best.ckpt"
     r1 = run / "round_1" / "checkpoints" / "best.ckpt"
     stamps = (r0.stat().st_mtime_ns, r1.stat().st_mtime_ns)
     # the same command: nothing trains again; one more round adds round_2 only
-    _, rep = recursive_training(run, [data["lab"]], [data["none"]], cfg(), rounds=1, **kw)
+    _, rep = recursive(run, data["lab"], data["none"], rounds=1, **kw)
     assert (r0.stat().st_mtime_ns, r1.stat().st_mtime_ns) == stamps and len(rep["rounds"]) == 2
-    _, rep = recursive_training(run, [data["lab"]], [data["none"]], cfg(), rounds=2, **kw)
+    _, rep = recursive(run, data["lab"], data["none"], rounds=2, **kw)
     assert (r0.stat().st_mtime_ns, r1.stat().st_mtime_ns) == stamps
     assert [e["round"] for e in rep["rounds"]] == [0, 1, 2] and (run / "round_2" / "unlabelled.parquet").is_file()
     assert json.loads((run / "rounds.json").read_text())["final_round"] == 2
     with pytest.raises(ValueError, match="other settings"):
-        recursive_training(run, [data["lab"]], [data["none"]], cfg(), rounds=2, k_per_class=7,
+        recursive(run, data["lab"], data["none"], rounds=2, k_per_class=7,
                            min_confidence=0.5, progress=False)
     with pytest.raises(ValueError, match="data: unlabelled"):
-        recursive_training(run, [data["lab"]], [data["true"]], cfg(), rounds=2, **kw)
+        recursive(run, data["lab"], data["true"], rounds=2, **kw)
 
 
 def test_cli_train_unlabelled_rounds(data, tmp_path, capsys):
@@ -147,9 +155,8 @@ def test_cli_train_unlabelled_rounds(data, tmp_path, capsys):
     assert "need --unlabelled" in capsys.readouterr().err
 
 
-def test_cli_says_when_a_round_had_no_pseudo_label_and_when_only_the_head_trains(data, tmp_path, capsys):
-    """--min-confidence 1 admits no pseudo-label: round 1 repeats round 0 and the command says so; one epoch of
-    head training on random features is said too."""
+def test_cli_says_when_a_round_had_no_pseudo_label(data, tmp_path, capsys):
+    """--min-confidence 1 admits no pseudo-label: round 1 repeats round 0 and the command says so."""
     from labelsky.cli import main
 
     run = tmp_path / "none"
@@ -157,8 +164,9 @@ def test_cli_says_when_a_round_had_no_pseudo_label_and_when_only_the_head_trains
                  "--backbone", "resnet10t", "--epochs", "1", "--head-epochs", "1", "--batch-size", "16",
                  "--rounds", "1", "--min-confidence", "1", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert "only the head trained, on frozen random features" in err and "--head-epochs 0" in err
     assert "round 1 had no pseudo-label" in err and "lower --min-confidence" in err
+    # random initial weights: every block trained from the first epoch, whatever --head-epochs said
+    assert json.loads((run / "round_0" / "config.json").read_text())["config"]["head_epochs"] == 0
     rounds = json.loads((run / "rounds.json").read_text())["rounds"]
     assert rounds[1]["pseudo_labels"]["n"] == 0 and 0.5 <= rounds[1]["pseudo_labels"]["max_confidence"] < 1
     assert rounds[0]["pseudo_labels"]["max_confidence"] is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 
 import numpy as np
 import pytest
@@ -13,7 +13,12 @@ from labelsky.data.display import render
 from labelsky.data.io import DatasetWriter, open_dataset
 from labelsky.data.transforms import NuisanceRandomisation
 from labelsky.errors import SettingsError
-from labelsky.methods.training import InputSettings
+from labelsky.methods.settings import InputSettings, TrainSettings
+
+
+@dataclasses.dataclass
+class Inputs(TrainSettings, InputSettings):
+    """Input and training settings as every method's config has them."""
 
 
 def _dataset(path, unit: str, n: int = 8, seed: int = 0):
@@ -46,7 +51,7 @@ def test_flux_is_rendered_and_pictures_pass_unchanged(tmp_path):
 
 def test_training_randomisation_varies_images_reproducibly(tmp_path):
     flux, _ = _dataset(tmp_path / "flux", "nanomaggy")
-    cfg = InputSettings(render="legacysurvey", randomise={"blur": 1.5}, seed=4)
+    cfg = Inputs(render="legacysurvey", randomise={"blur": 1.5}, seed=4)
     a, b = cfg.preprocess(flux, train=True), cfg.preprocess(flux, train=True)
     xa = [a(flux.image(0), 0) for _ in range(3)]
     xb = [b(flux.image(0), 0) for _ in range(3)]
@@ -75,20 +80,25 @@ def test_nuisances_act_as_documented():
         NuisanceRandomisation(jpeg_quality=(50, 101))
 
 
-def test_render_options_parse_and_refuse():
-    from labelsky.cli.options import render_settings
+def test_render_settings_parse_and_refuse():
+    """One grammar, parsed by the library (the command line passes the text on): ranges, fixed levels, checks."""
+    from labelsky.cli import main
 
-    ns = lambda **kw: argparse.Namespace(**{"render": None, "jpeg_quality": None, "randomise": None, **kw})  # noqa
-    assert render_settings(ns(render="sdss", randomise="")) == {"render": "sdss", "jpeg_quality": None,
-                                                                "randomise": {}}
-    got = render_settings(ns(render="legacysurvey", randomise="blur=1.5,jpeg_quality=40:90,brightness=0.5:3"))
-    assert got["randomise"] == {"blur": 1.5, "jpeg_quality": [40, 90], "brightness": [0.5, 3.0]}
-    for bad, msg in ((ns(randomise=""), "needs --render"), (ns(render="nope"), "expected one of"),
-                     (ns(render="sdss", randomise="wobble=1"), "NAME=VALUE"),
-                     (ns(render="sdss", randomise="blur=x"), "not a number"),
-                     (ns(render="sdss", randomise="brightness=2"), "LOW:HIGH")):
+    assert NuisanceRandomisation.parse_overrides("") == {}
+    got = NuisanceRandomisation.parse_overrides("blur=1.5,jpeg-quality=40:90,brightness=0.5:3,black=0.1")
+    assert got == {"blur": 1.5, "jpeg_quality": [40, 90], "brightness": [0.5, 3.0], "black": [0.1, 0.1]}
+    assert NuisanceRandomisation.from_dict(got).black == (0.1, 0.1)
+    assert InputSettings(render="sdss", randomise={}).randomise == {}
+    for bad, msg in (("wobble=1", "NAME=VALUE"), ("blur=x", "numbers"), ("blur=1:2", "one number"),
+                     ("brightness=2:1", "brightness")):
         with pytest.raises(SettingsError, match=msg):
-            render_settings(bad)
+            NuisanceRandomisation.parse_overrides(bad)
+    for kw, msg in (({"randomise": {}}, "needs --render"), ({"render": "nope"}, "expected one of"),
+                    ({"jpeg_quality": 50}, "needs --render")):
+        with pytest.raises(SettingsError, match=msg):
+            InputSettings(**kw)
+    # the command line gives the text to the library's grammar: one error line, exit 2
+    assert main(["train", "--data", "nowhere", "--out", "x", "--render", "sdss", "--randomise", "wobble=1"]) == 2
 
 
 def test_adapt_from_rendered_simulation_to_pictures(tmp_path):
@@ -125,7 +135,7 @@ def test_randomisation_in_loader_workers_changes_every_epoch_and_replays(tmp_pat
 
     flux, _ = _dataset(tmp_path / "flux", "nanomaggy", n=8)
     other, _ = _dataset(tmp_path / "other", "nanomaggy", n=8)
-    cfg = InputSettings(render="legacysurvey", randomise={}, seed=2, num_workers=2)
+    cfg = Inputs(render="legacysurvey", randomise={}, seed=2, num_workers=2)
     cfg.batch_size = 8
 
     def epochs(ds):
@@ -183,7 +193,7 @@ def test_semisup_on_rendered_simulation_predicts_votes_of_pictures(tmp_path):
 
     sim = simulate_galaxies(tmp_path / "sim", n_objects=64, surveys=["decals"], stamp_size=16, workers=1,
                             progress=False)["decals"]
-    cfg = InputSettings(render="legacysurvey", randomise={}, seed=1)
+    cfg = Inputs(render="legacysurvey", randomise={}, seed=1)
     data = VoteDataset(sim, np.arange(4), cfg.preprocess(sim, train=True))
     x, counts = data[2]
     ref = render(sim.image(2), list(sim.bands), "legacysurvey", pixel_scale=sim.survey.pixel_scale)

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import write_dataset
 from labelsky.data.io import open_dataset
-from labelsky.methods.run import Run, describe_parts
+from labelsky.methods.parts import describe_parts
+from labelsky.methods.run import Run
 
 
 def test_relabelled_rows_are_other_data(tmp_path):

@@ -43,12 +43,13 @@ def test_quick_reproduction_base_trained_ours_fine_tuned_frozen_unchanged(quick)
 
 def test_pretext_accuracy_is_on_test_clusters_that_neither_trained_nor_chose_the_checkpoint(quick):
     from labelsky.data.io import open_dataset
+    from labelsky.methods.selfsup import PretextConfig
     from labelsky.methods.selfsup.pretext import select_rows
 
     out, res = quick
     cfg = json.loads((out / "pretext" / "config.json").read_text())
     ds = open_dataset(cfg["dataset"])
-    parts = select_rows([ds], seed=0)
+    parts = {k: v[0] for k, v in select_rows({"data": [ds]}, PretextConfig(seed=0)).items()}
     groups = ds.column("cluster_id")
     train, val, test = (set(groups[parts[k][1]]) for k in ("train", "val", "test"))
     assert test and not test & train and not test & val and not train & val

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labelsky.cli.options import add_device, add_overwrite, add_seed, positive_float, positive_int
+from labelsky.cli.options import add_device, add_out, add_overwrite, add_seed, positive_float, positive_int
 
 
 def add_cluster(sub):
     p = sub.add_parser("cluster", help="t-SNE (or UMAP) map and clusters of a run's embeddings of a dataset")
-    p.add_argument("--run", required=True, type=Path, help="run folder of a classifier (e.g. of labelsky train)")
+    p.add_argument("--run", required=True, type=Path, help="run folder of any method (clusters are named by its "
+                   "classes when it predicts some)")
     p.add_argument("--data", required=True, type=Path, help="dataset, labelled or not")
     p.add_argument("--split", nargs="+", default=None, help="only rows of these splits (default: every row)")
-    p.add_argument("--out", "-o", required=True, type=Path,
-                   help="output folder: clusters.parquet, summary.json, tsne.png (umap.png with --embed umap)")
+    add_out(p, "output folder: clusters.parquet, summary.json, tsne.png (umap.png with --embed umap)")
     p.add_argument("--embed", choices=["tsne", "umap"], default="tsne",
                    help="map: tsne (openTSNE, default) or umap (needs umap-learn)")
     p.add_argument("--dim", type=int, choices=[2, 3], default=2, help="dimensions of the map (default 2)")
     p.add_argument("--perplexity", type=positive_float, default=30.0, help="t-SNE perplexity (default 30)")
     p.add_argument("--algorithm", choices=["kmeans", "hdbscan"], default="kmeans",
                    help="kmeans (default) or hdbscan (scikit-learn; noise points get cluster -1)")
-    p.add_argument("--k", type=positive_int, default=None, help="kmeans: number of clusters (default: number of classes)")
+    p.add_argument("--k", type=positive_int, default=None,
+                   help="kmeans: number of clusters (default: the run's classes, else the dataset's, else 2)")
     p.add_argument("--min-cluster-size", type=positive_int, default=None,
                    help="hdbscan: smallest cluster (default: max(5, 1%% of the rows))")
     add_seed(p)
@@ -42,6 +43,8 @@ def cmd_cluster(a) -> int:
                                                                       else ""))
     print(f"cluster names: {s['naming']} ({NAMING[s['naming']]})")
     for c, counts in s["cluster_predictions"].items():
+        if not counts:  # a run without classes: nothing to compare the clusters with
+            continue
         top = max(counts, key=counts.get)
         if top != s["cluster_classes"][c]:
             print(f"  cluster {c} is named {s['cluster_classes'][c]!r}, yet the classifier predicts {top!r} for "

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from labelsky.cli.options import add_overwrite, add_seed
+from labelsky.cli.options import add_out, add_overwrite, add_seed
 
 
 def _classes_arg(text: str) -> dict:
@@ -51,7 +51,7 @@ def add_simulate(sub):
     p = sub.add_parser("simulate", help="simulate cutouts or cluster fields seen by several surveys",
                        description="Simulate the same sky observed by several surveys; writes one labelsky "
                                    "dataset per survey under OUT.")
-    p.add_argument("--out", "-o", required=True, type=Path, help="output folder")
+    add_out(p)
     p.add_argument("--kind", choices=["galaxies", "clusters"], default="galaxies")
     p.add_argument("--surveys", "-s", nargs="+", default=None,
                    help="survey names or YAML files (default: sdss des for galaxies, sdss for clusters)")
@@ -128,7 +128,7 @@ def add_show(sub):
 
     p = sub.add_parser("show", help="colour mosaics of a dataset or simulation, one row per class")
     p.add_argument("path", type=Path, help="a dataset folder or a simulation folder")
-    p.add_argument("--out", "-o", type=Path, default=None, help="folder for PNGs (default: PATH/figures)")
+    add_out(p, "folder for PNGs (default: PATH/figures)", required=False)
     p.add_argument("--per-class", type=int, default=6)
     p.add_argument("--method", choices=list(COLOUR_METHODS), default="lupton",
                    help="colour method; sdss, legacysurvey and hsc render as those survey viewers do "
@@ -202,7 +202,7 @@ def add_crossmatch(sub):
                                    "same object, and OUT/crossmatch.json with the report.")
     p.add_argument("a", metavar="A", type=Path, help="dataset A (its id_str is kept for both outputs)")
     p.add_argument("b", metavar="B", type=Path, help="dataset B")
-    p.add_argument("--out", "-o", required=True, type=Path, help="output folder")
+    add_out(p)
     p.add_argument("--radius", type=float, default=1.0, help="largest separation of a match, arcsec (default 1)")
     add_overwrite(p)
     p.set_defaults(func=cmd_crossmatch)
@@ -239,7 +239,7 @@ def add_import(sub):
                         "sources of one large image (PNG / JPEG or FITS) and import them as unlabelled cutouts")
     p.add_argument("source", type=Path, nargs="?", default=None,
                    help="catalog (CSV / FITS / Parquet); galaxy10: the HDF5 file; detect: the image")
-    p.add_argument("--out", "-o", required=True, type=Path, help="dataset folder")
+    add_out(p, "dataset folder")
     p.add_argument("--survey", default=None, help="survey name or YAML file of the images (default: decals for "
                                                   "galaxy10 / pictures / detect on a picture, sdss otherwise)")
     p.add_argument("--bands", nargs="+", default=None, help="band of every image channel, in order")

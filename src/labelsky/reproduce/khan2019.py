@@ -61,7 +61,7 @@ from labelsky.methods.parts import Part
 from labelsky.methods.predict import Predictor
 from labelsky.methods.run import Run
 from labelsky.methods.transfer import TransferConfig, cluster_map, select_pseudo_labels
-from labelsky.methods.transfer import fit as fit_transfer
+from labelsky.methods.transfer.method import fit as fit_transfer
 from labelsky.models.provenance import check_weights as _check_weights
 from labelsky.models.provenance import weights_provenance
 from labelsky.reproduce.khan_sets import hp_fo_sets, vote_fractions

@@ -116,7 +116,7 @@ def test_frozen_extractor_gets_no_gradient_and_cross_validation_runs(clusters):
     net(torch.randn(4, 5, 32, 32)).sum().backward()
     assert all(p.grad is None for p in net.extractor.parameters())
     assert all(p.grad is not None for p in net.fc.parameters())
-    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], freeze_extractor=True, epochs=2)
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], freeze_extractor=True, max_epochs=2)
     r = cross_validate(clusters["sdss"], cfg, fractions=(0.5, 1.0), folds=2, repeats=2, progress=False)
     assert set(r["summary"]) == {"base_frozen"} and len(r["per_repeat"]) == 2  # no pretrained extractor: no Ours
     assert all(np.isfinite(v[m]["mean"]) for v in r["summary"]["base_frozen"].values()
@@ -133,7 +133,7 @@ def test_base_is_trained_not_a_frozen_random_network(clusters):
     pretrained weights; the frozen rows leave both extractors exactly as they started."""
     from labelsky.methods.selfsup.richness import cross_validate, make_richness_net, train_richness
 
-    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], epochs=3, lr=1e-3)
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], max_epochs=3, lr=1e-3)
     assert not cfg.freeze_extractor
     ds = clusters["sdss"]
     net = make_richness_net(cfg, 5)
@@ -160,7 +160,7 @@ def test_richness_sgd_option_and_patience_stop_early(monkeypatch):
 
     with pytest.raises(SettingsError, match="optimizer"):
         RichnessConfig(optimizer="lbfgs")
-    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], epochs=50, patience=1, optimizer="sgd",
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], max_epochs=50, patience=1, optimizer="sgd",
                          lr=1e-4)
     net = rich.make_richness_net(cfg, 5)
     x, y = torch.randn(8, 5, 32, 32), torch.linspace(3, 4, 8)
@@ -246,7 +246,7 @@ def test_pretext_split_has_a_test_part_disjoint_by_cluster_from_training_and_sel
     from labelsky.methods.selfsup.pretext import select_rows
 
     ds = _Groups(np.repeat([f"c{i:03d}" for i in range(100)], 3))  # 100 clusters, 3 views each
-    parts = select_rows([ds], seed=seed)
+    parts = {k: v[0] for k, v in select_rows({"data": [ds]}, PretextConfig(seed=seed)).items()}
     assert set(parts) == {"train", "val", "test"}
     groups = {k: set(ds.ids[rows]) for k, (_, rows, _) in parts.items()}
     assert [len(groups[k]) for k in ("train", "val", "test")] == [70, 10, 20]
@@ -254,29 +254,30 @@ def test_pretext_split_has_a_test_part_disjoint_by_cluster_from_training_and_sel
     assert not groups["train"] & groups["val"]
     assert sum(len(rows) for _, rows, _ in parts.values()) == 300  # every view of every cluster, once
     small = clusters["sdss"]  # 6 clusters: every part gets at least one
-    p = select_rows([small], seed=seed)
+    p = {k: v[0] for k, v in select_rows({"data": [small]}, PretextConfig(seed=seed)).items()}
     g = {k: set(small.column("cluster_id")[rows]) for k, (_, rows, _) in p.items()}
     assert all(g.values()) and not g["test"] & (g["train"] | g["val"]) and not g["train"] & g["val"]
     from labelsky.data.io import DatasetError
 
     with pytest.raises(DatasetError, match="at least 3"):
-        select_rows([_Groups(["a", "a", "b"])], seed=seed)
+        select_rows({"data": [_Groups(["a", "a", "b"])]}, PretextConfig(seed=seed))
 
 
 def test_pretext_test_accuracy_is_computed_on_the_test_rows_and_overlaps_are_refused(tmp_path, clusters):
     import json
 
     from labelsky.errors import SettingsError
-    from labelsky.methods.selfsup.pretext import fit_pretext, select_rows
+    from labelsky.methods.parts import Part
+    from labelsky.methods.selfsup.pretext import fit, select_rows
 
     ds = clusters["sdss"]
-    parts = select_rows([ds], seed=0)
-    tr, va, te = (parts[k][1] for k in ("train", "val", "test"))
     cfg = PretextConfig(backbone="resnet10t", feature_dim=8, max_epochs=1, batch_size=8, device="cpu")
+    parts = select_rows({"data": [ds]}, cfg)
+    tr, va, te = (parts[k][0].rows for k in ("train", "val", "test"))
     with pytest.raises(SettingsError, match="val and test rows share"):
-        fit_pretext(tmp_path / "bad", ds, tr, va, cfg, progress=False, test_rows=np.concatenate([te, va[:1]]))
+        fit(tmp_path / "bad", {**parts, "test": [Part(ds, np.concatenate([te, va[:1]]))]}, cfg, progress=False)
     assert not (tmp_path / "bad").exists()
-    model = fit_pretext(tmp_path / "run", ds, tr, va, cfg, progress=False, test_rows=te)
+    model = fit(tmp_path / "run", parts, cfg, progress=False).model
     rep = json.loads((tmp_path / "run" / "test.json").read_text())
     pre = Preprocess([0], noise=[1.0], stretch="robust_asinh")
     with torch.inference_mode():  # by hand: every band image of every test cluster view
@@ -317,7 +318,7 @@ def test_train_from_pretext_weights_can_train_every_block_from_the_first_epoch(t
     from safetensors.torch import save_file
 
     from labelsky.cli import main
-    from labelsky.methods.transfer import load_classifier
+    from labelsky.methods.transfer import TransferClassifier
     from labelsky.models.backbones import create_backbone
 
     ds = _labelled_galaxies(tmp_path / "gal")
@@ -333,7 +334,7 @@ def test_train_from_pretext_weights_can_train_every_block_from_the_first_epoch(t
                      "--weights", str(weights), "--epochs", "1", "--batch-size", "4", "--device", "cpu",
                      *extra]) == 0
         config = json.loads((tmp_path / name / "config.json").read_text())["config"]
-        model = load_classifier(tmp_path / name / "checkpoints" / "last.ckpt")
+        model = TransferClassifier.load(tmp_path / name / "checkpoints" / "last.ckpt")
         return config, model.model.backbone.state_dict()[stem]
 
     config, w = trained_stem("progressive")

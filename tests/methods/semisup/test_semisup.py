@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import dirichlet_multinomial, multinomial
 
+from labelsky.measures.metrics import vote_rmse
+from labelsky.methods.semisup import SemiSupConfig
 from labelsky.methods.semisup.losses import dirichlet_multinomial_nll, multinomial_nll, predicted_fractions
-from labelsky.methods.semisup.module import SemiSupConfig, vote_rmse
 from labelsky.models.etvae import ETVAE
 
 COUNTS = torch.tensor([[3.0, 5.0, 1.0], [0.0, 0.0, 2.0], [40.0, 12.0, 8.0], [0.0, 0.0, 0.0]])  # last: no votes
@@ -186,12 +187,12 @@ def test_model_selection_stays_within_the_label_budget(tmp_path):
 
     ds = simulate_galaxies(tmp_path / "sim", n_objects=80, surveys=["decals"], stamp_size=16, workers=1,
                            progress=False)["decals"]
-    parts = select_rows([ds], labels=20, seed=3)
-    train, val = parts["labelled"][1], parts["val"][1]
+    parts = select_rows({"data": [ds]}, SemiSupConfig(labels=20, seed=3))  # every row choice is a setting
+    train, val = parts["labelled"][0].rows, parts["val"][0].rows
     split = ds.column("split").astype(str)
     assert len(train) == 16 and len(val) == 4 and not set(train) & set(val)
     assert (split[np.concatenate([train, val])] == "train").all()  # all from the budget, none from split val
-    other = select_rows([ds], labels=20, seed=3, selection="split")["val"][1]
+    other = select_rows({"data": [ds]}, SemiSupConfig(labels=20, seed=3, selection="split"))["val"][0].rows
     assert (split[other] == "val").all() and len(other) > 4
     with pytest.raises(ValueError, match="cannot both train and select"):
         split_label_budget(np.arange(10), 1)
@@ -201,7 +202,7 @@ def test_checkpoints_from_before_update_counting(tmp_path):
     """Without ET translation layers an older checkpoint loads (its counters read 0); with them it is refused
     by name, since the isotropic translation layer reads the same weights differently."""
     from labelsky.errors import RunFolderError
-    from labelsky.methods.semisup.module import SemiSupModule, load_semisup
+    from labelsky.methods.semisup.module import SemiSupModule
 
     for groups in ([], ["translation", "rotation_scale"]):
         cfg = SemiSupConfig(regime="semi", latent_dim=4, width=4, et_groups=groups).to_dict()
@@ -212,6 +213,6 @@ def test_checkpoints_from_before_update_counting(tmp_path):
                     "state_dict": old}, path)
         if groups:
             with pytest.raises(RunFolderError, match="older labelsky"):
-                load_semisup(path)
+                SemiSupModule.load(path)
         else:
-            assert int(load_semisup(path).n_vote_updates) == 0
+            assert int(SemiSupModule.load(path).n_vote_updates) == 0

@@ -12,13 +12,9 @@ from labelsky.data.io import DatasetWriter
 from labelsky.data.transforms import BatchAugment, Preprocess
 from labelsky.measures.embeddings import cluster, cluster_purity, name_clusters, tsne
 from labelsky.measures.metrics import classification_report, confident_accuracy_curve
-from labelsky.methods.transfer import (
-    ProgressiveUnfreezing,
-    TransferClassifier,
-    TransferConfig,
-    class_balance_weights,
-    unfrozen_groups,
-)
+from labelsky.methods.parts import Part
+from labelsky.methods.training import class_balance_weights
+from labelsky.methods.transfer import ProgressiveUnfreezing, TransferClassifier, TransferConfig, fit, unfrozen_groups
 from labelsky.methods.transfer.pseudolabel import select_pseudo_labels
 from labelsky.models.backbones import BackboneWeightsError, create_backbone, load_backbone_weights
 from labelsky.reproduce.khan_sets import hp_fo_sets
@@ -265,30 +261,27 @@ def test_training_learns_and_cli_evaluates_and_catalogs(easy_sim, tmp_path):
 
 
 def test_same_seed_same_model(easy_sim, tmp_path):
-    from labelsky.methods.transfer import train_classifier
-
     ds = easy_sim
     sp = ds.column("split")
     tr, va = np.flatnonzero(sp == "train")[:64], np.flatnonzero(sp == "val")[:16]
     cfg = _cfg(max_epochs=1, head_epochs=0, patience=0, seed=3)
-    a = train_classifier(tmp_path / "a", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
-    b = train_classifier(tmp_path / "b", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
+    parts = {"train": [Part(ds, tr)], "val": [Part(ds, va)]}
+    a, b = (fit(tmp_path / n, parts, cfg, progress=False).model for n in "ab")
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
-    from labelsky.methods.transfer import train_classifier
-
     ds = easy_sim
     sp = ds.column("split")
     tr, va = np.flatnonzero(sp == "train"), np.flatnonzero(sp == "val")
     cfg = _cfg(max_epochs=1, head_epochs=0, patience=0)
-    train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
+    parts = {"train": [Part(ds, tr)], "val": [Part(ds, va)]}
+    fit(tmp_path / "r", parts, cfg, progress=False)
     last = tmp_path / "r" / "checkpoints" / "last.ckpt"
     steps = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     cfg2 = _cfg(max_epochs=2, head_epochs=0, patience=0)
-    train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg2, progress=False)
+    fit(tmp_path / "r", parts, cfg2, progress=False)
     ck = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert steps > 0 and ck["global_step"] == 2 * steps  # one more epoch on top of the first, not two anew
     import csv
@@ -299,20 +292,16 @@ def test_training_resumes_from_last_checkpoint(easy_sim, tmp_path):
 
 
 def test_bands_are_matched_by_name_and_settings_checked_on_resume(easy_sim, tmp_path):
-    from labelsky.methods.transfer import train_classifier
-
     ds = easy_sim
     sp = ds.column("split")
     tr, va = np.flatnonzero(sp == "train")[:32], np.flatnonzero(sp == "val")[:8]
-    model = train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes,
-                             _cfg(max_epochs=1, head_epochs=0, patience=0), progress=False)
+    parts = {"train": [Part(ds, tr)], "val": [Part(ds, va)]}
+    model = fit(tmp_path / "r", parts, _cfg(max_epochs=1, head_epochs=0, patience=0), progress=False).model
     assert model.cfg.bands == ["g", "r", "z"]  # recorded by name
     with pytest.raises(ValueError, match="other settings"):
-        train_classifier(tmp_path / "r", [(ds, tr, None)], [(ds, va, None)], ds.classes,
-                         _cfg(max_epochs=2, head_epochs=0, patience=0, lr=0.1), progress=False)
+        fit(tmp_path / "r", parts, _cfg(max_epochs=2, head_epochs=0, patience=0, lr=0.1), progress=False)
     with pytest.raises(ValueError, match=r"band\(s\) \['i'\] of the model are not in this dataset"):
-        train_classifier(tmp_path / "r2", [(ds, tr, None)], [(ds, va, None)], ds.classes,
-                         _cfg(max_epochs=1, bands=["g", "i"]), progress=False)
+        fit(tmp_path / "r2", parts, _cfg(max_epochs=1, bands=["g", "i"]), progress=False)
 
 
 def test_device_setting_reaches_the_trainer(tmp_path):

@@ -92,9 +92,7 @@ def test_cli_adapt_evaluates_open_set_and_catalog_flags_unknowns(tmp_path):
     ent = t.column("entropy").to_numpy()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["method"] == "uda" and t.column_names[-1] == "unknown"
-    from labelsky.methods.uda.module import load_uda
-
-    rho = load_uda(run / "checkpoints" / "best.ckpt").rho
+    rho = UDAModule.load(run / "checkpoints" / "best.ckpt").rho
     assert np.array_equal(t.column("unknown").to_numpy(), ent > rho)
 
 

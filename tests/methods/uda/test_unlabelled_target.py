@@ -50,13 +50,12 @@ def sims(tmp_path_factory):
 
 
 def _adapt(run, source, target):
-    from labelsky.methods.uda.module import UDAConfig
-    from labelsky.methods.uda.run import adapt
+    from labelsky import train
+    from labelsky.methods.uda import UDAConfig
 
     cfg = UDAConfig(method="deepastrouda", backbone="resnet10t", max_epochs=2, batch_size=16, seed=3,
-                    grad_log_every=0)
-    model, rep = adapt(run, source, target, ["elliptical", "spiral"], cfg, progress=False)
-    return model, rep
+                    grad_log_every=0, classes_known=["elliptical", "spiral"])
+    return train("uda", run, {"source": source, "target": target}, cfg, progress=False)
 
 
 def test_shuffled_target_labels_change_no_weight(sims, tmp_path):

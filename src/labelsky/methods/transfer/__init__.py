@@ -15,8 +15,8 @@ __all__ = ["TransferConfig", "TransferClassifier", "ProgressiveUnfreezing", "unf
            "select_pseudo_labels", "cluster_classes", "cluster_map", "recursive_training", "SPEC"]
 
 __getattr__ = lazy_exports(__name__, {
-    "TransferClassifier": "module", "ProgressiveUnfreezing": "module", "unfrozen_groups": "module", "fit": "train",
-    "select_rows": "train", "select_pseudo_labels": "pseudolabel", "cluster_classes": "recursive",
+    "TransferClassifier": "module", "ProgressiveUnfreezing": "module", "unfrozen_groups": "module", "fit": "method",
+    "select_rows": "method", "select_pseudo_labels": "pseudolabel", "cluster_classes": "recursive",
     "cluster_map": "recursive", "recursive_training": "recursive"})
 
 
@@ -27,7 +27,7 @@ def _smoke(device: str) -> TransferConfig:
 
 SPEC = register_method(MethodSpec(
     name="transfer", command="train", config_cls=TransferConfig, output="probs",
-    model="labelsky.methods.transfer.module:TransferClassifier", implementation="labelsky.methods.transfer.train",
+    model="labelsky.methods.transfer.module:TransferClassifier", implementation="labelsky.methods.transfer.method",
     inputs=(DataRole("data", "dataset folder(s); rows of split 'train' with a label >= 0 train, split 'val' "
                              "validates", many=True),
             DataRole("unlabelled", "dataset folder(s) whose every row may be pseudo-labelled (their labels are never "
