@@ -59,23 +59,24 @@ def make_dataset(path: Path, n: int, size: int, shard: int, seed: int = 0):
 
 
 def train_run(run: Path, ds, backbone: str):
-    from labelsky.methods.transfer import TransferConfig, train_classifier
+    from labelsky.methods.parts import Part
+    from labelsky.methods.transfer import TransferConfig, fit
 
     if (run / "checkpoints" / "best.ckpt").exists():
         return
     split = ds.column("split")
     tr, va = np.flatnonzero(split == "train")[:512], np.flatnonzero(split == "val")[:128]
     cfg = TransferConfig(backbone=backbone, max_epochs=1, batch_size=64, device="cpu")
-    train_classifier(run, [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
+    fit(run, {"train": [Part(ds, tr)], "val": [Part(ds, va)]}, cfg, progress=False)
 
 
 def forward_rate(run: Path, batch: int, size: int, seconds: float = 20.0, channels_last: bool = True) -> float:
     """Images/s of the model alone on one in-memory batch (repeated), as the catalog calls it."""
     import torch
 
-    from labelsky.catalog.predictor import RunPredictor
+    from labelsky.methods.predict import Predictor
 
-    pred = RunPredictor(run, device="cpu", channels_last=channels_last)
+    pred = Predictor(run, device="cpu", channels_last=channels_last)
     x = torch.randn(batch, 3, size, size)
     pred(x)  # warm-up
     n, t0 = 0, time.perf_counter()
@@ -176,7 +177,7 @@ def naive_rate(run: Path, data: Path, n: int) -> float:
 
     ds = open_dataset(data)
     model = load_run(run).eval()
-    pre = model.cfg.preprocess(ds)
+    pre = model.preprocess(ds)
     rows = []
     t0 = time.perf_counter()
     for i in range(n):
@@ -191,13 +192,13 @@ def naive_rate(run: Path, data: Path, n: int) -> float:
 def profile_local(run: Path, data: Path, out: Path, batch: int, top: int = 14) -> str:
     import shutil
 
-    from labelsky.catalog.predictor import RunPredictor
     from labelsky.catalog.writer import write_catalog
     from labelsky.data.io import open_dataset
+    from labelsky.methods.predict import Predictor
 
     shutil.rmtree(out, ignore_errors=True)
     ds = open_dataset(data)
-    pred = RunPredictor(run, device="cpu")
+    pred = Predictor(run, device="cpu", channels_last=True)
     prof = cProfile.Profile()
     prof.enable()
     write_catalog(ds, out, pred, batch_size=batch, progress=False)

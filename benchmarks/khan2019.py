@@ -108,7 +108,7 @@ def report(a, runs, mon):
         metrics["pretraining"][p] = {"seeds": [q["seed"] for q in per_seed], "summary": summary,
                                      "per_seed": per_seed, "config": done[0][1]["config"]}
 
-        def f(k):
+        def f(k, summary=summary):
             return f"{100 * summary[k]['mean']:.2f} ± {100 * summary[k]['std']:.2f} %"
 
         md += [f"### Pretraining: {p} ({PRETRAININGS[p]}); {len(per_seed)} seed(s) "

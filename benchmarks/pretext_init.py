@@ -36,8 +36,9 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     from labelsky.data.simulate import simulate_galaxies
     from labelsky.measures.metrics import classification_report
-    from labelsky.methods.training import predict
-    from labelsky.methods.transfer import TransferConfig, train_classifier
+    from labelsky.methods.parts import Part
+    from labelsky.methods.predict import predict
+    from labelsky.methods.transfer import TransferConfig, fit
 
     weights = a.pretext_run / "backbone.safetensors"
     if not weights.exists():
@@ -66,9 +67,9 @@ def main(argv=None):
             every = dict(head_epochs=0, unfreeze_groups=10_000) if protocol == "all" else {}
             cfg = TransferConfig(backbone="resnet18", weights=w, max_epochs=a.epochs, batch_size=32, seed=seed,
                                  patience=a.epochs, device="cpu", **every)
-            model = train_classifier(a.work_dir / "runs" / f"{init.replace(', ', '_').replace(' ', '_')}_seed{seed}",
-                                     [(ds, tr, None)], [(ds, va, None)], ds.classes, cfg, progress=False)
-            p = predict(model, ds, te, model.cfg, embed=False)["probs"]
+            run = a.work_dir / "runs" / f"{init.replace(', ', '_').replace(' ', '_')}_seed{seed}"
+            model = fit(run, {"train": [Part(ds, tr)], "val": [Part(ds, va)]}, cfg, progress=False).model
+            p = predict(model, ds, te, embed=False)["output"]
             rep = classification_report(label[te], p.argmax(1), len(ds.classes), ds.classes)
             runs.append({"init": init, "seed": seed, "accuracy": rep["accuracy"], "f1": rep["f1"]})
     summary = {}

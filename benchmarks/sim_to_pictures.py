@@ -69,10 +69,10 @@ def run_option(work: Path, name: str, source, target, a, seed: int) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
+    from labelsky import train
     from labelsky.measures.metrics import entropy
-    from labelsky.methods.training import predict
-    from labelsky.methods.uda.module import UDAConfig
-    from labelsky.methods.uda.run import adapt
+    from labelsky.methods.predict import predict
+    from labelsky.methods.uda import UDAConfig
 
     names = target.column("label_name").astype(str)
     test = np.flatnonzero(target.column("split").astype(str) == "test")
@@ -80,12 +80,11 @@ def run_option(work: Path, name: str, source, target, a, seed: int) -> dict:
     for method in ("source_only", "deepastrouda"):
         cfg = UDAConfig(method=method, backbone=a.backbone, max_epochs=a.epochs, batch_size=a.batch_size,
                         image_size=a.stamp_size, seed=seed, device=a.device, num_workers=a.loader_workers,
-                        **OPTIONS[name])
+                        classes_known=["elliptical", "spiral"], **OPTIONS[name])
         run_dir = work / "runs" / f"{name}-{method}-s{seed}"
         reused = (run_dir / "eval.json").is_file()  # trained before: loaded, then evaluated by the current code
-        model, rep = adapt(run_dir, source, target, ["elliptical", "spiral"], cfg, progress=False)
-        model.predict_domain = 1
-        probs = predict(model, target, test, cfg, embed=False)["probs"]
+        model, rep = train("uda", run_dir, {"source": source, "target": target}, cfg, progress=False)
+        probs = predict(model, target, test, domain="target", embed=False)["output"]
         unknown = entropy(probs) > float(model.rho)
         n = names[test]
         known = np.isin(n, ["elliptical", "spiral"])

@@ -82,10 +82,10 @@ def run_option(work: Path, name: str, data: dict, a) -> dict:
         old = json.loads(done.read_text())
         if old.get("benchmark_settings") == settings_of(a):
             return old
+    from labelsky import train
     from labelsky.measures.metrics import entropy
-    from labelsky.methods.training import predict
-    from labelsky.methods.uda.module import UDAConfig
-    from labelsky.methods.uda.run import adapt
+    from labelsky.methods.predict import predict
+    from labelsky.methods.uda import UDAConfig
 
     sim_name, settings = OPTIONS[name]
     if sim_name not in data["sims"]:
@@ -96,13 +96,11 @@ def run_option(work: Path, name: str, data: dict, a) -> dict:
         run = work / "runs" / f"{name}-{method}-s{a.seed}"
         cfg = UDAConfig(method=method, backbone=a.backbone, max_epochs=a.epochs, batch_size=a.batch_size,
                         image_size=a.stamp_size, seed=a.seed, device=a.device, num_workers=a.loader_workers,
-                        **settings)
+                        classes_known=["elliptical", "spiral"], **settings)
         t0 = time.perf_counter()
         reused = (run / "eval.json").is_file()  # trained before: loaded, then evaluated by the current code
-        model, rep = adapt(run, source, target, ["elliptical", "spiral"], cfg, progress=False)
-        rows = [i for i in range(len(target))]
-        model.predict_domain = 1
-        probs = predict(model, target, rows, cfg, embed=False)["probs"]
+        model, rep = train("uda", run, {"source": source, "target": target}, cfg, progress=False)
+        probs = predict(model, target, domain="target", embed=False)["output"]
         unknown = entropy(probs) > float(model.rho)
         out[method] = {"gap_before": rep["domain_gap"]["before"]["auroc"],
                        "gap_after": rep["domain_gap"]["after"]["auroc"],

@@ -1,8 +1,9 @@
 """Fault injection: ``kill -9`` at random points, several times, then the same command to the end.
 
-Each kill comes after a random number of finished shards; the finished outputs must equal an uninterrupted run's, byte for byte (image shards and catalog parts), for
-``simulate`` and ``import``; ``catalog`` has its own kill -9 tests (tests/catalog/test_catalog.py) and the
-training commands theirs (tests/cli/test_lifecycle.py: the same number of optimisation steps).
+Each kill comes after a random number of finished shards; the finished outputs must equal an uninterrupted run's,
+byte for byte (image shards and catalog parts), for ``simulate`` and ``import``; ``catalog`` has its own kill -9
+tests (tests/catalog/test_catalog.py) and the training commands theirs (tests/cli/test_lifecycle.py: the same
+number of optimisation steps).
 """
 
 from __future__ import annotations

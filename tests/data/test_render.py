@@ -212,7 +212,8 @@ def test_unlabelled_pictures_are_shown_as_stored_upright(tmp_path, tiny_dataset,
     out = tmp_path / "fig"
     assert main(["show", str(ds.path), "--per-class", "3", "--jpeg-quality", "90", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out / "mosaic_decals.png")
-    assert (out / "mosaic_decals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (out / "fields_decals.png").exists()
+    assert (out / "mosaic_decals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "fields_decals.png").exists()
 
 
 def test_cli_show_with_renderer_and_jpeg_quality(tiny_dataset, tmp_path, capsys):

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from tests.methods import example  # noqa: F401  (docs/architecture.md's example method goes through the loop too)
 
 from labelsky import train
 from labelsky.data.io import DatasetWriter, open_dataset

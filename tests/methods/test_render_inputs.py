@@ -173,9 +173,9 @@ def test_display_nuisances_move_black_level_contrast_and_gamma(tmp_path):
     with pytest.raises(SettingsError, match="contrast"):
         NuisanceRandomisation(contrast=(0, 1))
     flux, _ = _dataset(tmp_path / "flux", "nanomaggy")
-    cfg = InputSettings(render="legacysurvey", randomise={"black": [0.1, 0.1], "contrast": [1, 1], "jpeg_probability": 0,
-                                                          "brightness": [1, 1], "colour": 0, "blur": 0, "noise": 0,
-                                                          "sky": 0})
+    cfg = InputSettings(render="legacysurvey", randomise={"black": [0.1, 0.1], "contrast": [1, 1],
+                                                          "jpeg_probability": 0, "brightness": [1, 1], "colour": 0,
+                                                          "blur": 0, "noise": 0, "sky": 0})
     plain = InputSettings(render="legacysurvey").preprocess(flux)(flux.image(1), 1)
     dark = cfg.preprocess(flux, train=True)(flux.image(1), 1)
     assert torch.allclose(dark, (plain - 0.1).clamp(0, 1), atol=1.5 / 255)

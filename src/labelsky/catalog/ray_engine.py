@@ -12,7 +12,8 @@ The shards are read in parallel by the actors (each reads the shard it
 predicts: no image crosses the object store).
 
 Each actor loads the run's model itself (the
-:class:`~labelsky.methods.predict.Predictor` of a run folder travels without weights) on its own device. Parts are written by the actors straight
+:class:`~labelsky.methods.predict.Predictor` of a run folder travels without
+weights) on its own device. Parts are written by the actors straight
 into the output folder, which therefore has to be visible to every node of a
 cluster (a shared file system); on one machine that is automatic. The
 prediction of a shard is the same code as the local engine's

@@ -122,7 +122,8 @@ def validate_catalog(table: pa.Table, source: str = "<catalog>", n_classes: int 
         try:
             cols[name] = col.cast(typ)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            raise CatalogError(f"{source}: field '{name}' has type {col.type}, expected {typ} ({desc}): {err}") from None
+            raise CatalogError(f"{source}: field '{name}' has type {col.type}, expected {typ} ({desc}): "
+                               f"{err}") from None
     out = table
     for name, col in cols.items():
         out = out.set_column(out.column_names.index(name), name, col)
@@ -136,14 +137,16 @@ def validate_catalog(table: pa.Table, source: str = "<catalog>", n_classes: int 
         if (counts > 1).any():
             dup = ids[first[np.argmax(counts > 1)]]
             rows = np.flatnonzero(ids == dup)[:5].tolist()
-            raise CatalogError(f"{source}: field 'id_str' = {dup!r} appears more than once (rows {rows}); ids must be unique")
+            raise CatalogError(f"{source}: field 'id_str' = {dup!r} appears more than once (rows {rows}); ids must "
+                               f"be unique")
     for name, lo, hi, closed_hi in (("ra", 0.0, 360.0, False), ("dec", -90.0, 90.0, True)):
         v = out.column(name).to_numpy()
         okhi = v <= hi if closed_hi else v < hi
         i = _first_bad(~(np.isfinite(v) & (v >= lo) & okhi))
         if i is not None:
             rng = f"[{lo:g}, {hi:g}{']' if closed_hi else ')'}"
-            raise CatalogError(f"{source}: {_row_desc(out, i)}: field '{name}' = {float(v[i])!r} is outside {rng} degrees")
+            raise CatalogError(f"{source}: {_row_desc(out, i)}: field '{name}' = {float(v[i])!r} is outside {rng} "
+                               f"degrees")
     splits = np.asarray(out.column("split").to_pylist(), dtype=object)
     i = _first_bad(~np.isin(splits.astype(str), SPLITS))
     if i is not None:
@@ -219,7 +222,8 @@ class DatasetWriter:
         self.survey = get_survey(survey)
         self.image_shape = tuple(int(s) for s in image_shape)
         if len(self.image_shape) != 3 or self.image_shape[0] != self.survey.n_bands:
-            raise DatasetError(f"{self.path}: image_shape {self.image_shape} must be (bands={self.survey.n_bands}, H, W)")
+            raise DatasetError(f"{self.path}: image_shape {self.image_shape} must be (bands={self.survey.n_bands}, "
+                               f"H, W)")
         self.classes = list(classes)
         self.n_shards = n_shards
         self.config = json.loads(json.dumps(config or {}, default=str))

@@ -124,8 +124,8 @@ def validate_dataset(path: str | Path, max_masked: float = 0.2, max_per_kind: in
         for i in range(n):
             rid = ids[i]
 
-            def bad(field, msg, level="error"):
-                add(level, cat_path, field, msg, row=i, id_str=rid)
+            def bad(field, msg, level="error", row=i, rid=rid, cat_path=cat_path):
+                add(level, cat_path, field, msg, row=row, id_str=rid)
 
             for name in cols:
                 if cols[name][i] is None:

@@ -176,7 +176,8 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
     sizes = {str(c): int((cid == c).sum()) for c in range(found)}
     summary = {"run": str(run), "dataset": str(ds.path), "split": split, "n": int(len(rows)), "embed": embed,
                "dim": dim, "perplexity": perplexity if embed == "tsne" else None, "algorithm": algorithm,
-               "k": k if algorithm == "kmeans" else None, "seed": seed, "figure": figure.name, "clusters": found, "sizes": sizes,
+               "k": k if algorithm == "kmeans" else None, "seed": seed, "figure": figure.name, "clusters": found,
+               "sizes": sizes,
                "n_noise": int((cid < 0).sum()),
                "cluster_classes": {str(c): names[int(naming[c])] if named else "" for c in range(found)},
                "naming": ("one-to-one" if found == n_classes else "majority") if named else "none",  # see NAMING

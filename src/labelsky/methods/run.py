@@ -97,7 +97,8 @@ def _jsonable(x: Any):
 ADDED_SETTINGS = {"render": None, "jpeg_quality": None, "randomise": None}
 
 
-def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE, defaults: dict | None = None) -> list[str]:
+def config_differences(old: dict, new: dict, prefix: str = "", ignore=RESUMABLE,
+                       defaults: dict | None = None) -> list[str]:
     """``key: old -> new`` for every key (outside ``ignore``) whose value differs. A key missing from ``old``
     (a setting added after the run was made) counts as its value in ``defaults``, else in
     :data:`ADDED_SETTINGS`."""

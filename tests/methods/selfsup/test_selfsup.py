@@ -26,7 +26,7 @@ def clusters(tmp_path_factory):
 
 def test_pretext_labels_are_right_for_every_band_order_and_survey(clusters):
     pre = Preprocess([0], noise=[1.0], stretch="none")
-    for name, ds in clusters.items():
+    for ds in clusters.values():
         for bands in (None, list(reversed(ds.bands)), ds.bands[1:4]):
             d = BandPretextDataset(ds, [0, 3], pre, bands)
             names = list(bands or ds.bands)
@@ -160,8 +160,8 @@ def test_richness_sgd_option_and_patience_stop_early(monkeypatch):
 
     with pytest.raises(SettingsError, match="optimizer"):
         RichnessConfig(optimizer="lbfgs")
-    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], max_epochs=50, patience=1, optimizer="sgd",
-                         lr=1e-4)
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[16], max_epochs=50, patience=1,
+                         optimizer="sgd", lr=1e-4)
     net = rich.make_richness_net(cfg, 5)
     x, y = torch.randn(8, 5, 32, 32), torch.linspace(3, 4, 8)
     calls = []

@@ -39,7 +39,8 @@ from labelsky.data.surveys import Survey, get_survey
 from labelsky.errors import InputDataError, SettingsError
 from labelsky.utils import atomic_write_json, stable_hash
 
-__all__ = ["ID_COLUMNS", "ImportSettings", "ImportRowError", "read_table", "fill_masked", "catalog_records", "check_catalog",
+__all__ = ["ID_COLUMNS", "ImportSettings", "ImportRowError", "read_table", "fill_masked", "catalog_records",
+           "check_catalog",
            "clean_image", "survey_with_bands", "run_import", "assign_splits"]
 
 

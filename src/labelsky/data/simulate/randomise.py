@@ -115,7 +115,8 @@ class Randomisation:
 
     @classmethod
     def from_value(cls, value) -> "Randomisation | None":
-        """``None``/``False``: no randomisation; ``True``: the defaults; a dict of fields or a :class:`Randomisation`."""
+        """``None``/``False``: no randomisation; ``True``: the defaults; a dict of fields, or a
+        :class:`Randomisation`."""
         if value is None or value is False:
             return None
         if value is True:

@@ -11,6 +11,7 @@ interruption skips the shards already on disk.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import sys
@@ -26,6 +27,8 @@ from labelsky.errors import SettingsError
 from labelsky.utils import atomic_write_json
 
 __all__ = ["run_shards", "SimulationError"]
+
+log = logging.getLogger(__name__)
 
 
 class SimulationError(SettingsError):
@@ -113,7 +116,7 @@ def run_shards(out: str | Path, producer: Callable, config: dict, n_objects: int
     todo = [s for s in range(n_shards) if not all(w.has_shard(s) for w in writers.values())]
     done_objects = n_objects - sum(len(range(s * shard_size, min((s + 1) * shard_size, n_objects))) for s in todo)
     if done_objects and progress:
-        print(f"resuming {out}: {n_shards - len(todo)}/{n_shards} shards already written", file=sys.stderr)
+        log.info(f"resuming {out}: {n_shards - len(todo)}/{n_shards} shards already written")
     tasks = [(producer, config, s, list(range(s * shard_size, min((s + 1) * shard_size, n_objects))), writers)
              for s in todo]
     bar = tqdm(total=n_objects, initial=done_objects, desc=desc, unit="obj", disable=not progress,
