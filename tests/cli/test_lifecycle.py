@@ -187,14 +187,14 @@ def test_every_training_command_refuses_other_settings(tmp_path, capsys, sim):
 
 
 def test_evaluate_on_a_read_only_run_prints_its_metrics(capsys, monkeypatch, sim):
-    import labelsky.utils
+    import labelsky.evaluate.report
 
     ds, run = sim
 
     def read_only(path, *a, **k):  # what a read-only folder answers (root would write anyway, so it is simulated)
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(labelsky.utils, "atomic_write_json", read_only)
+    monkeypatch.setattr(labelsky.evaluate.report, "atomic_write_json", read_only)
     assert main(["evaluate", "--run", str(run), "--data", str(ds.path), "--split", "all"]) == 0
     cap = capsys.readouterr()
     assert "accuracy=" in cap.out and "cannot write" in cap.err and "Permission denied" in cap.err

@@ -200,8 +200,9 @@ def test_settings_forms():
     (lambda: GalaxySimConfig(randomise={"seeing": (1, 2)}), "unknown nuisance(s) ['seeing']"),
     (lambda: GalaxySimConfig(randomise="yes"), "randomise: expected True"),
     (lambda: parse_randomisation("psf=1:x"), "--randomise: 'psf=1:x'"),
-    (lambda: parse_randomisation("psf"), "--randomise: 'psf' is not NAME=LOW:HIGH"),
-    (lambda: parse_randomisation("blur=1:2"), "--randomise: 'blur=1:2' is not NAME=LOW:HIGH"),
+    (lambda: parse_randomisation("psf"), "--randomise: 'psf' is not NAME=VALUE or NAME=LOW:HIGH"),
+    (lambda: parse_randomisation("blur=1:2"), "--randomise: 'blur=1:2' is not NAME=VALUE or NAME=LOW:HIGH"),
+    (lambda: parse_randomisation("psf=1:2:3"), "expected psf=VALUE or psf=LOW:HIGH"),
 ])
 def test_bad_ranges_raise_one_line_settings_errors(make, message):
     with pytest.raises(SimulationError) as err:

@@ -25,20 +25,20 @@ def add_evaluate(sub):
 
 def cmd_evaluate(a) -> int:
     from labelsky.data.io import open_dataset
-    from labelsky.evaluate.report import evaluate_run, headline, scored_rows
+    from labelsky.evaluate.report import evaluate_run, headline, scored_rows, scored_what
     from labelsky.methods.run import load_run
 
     ds = open_dataset(a.data)
     _warn_inputs(a.run, ds)
-    scored = len(scored_rows(load_run(a.run), ds, a.split)) > 0
+    model = load_run(a.run)
+    scored = len(scored_rows(model, ds, a.split)) > 0
     if a.reference is None or scored:
         rep = evaluate_run(a.run, ds, split=a.split, device=a.device)
         print(f"{rep['survey']} {a.split}: {headline(rep)}" + (f" -> {rep['path']}" if rep["path"] else ""))
         if rep.get("write_error"):
             print(f"labelsky: warning: {rep['write_error']}", file=sys.stderr)
     else:
-        print(f"{ds.path} has nothing to score the run's output against in split {a.split!r}: no accuracy, only "
-              f"the domain gap")
+        print(f"{ds.path} has no {scored_what(model)} in split {a.split!r}: no score, only the domain gap")
     if a.reference is not None:
         from labelsky.evaluate.gap import run_domain_gap
         from labelsky.measures.domain_gap import gap_line

@@ -281,6 +281,8 @@ class NuisanceRandomisation:
         for name, nums in parse_ranges(text, names, error=SettingsError).items():
             if name in cls.RANGES:
                 nums = [nums[0], nums[-1]]
+                if name == "jpeg_quality" and any(v != int(v) for v in nums):
+                    raise SettingsError(f"--randomise jpeg_quality: whole numbers (1-100), not {nums}")
                 out[name] = [int(v) for v in nums] if name == "jpeg_quality" else nums
             elif len(nums) != 1:
                 raise SettingsError(f"--randomise {name}: one number, not a range LOW:HIGH")

@@ -23,7 +23,7 @@ from labelsky.methods.predict import Predictor
 from labelsky.methods.run import load_run
 from labelsky.utils import atomic_write_json
 
-__all__ = ["evaluate_run", "scored_rows", "headline"]
+__all__ = ["evaluate_run", "scored_rows", "scored_what", "headline"]
 
 
 def _split(ds, split: str) -> np.ndarray:
@@ -45,14 +45,18 @@ def scored_rows(model, ds: LabelskyDataset, split: str = "test") -> np.ndarray:
     return np.zeros(0, np.int64)
 
 
+def scored_what(model) -> str:
+    """What rows of a dataset need for ``model``'s output to be scored: ``labelled rows``, ..."""
+    return {"probs": "labelled rows", "fractions": "rows with Galaxy Zoo votes",
+            "values": f"rows with a true {', '.join(model.output_names())}"}.get(model.output, "rows to score")
+
+
 def _missing(ds, split: str, model) -> DatasetError:
     splits, counts = np.unique(ds.column("split").astype(str), return_counts=True)
     have = ", ".join(f"{s}: {c}" for s, c in zip(splits, counts))
-    what = {"probs": f"labelled rows ({int((ds.column('label') >= 0).sum())} labelled)",
-            "fractions": "rows with Galaxy Zoo votes (votes_* columns)",
-            "values": f"rows with a true {', '.join(model.output_names())}"}[model.output]
-    return DatasetError(f"{ds.path}: no {what.split(' (')[0]} in split {split!r} (rows per split: {have}; "
-                        f"{what}); a dataset without them has no score: --reference SOURCE --split all measures its "
+    n_any = len(scored_rows(model, ds, "all"))
+    return DatasetError(f"{ds.path}: no {scored_what(model)} in split {split!r} (rows per split: {have}; {n_any} "
+                        f"in all); a dataset without them has no score: --reference SOURCE --split all measures its "
                         f"domain gap, labelsky catalog predicts it")
 
 

@@ -138,7 +138,7 @@ def test_base_is_trained_not_a_frozen_random_network(clusters):
     ds = clusters["sdss"]
     net = make_richness_net(cfg, 5)
     before = {k: v.clone() for k, v in net.extractor.state_dict().items()}
-    x = torch.stack([cfg.preprocess(5)(ds.image(i)) for i in range(len(ds))])
+    x = torch.stack([cfg.preprocess(ds)(ds.image(i)) for i in range(len(ds))])
     train_richness(net, x, torch.tensor(np.log(ds.column("richness")), dtype=torch.float32), cfg)
     conv = [k for k in before if k.endswith("weight") and before[k].ndim == 4]
     assert all(not torch.equal(before[k], net.extractor.state_dict()[k]) for k in conv)  # every conv trained
