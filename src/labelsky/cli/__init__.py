@@ -10,9 +10,12 @@ validate   list every problem of a dataset (catalog fields, image shards, bad pi
 crossmatch match two datasets by sky position (e.g. SDSS and DES) into aligned overlap datasets
 train      train a transfer-learning classifier (timm backbone, progressive unfreezing; recursive pseudo-label
            rounds with --unlabelled) into a run folder
-evaluate   metrics of a trained run on a dataset split (accuracy, F1, confusion, confidence curve)
+           (train, adapt, semisup, pretrain, richness: one command per registered method, generated from its spec)
+evaluate   metrics of a trained run on a dataset split (classifiers: accuracy, F1, confusion, confidence curve;
+           vote fractions: RMSE; regressions: MAE, Sigma) and its domain gap to a reference dataset
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
-cluster    t-SNE / UMAP map and k-means / HDBSCAN clusters of a run's embeddings of a dataset, named by class
+cluster    t-SNE / UMAP map and k-means / HDBSCAN clusters of a run's embeddings of a dataset (named by class
+           when the run predicts classes)
 adapt      universal domain adaptation (DeepAstroUDA, DANCE, source-only) with unknown-class detection
 semisup    semi-supervised vote fractions with the Equivariant-Transformer VAE (three regimes)
 pretrain   self-supervised pretext training on band images (which band / which colour order)

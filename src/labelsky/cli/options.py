@@ -121,7 +121,8 @@ def add_settings(p, config_cls, exclude=()) -> None:
     the settings class. Values a library grammar reads (``parse``) are parsed by :func:`settings_from_args`.
     """
     groups = {}
-    for f in dataclasses.fields(config_cls):
+    own = set(getattr(config_cls, "__annotations__", {}))  # the method's own settings first, then the shared ones
+    for f in sorted(dataclasses.fields(config_cls), key=lambda f: f.name not in own):
         meta = config_cls.option_of(f.name)
         if f.name in exclude or not meta.get("help"):
             continue
@@ -147,8 +148,8 @@ def add_settings(p, config_cls, exclude=()) -> None:
                     kw["const"] = ""
             if meta.get("choices"):
                 kw["choices"] = meta["choices"]
-            if meta.get("metavar"):
-                kw["metavar"] = meta["metavar"]
+            else:
+                kw["metavar"] = meta.get("metavar") or flags[0].lstrip("-").replace("-", "_").upper()
         target.add_argument(*flags, **kw)
 
 

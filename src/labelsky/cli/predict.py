@@ -33,7 +33,7 @@ def cmd_evaluate(a) -> int:
     model = load_run(a.run)
     scored = len(scored_rows(model, ds, a.split)) > 0
     if a.reference is None or scored:
-        rep = evaluate_run(a.run, ds, split=a.split, device=a.device)
+        rep = evaluate_run(a.run, ds, split=a.split, device=a.device, model=model)
         print(f"{rep['survey']} {a.split}: {headline(rep)}" + (f" -> {rep['path']}" if rep["path"] else ""))
         if rep.get("write_error"):
             print(f"labelsky: warning: {rep['write_error']}", file=sys.stderr)

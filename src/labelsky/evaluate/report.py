@@ -60,15 +60,17 @@ def _missing(ds, split: str, model) -> DatasetError:
                         f"domain gap, labelsky catalog predicts it")
 
 
-def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", device: str = "auto") -> dict:
+def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", device: str = "auto",
+                 model=None) -> dict:
     """The metrics of ``run``'s best model on ``split`` of ``ds`` (a split name or ``all``).
 
     Writes ``RUN/eval_<survey>_<split>.json`` (and, for classifiers, two
     figures under ``RUN/figures``); returns the report (``path``: the file,
-    ``None`` when the run folder is read-only).
+    ``None`` when the run folder is read-only). ``model``: the run's model when
+    it is loaded already.
     """
     run = Path(run)
-    model = load_run(run)
+    model = model if model is not None else load_run(run)
     if model.output == "embedding":
         raise SettingsError(f"{run} is a {type(model).__name__} run: its output is an embedding, with nothing to "
                             f"score; measure the domain gap (--reference SOURCE) or cluster it (labelsky cluster)")
