@@ -11,6 +11,7 @@ interruption skips the shards already on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -75,6 +76,16 @@ class SkySettings:
     sky_residuals: bool = True
     source_noise: bool = True
     noise: bool = True
+
+    def _as_dict(self) -> dict:
+        """The settings as recorded: a survey given as a YAML file by its content (an edited file is other
+        settings: a resumed simulation refuses it instead of mixing two specs); built-in names stay names."""
+        from labelsky.data.surveys import get_survey
+
+        d = dataclasses.asdict(self)
+        d["surveys"] = [s if isinstance(s, str) and not s.lower().endswith((".yaml", ".yml"))
+                        else get_survey(s).to_dict() for s in self.surveys]
+        return d
 
 
 def check_surveys(surveys) -> None:

@@ -111,11 +111,7 @@ class GalaxySimConfig(SkySettings):
         check_splits(self.splits)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        # a survey given as a YAML file is recorded by its content: an edited file is other settings (a resumed
-        # simulation refuses it instead of mixing two specs); built-in names stay names
-        d["surveys"] = [s if isinstance(s, str) and not s.lower().endswith((".yaml", ".yml"))
-                        else get_survey(s).to_dict() for s in self.surveys]
+        d = self._as_dict()
         d["mag_range"] = list(self.mag_range)
         if self.randomise is None:  # off: the settings recorded are those of a simulation without the option
             d.pop("randomise")
