@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMonitor, md_table, write_results  # noqa: E402
 
-OPTIONS = {"asinh": {"stretch": "asinh"},
+OPTIONS = {"asinh": {"stretch": "asinh", "mixed_units": True},
            "legacysurvey+randomise": {"render": "legacysurvey", "randomise": {}}}
 
 

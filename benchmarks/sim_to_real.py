@@ -28,7 +28,7 @@ from _common import CpuMonitor, md_table, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = {  # name: (simulation, input settings)
-    "asinh": ("base", {"stretch": "asinh"}),
+    "asinh": ("base", {"stretch": "asinh", "mixed_units": True}),
     "legacysurvey": ("base", {"render": "legacysurvey"}),
     "legacysurvey+jpeg": ("base", {"render": "legacysurvey", "jpeg_quality": 90}),
     "legacysurvey+randomise": ("base", {"render": "legacysurvey", "randomise": {}}),

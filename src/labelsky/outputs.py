@@ -33,8 +33,8 @@ from typing import Iterable
 
 from labelsky.errors import OutputError
 
-__all__ = ["MARKER", "prepare_output", "is_labelsky_output", "mark_output", "marker_kind", "check_not_input",
-           "check_not_current"]
+__all__ = ["MARKER", "prepare_output", "is_labelsky_output", "read_marker", "made_here", "mark_output", "marker_kind",
+           "check_not_input", "check_not_current", "OutputLock"]
 
 #: the file that marks a folder as made by labelsky
 MARKER = ".labelsky"
@@ -44,17 +44,41 @@ FILE_SUFFIXES = frozenset({".csv", ".parquet", ".fits", ".fit", ".fits.gz", ".h5
                            ".jpg", ".jpeg", ".npy", ".npz", ".ckpt", ".pt", ".yaml", ".yml", ".ecsv", ".xml"})
 
 
+def read_marker(path: str | Path) -> dict | None:
+    """The marker of the folder ``path`` when it is labelsky's (JSON written by :func:`mark_output`), else
+    ``None`` (no marker, or a ``.labelsky`` file that is empty, unreadable or someone else's)."""
+    try:
+        marker = json.loads((Path(path) / MARKER).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("made_by") == "labelsky" else None
+
+
 def is_labelsky_output(path: str | Path) -> bool:
-    """True when ``path`` is a folder that labelsky made (it holds the marker file)."""
-    return (Path(path) / MARKER).is_file()
+    """True when ``path`` is a folder that labelsky made (it holds labelsky's marker)."""
+    return read_marker(path) is not None
 
 
 def marker_kind(path: str | Path) -> str | None:
     """What the labelsky folder ``path`` holds, from its marker (``None`` if unknown)."""
-    try:
-        return json.loads((Path(path) / MARKER).read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
+    marker = read_marker(path)
+    return marker.get("kind") if marker else None
+
+
+def _identity(path: Path) -> dict:
+    st = os.stat(path)
+    return {"dev": int(st.st_dev), "ino": int(st.st_ino)}
+
+
+def made_here(path: str | Path) -> bool:
+    """True when the marker of ``path`` was written for this very folder (not copied in from another, nor the
+    folder copied elsewhere): the condition for labelsky to delete it. Markers of older versions, which did not
+    record the folder, count as made here."""
+    marker = read_marker(path)
+    if marker is None:
+        return False
+    folder = marker.get("folder")
+    return folder is None or folder == _identity(Path(path))
 
 
 def check_not_current(path: str | Path) -> None:
@@ -70,7 +94,8 @@ def mark_output(path: str | Path, kind: str) -> None:
     path = Path(path)
     tmp = path / f"{MARKER}.tmp"
     tmp.write_text(json.dumps({"made_by": "labelsky", "kind": kind, "labelsky_version": __version__,
-                               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n")
+                               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "folder": _identity(path)}) + "\n")
     os.replace(tmp, path / MARKER)
 
 
@@ -130,14 +155,23 @@ def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterabl
         raise OutputError(f"output {path} is a file, not a folder; choose another --out")
     non_empty = path.is_dir() and any(path.iterdir())
     if non_empty and not is_labelsky_output(path):
-        raise OutputError(f"{path} exists and was not made by labelsky (no {MARKER} marker in it); labelsky never "
-                          f"writes into or deletes such a folder: choose a new or empty folder")
+        why = (f"its {MARKER} file is not labelsky's marker" if (path / MARKER).exists() else
+               f"no {MARKER} marker in it")
+        raise OutputError(f"{path} exists and was not made by labelsky ({why}); labelsky never writes into or "
+                          f"deletes such a folder: choose a new or empty folder")
+    if non_empty and not overwrite and marker_kind(path) != kind:
+        raise OutputError(f"{path} holds a labelsky {marker_kind(path) or 'output of unknown kind'}, not a {kind}; "
+                          f"choose another folder")
     if overwrite and non_empty:
         check_not_current(path)
         made = marker_kind(path)
-        if made not in (kind, None):
-            raise OutputError(f"--overwrite refused: {path} holds a labelsky {made}, not a {kind}; choose another "
-                              f"folder (or delete it yourself if you mean to)")
+        if made != kind:
+            raise OutputError(f"--overwrite refused: {path} holds a labelsky {made or 'output of unknown kind'}, "
+                              f"not a {kind}; choose another folder (or delete it yourself if you mean to)")
+        if not made_here(path):
+            raise OutputError(f"--overwrite refused: the {MARKER} marker of {path} was made for another folder "
+                              f"(copied in, or the folder copied); labelsky deletes only folders it made there: "
+                              f"delete it yourself or choose another folder")
         if path.is_symlink():
             raise OutputError(f"--overwrite refused: {path} is a symbolic link; labelsky replaces only real folders")
         shutil.rmtree(path)
@@ -152,3 +186,76 @@ def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterabl
     except OSError as err:
         raise OutputError(f"cannot write output {path}: {err.strerror or err}") from None
     return path
+
+
+class OutputLock:
+    """An exclusive lock file ``OUT.lock`` beside an output while a command writes it (a catalog, a run folder).
+
+    A second command into the same output stops at once and says who holds
+    it; a lock left by a process that died on this host (``kill -9``) is taken
+    over. A lock file that is not labelsky's (unreadable) is never taken over:
+    the command names it and stops.
+    """
+
+    def __init__(self, out: str | Path, doing: str = "written", error: type = OutputError):
+        self.out, self.doing, self.error = Path(out), doing, error
+        self.path = self.out.parent / f"{self.out.name}.lock"
+
+    def __enter__(self):
+        import socket
+        import time
+
+        host = socket.gethostname()
+        for _ in range(2):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError as err:
+                if not self.path.is_file() or err.filename != str(self.path):
+                    raise OutputError(f"cannot create output {self.out}: {err.filename} is a file, not a folder") \
+                        from None
+                held = _read_lock(self.path)
+                if held is None:
+                    raise self.error(f"{self.path} exists but is not a lock labelsky wrote (unreadable); if no "
+                                     f"labelsky command is writing {self.out}, delete it and rerun") from None
+                if held.get("host") == host and not _alive(held.get("pid")):
+                    self.path.unlink(missing_ok=True)  # its writer is gone: a stale lock
+                    continue
+                raise self.error(f"{self.out} is being {self.doing} by process {held.get('pid')} on "
+                                 f"{held.get('host')} since {held.get('started')}; wait for it to finish (or delete "
+                                 f"{self.path} if that process is gone)") from None
+            except NotADirectoryError:
+                raise OutputError(f"cannot create output {self.out}: a part of the path is a file, not a folder") \
+                    from None
+            except OSError as err:
+                raise OutputError(f"cannot write output {self.out}: {err.strerror or err}") from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"made_by": "labelsky", "pid": os.getpid(), "host": host,
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, fh)
+            return self
+        raise self.error(f"cannot take the lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+        return False
+
+
+def _read_lock(path: Path) -> dict | None:
+    """A lock's record, or ``None`` when it is not one labelsky wrote (unreadable, or without pid and host)."""
+    try:
+        held = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(held, dict) or not isinstance(held.get("pid"), int) or not held.get("host"):
+        return None
+    return held
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -118,6 +118,12 @@ def object_seed(seed: int, index: int, *stream: Any) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(key))
 
 
+def is_rank_zero() -> bool:
+    """False in the processes that Lightning or torchrun start for devices and nodes other than the first (read
+    from the environment, so it holds before any trainer exists)."""
+    return all(os.environ.get(k, "0") in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
 def default_device(requested: str | None = None) -> str:
     """``"cuda"`` when a GPU is visible, else ``"cpu"``; ``requested`` overrides (checked: ``cpu``, ``cuda``,
     ``cuda:N`` of a visible GPU, ``mps``)."""

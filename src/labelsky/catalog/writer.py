@@ -40,7 +40,6 @@ runs: the ``embedding`` column).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -59,6 +58,7 @@ from labelsky.catalog.shards import (  # noqa: F401  (re-exported: the shard fun
     write_part,
 )
 from labelsky.data.io import LabelskyDataset
+from labelsky.outputs import OutputLock
 from labelsky.utils import atomic_path, atomic_write_json
 
 __all__ = ["write_catalog", "CatalogWriteError", "ENGINES", "FORMATS", "predict_shard", "is_labelsky_catalog"]
@@ -129,7 +129,7 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, *, transform=
         raise CatalogWriteError(f"{out} is a non-empty folder that is not a labelsky catalog; choose another")
     if fmt == "partitioned" and out.is_file():
         raise CatalogWriteError(f"{out} is a file; a partitioned catalog is a folder")
-    with _OutputLock(out):
+    with OutputLock(out, doing="written", error=CatalogWriteError):
         return _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker, job,
                              engine, progress, overwrite)
 
@@ -148,58 +148,6 @@ def _engine(engine):
     raise CatalogWriteError(f"unknown engine {engine!r}; expected one of {ENGINES} (or LocalEngine / RayEngine)")
 
 
-class _OutputLock:
-    """An exclusive lock file ``OUT.lock`` beside a catalog while it is written: a second ``labelsky catalog``
-    into the same output stops at once and says who holds it. A lock left by a process that died on this host
-    (``kill -9``) is taken over."""
-
-    def __init__(self, out: Path):
-        self.out, self.path = out, out.parent / f"{out.name}.lock"
-
-    def __enter__(self):
-        import os
-        import socket
-        import time
-
-        host = socket.gethostname()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    held = json.loads(self.path.read_text() or "{}")
-                except (OSError, ValueError):
-                    held = {}
-                if held.get("host") == host and not _alive(held.get("pid")):
-                    self.path.unlink(missing_ok=True)  # its writer is gone: a stale lock
-                    continue
-                raise CatalogWriteError(f"{self.out} is being written by process {held.get('pid')} "
-                                        f"on {held.get('host')} since {held.get('started')}; wait for it to finish "
-                                        f"(or delete {self.path} if that process is gone)") from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"pid": os.getpid(), "host": host,
-                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, fh)
-            return self
-        raise CatalogWriteError(f"cannot take the lock {self.path}")
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-        return False
-
-
-def _alive(pid) -> bool:
-    import os
-
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker, job, engine,
                   progress, overwrite) -> Path:
     from tqdm.auto import tqdm
@@ -212,7 +160,7 @@ def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, par
         if out.is_file() and not is_labelsky_catalog(out):
             raise CatalogWriteError(f"{out} exists and was not written by labelsky catalog; it is never replaced: "
                                     f"choose another --out")
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        _remove_parts(parts_dir)
         if out.is_file():
             out.unlink()
     if done_marker.exists():
@@ -240,8 +188,33 @@ def _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, par
         raise CatalogWriteError(f"{parts_dir}: shards {missing[:10]} were not written; rerun to finish")
     _assemble(ds, parts_dir, out, fmt)
     if fmt != "partitioned":
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        _remove_parts(parts_dir)
     return out
+
+
+#: the files a catalog's parts folder holds, all labelsky's: the only ones ever deleted there
+_PART_FILES = ("part-*.parquet", ".part-*.tmp", "_job.json", "_metadata", "_common_metadata")
+
+
+def _remove_parts(parts_dir: Path) -> None:
+    """Delete the files labelsky wrote in a parts folder (and the folder when nothing else is left); anything
+    else (a file copied in) stays, and is named."""
+    if not parts_dir.is_dir():
+        return
+    for pattern in _PART_FILES:
+        for p in parts_dir.glob(pattern):
+            if p.is_file() and not p.is_symlink():
+                p.unlink()
+    others = sorted(p.name for p in parts_dir.iterdir())
+    if others:
+        import warnings
+
+        from labelsky.errors import LabelskyWarning
+
+        warnings.warn(f"{parts_dir}: left in place what labelsky did not write there: {', '.join(others[:10])}"
+                      + (f" and {len(others) - 10} more" if len(others) > 10 else ""), LabelskyWarning, stacklevel=3)
+    else:
+        parts_dir.rmdir()
 
 
 #: what marks a catalog file as labelsky's: Parquet schema metadata key, FITS header keyword CREATOR

@@ -97,6 +97,20 @@ def _report_to_stderr() -> None:
     warnings.showwarning = _show_warning
 
 
+def _os_error(err: OSError) -> str:
+    """An OSError as one line a user reads: what the system said, the path, and what to do on a full disk."""
+    import errno
+
+    from labelsky.errors import one_line
+
+    what = err.strerror or one_line(err)
+    where = f": {err.filename}" if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        return (f"the disk is full{where} ({what}); free space and rerun the same command: what was written "
+                f"before is kept and the command resumes")
+    return f"{what}{where}"
+
+
 def main(argv=None) -> int:
     """Run one command; every error a user can cause prints one line and returns 2."""
     from labelsky.errors import LabelskyError, one_line
@@ -116,7 +130,7 @@ def main(argv=None) -> int:
         print(f"labelsky: error: {one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # the file system refused: a path under a file, a read-only or full disk, ...
-        print(f"labelsky: error: {one_line(err)}", file=sys.stderr)
+        print(f"labelsky: error: {_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("labelsky: interrupted; rerun the same command to resume", file=sys.stderr)

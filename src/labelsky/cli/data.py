@@ -327,8 +327,8 @@ def cmd_import(a) -> int:
 
         image = example_image(a.example) if a.example else a.source
         prefix = a.id_prefix or (EXAMPLES[a.example][2] if a.example else None)
-        ds, rep = import_detections(image, a.out, settings=settings, size=a.size or 64, threshold=a.threshold,
-                                    npixels=a.npixels, deblend=a.deblend, min_area=a.min_area,
+        ds, rep = import_detections(image, a.out, settings=settings, size=64 if a.size is None else a.size,
+                                    threshold=a.threshold, npixels=a.npixels, deblend=a.deblend, min_area=a.min_area,
                                     max_sources=a.max_sources, cutout=a.cutout, edge=a.edge,
                                     box_size=a.box_size, flux_scale=a.flux_scale, pixel_scale=a.pixel_scale,
                                     id_prefix=prefix,

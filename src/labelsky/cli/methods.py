@@ -5,8 +5,9 @@ Each :class:`~labelsky.methods.registry.MethodSpec` gives a command (``train``,
 later): one option per dataset it takes (``--data``, ``--source`` ...), ``--out``
 (the run folder), one option per setting its config declares
 (:func:`labelsky.cli.options.add_settings`) and ``--overwrite``. The command
-opens the datasets, builds the settings, selects the rows and trains through
-the spec; then it prints the method's summary.
+builds the settings and trains through :func:`labelsky.methods.registry.train`
+(the datasets, their rows, the run's lock, the method's ``fit``); then it
+prints the method's summary.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def add_method_commands(sub) -> None:
 
 def cmd_method(spec, a) -> int:
     """Train ``spec``'s method as the parsed arguments say, into ``--out``."""
-    from labelsky.methods.registry import open_inputs
+    from labelsky.methods.registry import train
 
     cfg = settings_from_args(spec.config_cls, a)
-    datasets = open_inputs(spec, {r.name: getattr(a, r.name) for r in spec.inputs if getattr(a, r.name) is not None})
-    fitted = spec.fit(a.out, spec.select_rows(datasets, cfg), cfg, overwrite=a.overwrite)
+    datasets = {r.name: getattr(a, r.name) for r in spec.inputs if getattr(a, r.name) is not None}
+    fitted = train(spec, a.out, datasets, cfg, overwrite=a.overwrite)
     if not rank_zero():  # after a distributed fit, only rank 0 reports
         return 0
     for line in spec.summary(a.out, fitted.report):

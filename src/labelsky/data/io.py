@@ -184,6 +184,13 @@ def _version() -> str:
     return __version__
 
 
+def ids_digest(ids) -> str:
+    """The digest of a shard's object ids, in order (kept in its image file beside the images)."""
+    import hashlib
+
+    return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
+
+
 class DatasetWriter:
     """Write a dataset shard by shard; every producer (simulator, importers) uses it.
 
@@ -302,6 +309,7 @@ class DatasetWriter:
         # (HDF5 itself crashes the process when a write fails), and the same bytes as writing it directly
         buf = io.BytesIO()
         with h5py.File(buf, "w", track_order=False) as f:
+            f.attrs["ids_sha1"] = ids_digest(table.column("id_str").to_pylist())  # which objects: swaps show
             f.create_dataset("images", data=images, chunks=(1, *self.image_shape) if n else None,
                              track_times=False)
             if masks is not None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,10 @@ class SurveyError(SettingsError):
 def _is_number(v) -> bool:
     """A finite real number (not a bool, not text)."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+#: what a survey's name may be: it names the survey's folder in a simulation (``OUT/<name>/``)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def check_filters(survey: "Survey", source: str | None = None) -> None:
@@ -159,6 +164,10 @@ class Survey:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise SurveyError(f"survey field 'name' must be a non-empty text, got {self.name!r}")
+        if not _SAFE_NAME.fullmatch(self.name):
+            # a survey's name is a folder name (OUT/<survey>/ of a simulation): no path may hide in it
+            raise SurveyError(f"survey field 'name' = {self.name!r}: a survey's name is a folder name; expected "
+                              f"letters, digits and . _ + - (starting with a letter or digit), no path")
         for name in ("bands", "filters", "psf_fwhm", "depth", "sky_mag"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsky.data.io import CORE_COLUMNS, META_FILE, SPLITS, VOTE_COLUMNS, _shard_name
+from labelsky.data.io import CORE_COLUMNS, META_FILE, SPLITS, VOTE_COLUMNS, _shard_name, ids_digest
 
 __all__ = ["validate_dataset"]
 
@@ -167,6 +167,10 @@ def validate_dataset(path: str | Path, max_masked: float = 0.2, max_per_kind: in
                     continue
                 if d.shape[0] != n:
                     add("error", img_path, "images", f"{d.shape[0]} images for {n} catalog rows")
+                held = f.attrs.get("ids_sha1")
+                if held is not None and "id_str" in cols and str(held) != ids_digest(cols["id_str"]):
+                    add("error", img_path, "images", f"the images are of other objects than {cat_rel} lists (their "
+                                                     f"ids digest differs): shards swapped or replaced")
                 if not check_pixels:
                     continue
                 for start in range(0, d.shape[0], 64):

@@ -15,7 +15,10 @@ from labelsky.measures.embeddings import (
     name_clusters,
 )
 
-__all__ = ["cluster_run", "NAMING"]
+__all__ = ["cluster_run", "NAMING", "MIN_ROWS"]
+
+#: the fewest galaxies a map and its clusters are made of
+MIN_ROWS = 6
 
 
 def _labels_for(ds, rows: np.ndarray, names: list) -> np.ndarray | None:
@@ -100,7 +103,7 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
     from labelsky.data.io import DatasetError
     from labelsky.errors import OutputError, SettingsError
     from labelsky.methods.predict import Predictor
-    from labelsky.outputs import is_labelsky_output, marker_kind, prepare_output
+    from labelsky.outputs import check_not_input, is_labelsky_output, marker_kind, prepare_output
     from labelsky.utils import atomic_path, atomic_write_json
 
     run, out = Path(run), Path(out)
@@ -123,8 +126,13 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
         rows = rows[np.isin(ds.column("split").astype(str), wanted)]
     if not len(rows):
         raise DatasetError(f"{ds.path}: no rows in split(s) {split}")
+    if len(rows) < MIN_ROWS:
+        raise DatasetError(f"{ds.path}: {len(rows)} row(s){f' in split(s) {split}' if split else ''}; a map and its "
+                           f"clusters need at least {MIN_ROWS} galaxies")
+    check_not_input(out, [ds.path], what="clusters", inside=True)
     if out.is_dir() and is_labelsky_output(out) and marker_kind(out) != "clusters":
-        raise OutputError(f"{out} holds a labelsky {marker_kind(out)}, not clusters; choose another --out")
+        raise OutputError(f"{out} holds a labelsky {marker_kind(out) or 'output of unknown kind'}, not clusters; "
+                          f"choose another --out")
     if (out / "summary.json").is_file() and not overwrite:
         raise OutputError(f"{out} already holds finished clusters; pass --overwrite to redo them")
     predictor = Predictor(run, device=device)

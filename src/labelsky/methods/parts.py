@@ -19,7 +19,7 @@ import numpy as np
 
 from labelsky.data.io import DatasetError, LabelskyDataset
 
-__all__ = ["Part", "describe_parts", "describe_unlabelled", "every_row", "one", "same_classes"]
+__all__ = ["Part", "describe_parts", "describe_unlabelled", "every_row", "one", "same_classes", "same_units"]
 
 
 class Part(NamedTuple):
@@ -57,6 +57,25 @@ def same_classes(datasets) -> list:
         if list(ds.classes) != classes:
             raise DatasetError(f"{ds.path}: classes {ds.classes} differ from {datasets[0].path}: {classes}")
     return classes
+
+
+def same_units(datasets, render: str | None = None, what: str = "the training data", allow: bool = False) -> None:
+    """Refuse flux images and 8-bit pictures (``flux_unit``) in one model's data unless ``render`` makes them
+    alike (flux rendered as a viewer's pictures, pictures taken as they are) or ``allow`` (an ablation): a
+    network sees them differently."""
+    units: dict[str, list] = {}
+    for ds in datasets:
+        paths = units.setdefault(ds.meta.get("flux_unit", "nanomaggy"), [])
+        if str(ds.path) not in paths:
+            paths.append(str(ds.path))
+    if len(units) > 1 and not render and not allow:
+        from labelsky.errors import SettingsError
+
+        mix = " and ".join(f"{'8-bit pictures' if u == 'display' else f'{u} images'} ({', '.join(p)})"
+                           for u, p in sorted(units.items()))
+        raise SettingsError(f"{what} mixes {mix}: a network sees flux images and pictures differently; pass "
+                            f"--render VIEWER (flux rendered as that viewer's pictures, pictures taken as they are), "
+                            f"import them alike, or --mixed-units to train on both as they are")
 
 
 def _digest(values) -> str:

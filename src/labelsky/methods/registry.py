@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple
 from labelsky.errors import SettingsError
 
 __all__ = ["MethodSpec", "DataRole", "Fitted", "register_method", "get_method", "list_methods", "train",
-           "open_inputs", "OUTPUTS"]
+           "open_inputs", "run_lock", "OUTPUTS"]
 
 OUTPUTS = ("probs", "fractions", "values", "embedding")
 
@@ -218,11 +218,26 @@ def train(method: str | MethodSpec, run_dir, datasets: dict, cfg=None, *, overwr
     path(s)}``, e.g. ``{"data": "sim/sdss"}``), then its ``fit``. ``cfg``: its settings (default: the defaults).
 
     The same call resumes an interrupted run; other settings or data are refused (``overwrite`` replaces a
-    run labelsky made). Returns the best model and the run's report.
+    run labelsky made); while it trains, ``RUN.lock`` keeps a second training of the same folder out. Returns
+    the best model and the run's report.
     """
     spec = method if isinstance(method, MethodSpec) else get_method(method)
     cfg = cfg if cfg is not None else spec.config_cls()
     if not isinstance(cfg, spec.config_cls):
         raise SettingsError(f"method {spec.name!r} takes {spec.config_cls.__name__}, not {type(cfg).__name__}")
     data = open_inputs(spec, datasets)
-    return spec.fit(run_dir, spec.select_rows(data, cfg), cfg, overwrite=overwrite, progress=progress)
+    parts = spec.select_rows(data, cfg)
+    with run_lock(run_dir):  # a second training into the same run folder stops at once, naming this one
+        return spec.fit(run_dir, parts, cfg, overwrite=overwrite, progress=progress)
+
+
+def run_lock(run_dir):
+    """The lock of a run folder while a command trains it (``RUN.lock`` beside it; see
+    :class:`labelsky.outputs.OutputLock`); only rank 0 of a distributed run takes it."""
+    import contextlib
+
+    from labelsky.errors import RunFolderError
+    from labelsky.outputs import OutputLock
+    from labelsky.utils import is_rank_zero
+
+    return OutputLock(run_dir, doing="trained", error=RunFolderError) if is_rank_zero() else contextlib.nullcontext()

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from labelsky.errors import RunFolderError
 from labelsky.outputs import prepare_output
-from labelsky.utils import atomic_write_json
+from labelsky.utils import atomic_write_json, is_rank_zero
 
 __all__ = ["Run", "RESUMABLE", "load_checkpoint", "load_state", "config_differences", "CONFIG_FILE",
            "run_checkpoint", "run_method", "run_spec", "load_run", "input_warnings"]
@@ -63,9 +63,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files; all mean the same here
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        text = str(err).strip()
+        if "Weights only load failed" in text:  # torch's advice (load it unsafely) is never labelsky's
+            first = "it holds objects other than tensors and plain data, which labelsky never unpickles"
+        else:
+            first = text.splitlines()[0][:200] if text else err.__class__.__name__
         raise RunFolderError(f"checkpoint {path} cannot be read safely (truncated, corrupt, or holding more than "
-                             f"weights): {first[:200]}") from None
+                             f"weights): {first}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise RunFolderError(f"{path} is not a labelsky checkpoint (no state_dict / hyper_parameters)")
     return ckpt
@@ -79,13 +83,6 @@ def load_state(model, ckpt: dict, path: str | Path = "checkpoint") -> None:
         first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise RunFolderError(f"{path} does not fit its model (a foreign or damaged checkpoint): {first[:200]}") \
             from None
-
-
-def _is_rank_zero() -> bool:
-    """False in the processes that Lightning or torchrun start for devices and nodes other than the first."""
-    import os
-
-    return all(os.environ.get(k, "0") in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
 def _jsonable(x: Any):
@@ -176,7 +173,7 @@ class Run:
         from labelsky._version import __version__
 
         run = cls(path)
-        if not _is_rank_zero():
+        if not is_rank_zero():
             # another process of a distributed run (Lightning re-launches the command once per device): rank 0
             # has prepared the folder and written config.json; this one only seeds
             if seed is not None:
@@ -223,12 +220,33 @@ class Run:
 
     # ------------------------------------------------------------------ fit
     def resume_checkpoint(self, stage: str = "") -> str | None:
-        """``last.ckpt`` of ``stage`` to resume from (checked to load safely), or ``None``."""
+        """``last.ckpt`` of ``stage`` to resume from (checked to load safely), or ``None``.
+
+        A ``last.ckpt`` that cannot be read (truncated by a full disk under an
+        older version, damaged) falls back to ``best.ckpt``, the previous good
+        state, with a warning; without a readable one the run is refused with
+        the remedy.
+        """
         last = self.checkpoint_dir(stage) / "last.ckpt"
         if not last.is_file():
             return None
-        load_checkpoint(last)
-        return str(last)
+        try:
+            load_checkpoint(last)
+            return str(last)
+        except RunFolderError as err:
+            best = self.checkpoint_dir(stage) / "best.ckpt"
+            try:
+                epoch = int(load_checkpoint(best).get("epoch", -1)) + 1
+            except RunFolderError:
+                raise RunFolderError(f"{err}; no readable best.ckpt beside it to resume from: pass --overwrite to "
+                                     f"start the run again") from None
+            import warnings
+
+            from labelsky.errors import LabelskyWarning
+
+            warnings.warn(f"{err}; resuming from {best} instead (after epoch {epoch}): the epochs since are trained "
+                          f"again", LabelskyWarning, stacklevel=2)
+            return str(best)
 
     def fit(self, trainer, module, train_loader, val_loader=None, stage: str = "") -> Path:
         """``trainer.fit``, resuming from ``last.ckpt`` when present (safe load); returns the best checkpoint.

@@ -201,6 +201,11 @@ class InputSettings(Settings):
                                           "black level, contrast, gamma when asked); optional overrides, e.g. "
                                           "'blur=1.5,noise=2,jpeg_quality=40:95,black=0:0.12'")
 
+    # flux images and 8-bit pictures in one model's data without a rendering: refused unless asked for (an
+    # ablation: the naive path the sim-to-picture benchmarks measure)
+    mixed_units: bool = setting(False, help="allow flux images and 8-bit pictures in one model's data without "
+                                            "--render (an ablation: a network sees them differently)")
+
     def _check(self):
         if self.randomise is not None and not self.render:
             raise SettingsError("--randomise needs --render (the nuisances are drawn on rendered pictures)")

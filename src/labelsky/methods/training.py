@@ -25,7 +25,8 @@ from labelsky.data.datasets import ImageDataset
 from labelsky.errors import SettingsError
 from labelsky.utils import default_device
 
-__all__ = ["make_loader", "build_trainer", "accelerator_for", "is_global_zero", "RankReport", "class_balance_weights"]
+__all__ = ["make_loader", "build_trainer", "accelerator_for", "is_global_zero", "RankReport", "class_balance_weights",
+           "AtomicCheckpointIO"]
 
 
 def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | None = None,
@@ -96,6 +97,35 @@ class RankReport(L.Callback):
             "metrics": {k: float(v) for k, v in sorted(trainer.callback_metrics.items())}})
 
 
+def _atomic_checkpoint_io():
+    """Lightning's checkpoint writer, made atomic (see :class:`AtomicCheckpointIO`)."""
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class _Atomic(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            save_atomically(checkpoint, path)
+
+    return _Atomic()
+
+
+def save_atomically(checkpoint: dict, path) -> None:
+    """``torch.save`` to a temporary file beside ``path`` (the same file system), ``fsync``, then rename: a full
+    disk or a kill leaves the previous checkpoint under its name, never a truncated one."""
+    import os
+
+    from labelsky.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+#: the checkpoint writer of every labelsky trainer (a Lightning ``CheckpointIO`` plugin)
+AtomicCheckpointIO = _atomic_checkpoint_io
+
+
 def _ddp_strategy():
     """Lightning's DDP, registering every parameter (also those frozen when training starts) and tolerating
     parameters unused in a step: progressive unfreezing turns frozen blocks on later (their gradients must be
@@ -157,7 +187,7 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
             logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per (re)start
             accelerator=accelerator_for(cfg.device),
             devices=devices if devices is not None else devices_for(cfg.device), num_nodes=num_nodes,
-            strategy=strategy, enable_progress_bar=progress,
+            strategy=strategy, enable_progress_bar=progress, plugins=[AtomicCheckpointIO()],
             enable_model_summary=False, log_every_n_steps=10, deterministic=False,
         )
     except (ValueError, MisconfigurationException) as err:  # an unknown strategy, too many devices, ...

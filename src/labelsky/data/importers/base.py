@@ -221,13 +221,22 @@ def check_input_file(path: str | Path, max_bytes: int) -> None:
 
 
 def _records_digest(records: list[dict]) -> str:
-    """A content hash of the import records (every catalog field, the file each object is read from)."""
+    """A content hash of the import records: every catalog field, the file each object is read from and that
+    file's size and modification time (a cutout replaced under an interrupted import is other data: the resume
+    is refused rather than mixing old and new images)."""
     import hashlib
     import json
+    import os
 
     h = hashlib.sha256()
     for rec in records:
         h.update(json.dumps({k: v for k, v in rec.items() if k != "_row"}, sort_keys=True, default=str).encode())
+        if rec.get("_file"):
+            try:
+                st = os.stat(rec["_file"])
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            except OSError:
+                h.update(b"missing")
         h.update(b"\n")
     return h.hexdigest()
 

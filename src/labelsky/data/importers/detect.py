@@ -144,11 +144,12 @@ def _read_fits(path: Path, settings: ImportSettings | None, flux_scale: float | 
     from astropy.io import fits
     from astropy.wcs import WCS, FITSFixedWarning
 
-    from labelsky.data.importers.fits import _flux_scale, _pixel_scale
+    from labelsky.data.importers.fits import _flux_scale, _pixel_scale, check_fits_pixels
 
     settings = settings or ImportSettings()
     try:
         with fits.open(path, memmap=False) as hdul:
+            check_fits_pixels(hdul, path, settings.max_pixels, error=DatasetError)  # from the headers, before reading
             if hdu is not None:
                 try:
                     chosen = hdul[hdu]
@@ -396,6 +397,9 @@ def import_detections(image_path: str | Path, out: str | Path, *, settings: Impo
     _check_number("max_sources", max_sources, integer=True, minimum=1, strict=False, optional=True)
     _check_number("scale_factor", scale_factor)
     _check_number("box_size", box_size, integer=True, minimum=4, strict=False)
+    from labelsky.data.importers.fits import check_cutout_size
+
+    check_cutout_size(size, settings or ImportSettings())
     if cutout not in _CUTOUTS:
         raise SettingsError(f"cutout (--cutout) = {cutout!r}; expected one of {list(_CUTOUTS)}")
     if edge not in _EDGES:

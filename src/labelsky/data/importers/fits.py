@@ -30,6 +30,7 @@ from labelsky.data.importers.base import (
     ImportRowError,
     ImportSettings,
     catalog_records,
+    check_input_file,
     read_table,
     run_import,
     survey_with_bands,
@@ -56,6 +57,13 @@ def _check_options(size=None, pixel_scale=None, flux_scale=None) -> None:
             option = "--" + name.replace("_", "-")
             what = "arcsec per pixel" if name == "pixel_scale" else "the factor from data units to nanomaggies"
             raise SettingsError(f"{name} ({option}) = {v!r}; expected a number > 0 ({what})")
+
+
+def check_cutout_size(size: int, settings: ImportSettings) -> None:
+    """Refuse a cutout side whose images would hold more than ``settings.max_pixels`` pixels per band."""
+    if size * size > settings.max_pixels:
+        raise SettingsError(f"size (--size) = {size}: a {size} x {size} cutout holds {size * size} pixels per band, "
+                            f"beyond the limit of {settings.max_pixels} (--max-pixels raises it)")
 
 
 def _pixel_scale(header) -> float | None:
@@ -87,11 +95,36 @@ def _flux_scale(header, flux_scale: float | None) -> float:
     return 1.0
 
 
-def read_fits_cutout(path: str | Path, bands: Sequence[str], flux_scale: float | None = None):
+def header_pixels(header) -> int:
+    """Pixels of an HDU's data from its header alone (``NAXIS1 x NAXIS2 x ...``), 0 without data."""
+    n = int(header.get("NAXIS", 0) or 0)
+    if n == 0:
+        return 0
+    total = 1
+    for i in range(1, n + 1):
+        total *= int(header.get(f"NAXIS{i}", 0) or 0)
+    return total
+
+
+def check_fits_pixels(hdul, path, max_pixels: int, error=None) -> None:
+    """Refuse a FITS file whose images hold more than ``max_pixels`` pixels, from the headers alone, before any
+    pixel is read (a few-MB compressed file can hold gigabytes of pixels)."""
+    for h in hdul:
+        n = header_pixels(h.header)
+        if n > max_pixels:
+            err = error or ImportRowError
+            raise err(f"{path}: HDU {h.name or '#'} holds {n} pixels ({h.header.get('NAXIS1')} x "
+                      f"{h.header.get('NAXIS2')}{' x ...' if int(h.header.get('NAXIS', 0)) > 2 else ''}), beyond "
+                      f"the limit of {max_pixels} (--max-pixels raises it)")
+
+
+def read_fits_cutout(path: str | Path, bands: Sequence[str], flux_scale: float | None = None,
+                     max_pixels: int = 25_000_000):
     """Read one cutout file: ``(image [bands, H, W] float32 nanomaggies, mask or None, pixel scale or None)``.
 
-    Raises :class:`ImportRowError` for a missing band, an unexpected shape or
-    an unreadable / truncated file.
+    Raises :class:`ImportRowError` for a missing band, an unexpected shape, an
+    unreadable / truncated file, or more than ``max_pixels`` pixels in an HDU
+    (checked from the headers before anything is read).
     """
     import warnings
 
@@ -104,6 +137,7 @@ def read_fits_cutout(path: str | Path, bands: Sequence[str], flux_scale: float |
     try:
         with warnings.catch_warnings(), fits.open(path, memmap=False) as hdul:
             warnings.simplefilter("error", VerifyWarning)  # astropy only warns about a truncated file
+            check_fits_pixels(hdul, path, max_pixels)
             hdul.verify("exception")
             hdul.readall()
             hdus = [h for h in hdul if getattr(h, "data", None) is not None and h.is_image and h.data.ndim >= 2]
@@ -173,6 +207,25 @@ def resample(image: np.ndarray, mask: np.ndarray | None, scale_in: float, scale_
     return out, None
 
 
+def _first_side(records, bands, flux_scale, pixel_scale, survey, settings, source: str) -> int:
+    """The default output side: the first readable cutout's, at the survey's pixel scale (cutouts of another
+    size are then padded or cropped to it; ``--size`` sets it)."""
+    errors = []
+    for rec in records:
+        if rec.get("_error"):
+            continue
+        try:
+            check_input_file(rec["_file"], settings.max_file_bytes)
+            img, _, scale = read_fits_cutout(rec["_file"], bands, flux_scale, settings.max_pixels)
+        except ImportRowError as err:
+            errors.append(str(err))
+            continue
+        scale = scale or pixel_scale or survey.pixel_scale
+        return max(1, int(round(max(img.shape[1:]) * scale / survey.pixel_scale)))
+    raise DatasetError(f"{source}: none of the {len(records)} cutouts can be read"
+                       + (f" (first error: {errors[0]})" if errors else ""))
+
+
 def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSettings | None = None,
                         file_column: str = "file", base_dir: str | Path | None = None, size: int | None = None,
                         pixel_scale: float | None = None, flux_scale: float | None = None, votes=None,
@@ -183,7 +236,8 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
     The catalog needs ``id_str``, ``ra``, ``dec`` and ``file`` (paths relative
     to ``base_dir``, default the catalog's folder); optional ``label`` /
     ``label_name``, ``split`` and Galaxy Zoo vote columns. ``size``: output
-    side in pixels (default: the survey's cutout size). ``pixel_scale``: input
+    side in pixels (default: the first readable cutout's side at the survey's
+    pixel scale). ``pixel_scale``: input
     scale when the files carry none. ``votes``: a Galaxy Zoo vote table joined
     on its published id column (``iauname``, ``dr7objid``, ...; or ``votes_id``
     against the catalog's ``catalog_id``, see
@@ -202,10 +256,12 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
                                        base_dir=Path(base_dir) if base_dir else catalog.parent)
     settings.classes = classes
     survey = survey_with_bands(settings.survey, settings.bands)
-    bands, size = list(survey.bands), int(size or survey.cutout_size)
+    bands = list(survey.bands)
+    size = int(size or _first_side(records, bands, flux_scale, pixel_scale, survey, settings, str(catalog)))
+    check_cutout_size(size, settings)
 
     def load(rec):
-        img, mask, scale = read_fits_cutout(rec["_file"], bands, flux_scale)
+        img, mask, scale = read_fits_cutout(rec["_file"], bands, flux_scale, settings.max_pixels)
         scale = scale or pixel_scale or survey.pixel_scale
         return resample(img, mask, scale, survey.pixel_scale, size)
 
@@ -242,6 +298,7 @@ def import_fits_images(images: dict, catalog: str | Path, out: str | Path, setti
     catalog = Path(catalog)
     survey = survey_with_bands(settings.survey, settings.bands or list(images))
     bands, size = list(survey.bands), int(size or survey.cutout_size)
+    check_cutout_size(size, settings)
     missing = [b for b in bands if b not in images]
     if missing:
         raise DatasetError(f"no image given for band(s) {missing}; bands are {bands}")

@@ -33,6 +33,7 @@ from labelsky.data.importers.base import (
     ImportRowError,
     ImportSettings,
     catalog_records,
+    check_input_file,
     read_table,
     run_import,
     survey_with_bands,
@@ -110,7 +111,9 @@ def _read_picture(path: Path, n_bands: int, max_pixels: int = 25_000_000) -> np.
     return arr.astype(np.float32) / np.float32(255.0)
 
 
-def _first_size(records: list[dict], source: str) -> tuple[int, int]:
+def _first_size(records: list[dict], source: str, max_bytes: int) -> tuple[int, int]:
+    """The size of the first picture that opens; every file is checked to be a regular file of at most
+    ``max_bytes`` before it is opened (a pipe or a device is never read)."""
     from PIL import Image
 
     errors = []
@@ -118,8 +121,11 @@ def _first_size(records: list[dict], source: str) -> tuple[int, int]:
         if rec.get("_error"):
             continue
         try:
+            check_input_file(rec["_file"], max_bytes)
             with Image.open(rec["_file"]) as im:
                 return int(im.size[1]), int(im.size[0])
+        except ImportRowError as err:
+            errors.append(str(err))
         except (OSError, SyntaxError, Image.DecompressionBombError) as err:
             errors.append(f"{rec['_file']}: {type(err).__name__}: {err}")
     raise DatasetError(f"{source}: none of the {len(records)} pictures can be opened"
@@ -152,7 +158,7 @@ def import_pictures(catalog, out: str | Path, settings: ImportSettings | None = 
                                        base_dir=Path(base_dir) if base_dir is not None else None)
     settings = dataclasses.replace(settings, classes=classes)
     hw = image_size(size)
-    shape_hw = hw if hw is not None else _first_size(records, source)
+    shape_hw = hw if hw is not None else _first_size(records, source, settings.max_file_bytes)
     n_bands = len(settings.bands)
 
     def load(rec):

@@ -17,7 +17,7 @@ import numpy as np
 
 from labelsky.data.io import DatasetError
 from labelsky.errors import LabelskyWarning, SettingsError
-from labelsky.methods.parts import Part, every_row, same_classes
+from labelsky.methods.parts import Part, every_row, same_classes, same_units
 from labelsky.methods.registry import Fitted
 from labelsky.methods.transfer.config import TransferConfig
 from labelsky.methods.transfer.recursive import recursive_training
@@ -63,6 +63,7 @@ def fit(run_dir, parts: dict, cfg: TransferConfig, *, overwrite: bool = False, p
     train, val, pool = list(parts["train"]), list(parts.get("val", [])), list(parts.get("unlabelled", []))
     if not train:
         raise DatasetError(f"{run_dir}: no training examples")
+    same_units([p[0] for p in train + val + pool], cfg.render, "the labelled and unlabelled data", cfg.mixed_units)
     classes = list(train[0][0].classes)
     if not pool:
         if cfg.rounds is not None or cfg.cluster_filter:

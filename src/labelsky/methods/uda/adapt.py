@@ -25,7 +25,7 @@ import torch
 
 from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.measures.openset import openset_report
-from labelsky.methods.parts import Part, describe_parts, describe_unlabelled, one
+from labelsky.methods.parts import Part, describe_parts, describe_unlabelled, one, same_units
 from labelsky.methods.predict import Predictor, predict
 from labelsky.methods.registry import Fitted
 from labelsky.methods.run import Run
@@ -110,6 +110,8 @@ def fit(run_dir, parts: dict, cfg: UDAConfig, *, overwrite: bool = False, progre
     """
     run_dir = Path(run_dir)
     part = {name: one(parts, name) for name in parts}
+    same_units([part["source_train"].dataset, part["target_train"].dataset], cfg.render, "the source and target",
+               cfg.mixed_units)
     known = list(cfg.classes_known or part["source_train"].dataset.classes)
     cfg = dataclasses.replace(cfg, classes_known=known)
     target_val = part["target_val"] if len(part["target_val"].rows) else None
