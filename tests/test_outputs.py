@@ -76,3 +76,46 @@ def test_a_file_name_is_no_folder_name(tmp_path):
     with pytest.raises(OutputError, match="looks like a file name"):
         prepare_output(tmp_path / "x.csv", kind="dataset")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_marker_that_is_not_labelsky_s_is_no_marker(tmp_path):
+    """The issue's case: a user's folder with a `.labelsky` settings file (or an empty one) and a thesis."""
+    for text in ("theme = dark\n", "", '{"kind": "run"}', "[1, 2]"):
+        user = tmp_path / "U"
+        (user / "sub").mkdir(parents=True, exist_ok=True)
+        (user / "thesis.tex").write_text("keep")
+        (user / MARKER).write_text(text)
+        assert not is_labelsky_output(user)
+        for overwrite in (False, True):  # never written into, never deleted
+            with pytest.raises(OutputError, match="not labelsky's marker"):
+                prepare_output(user, overwrite=overwrite, kind="run")
+        assert (user / "thesis.tex").read_text() == "keep" and (user / "sub").is_dir()
+
+
+def test_a_marker_copied_into_another_folder_never_lets_it_be_deleted(tmp_path):
+    import shutil
+
+    made = prepare_output(tmp_path / "made", kind="run")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "thesis.tex").write_text("keep")
+    shutil.copy(made / MARKER, user / MARKER)  # a genuine marker, copied in
+    with pytest.raises(OutputError, match="made for another folder"):
+        prepare_output(user, overwrite=True, kind="run")
+    assert (user / "thesis.tex").read_text() == "keep"
+    copy = tmp_path / "copy"
+    shutil.copytree(made, copy)  # a whole run folder copied: resumable, not deletable
+    (copy / "notes.txt").write_text("keep")
+    prepare_output(copy, kind="run")
+    with pytest.raises(OutputError, match="made for another folder"):
+        prepare_output(copy, overwrite=True, kind="run")
+    assert (copy / "notes.txt").exists()
+    prepare_output(made, overwrite=True, kind="run")  # the folder it was made for: replaced
+
+
+def test_a_labelsky_folder_of_another_kind_is_never_written_into(tmp_path):
+    sim = prepare_output(tmp_path / "sim", kind="simulation")
+    (sim / "decals").mkdir()
+    with pytest.raises(OutputError, match="holds a labelsky simulation, not a run"):
+        prepare_output(sim, kind="run")
+    assert not (sim / "config.json").exists()

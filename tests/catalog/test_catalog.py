@@ -293,3 +293,15 @@ def test_a_second_writer_of_the_same_catalog_is_refused_and_a_stale_lock_taken_o
     lock.write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname(), "started": "then"}))  # dead
     assert write_catalog(ds, out, _mean_fn, transform=pre, progress=False) == out
     assert not lock.exists()  # released
+
+
+def test_overwrite_of_a_partitioned_catalog_deletes_only_its_own_files(sharded, tmp_path, recwarn):
+    """A `_job.json` copied into a user's folder (or a file of the user's dropped into a catalog folder): the
+    overwrite removes the catalog's parts and records, and leaves and names everything else."""
+    ds = sharded(2)
+    pre = Preprocess([0, 1, 2], stretch="none")
+    out = write_catalog(ds, tmp_path / "cat", _mean_fn, transform=pre, progress=False)
+    (out / "thesis.tex").write_text("keep")
+    out = write_catalog(ds, out, _mean_fn, transform=pre, progress=False, overwrite=True)
+    assert (out / "thesis.tex").read_text() == "keep" and (out / "_metadata").is_file()
+    assert any("thesis.tex" in str(w.message) for w in recwarn)

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from labelsky.cli import main
-from labelsky.outputs import MARKER
 
 
 def _files(folder):
@@ -71,7 +70,9 @@ def test_simulate_overwrite_of_the_current_folder_is_refused(tmp_path, capsys, m
     _one_line_error(capsys, "not made by labelsky")
     assert (work / "notes.txt").read_text() == "mine"
     # even when labelsky made the current folder, --overwrite never empties it
-    (work / MARKER).write_text("{}")
+    from labelsky.outputs import mark_output
+
+    mark_output(work, "simulation")
     assert main(["simulate", "--out", ".", "--n", "4", "--surveys", "decals", "--stamp-size", "16", "--workers", "1",
                  "--overwrite"]) == 2
     _one_line_error(capsys, "current folder")

@@ -367,7 +367,7 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
         predictor = Predictor(model)
         table = _eval_sets(predictor, sdss, des, sets, train_rows, truth["sdss"][train_rows])
         probs, emb = pred["output"], pred["embedding"]
-        xy, cid, cclass = cluster_map(emb, probs, seed=kc.seed)
+        xy, cid, cclass = cluster_map(emb, probs, seed=kc.seed, method=cfg.tsne_method)
         round_res = {"round": r, "table": table, "seconds": time.time() - clock["t"],
                      "unlabelled": {"n": int(len(des_only)), "cluster_purity": cluster_purity(cid, truth_u),
                                     "cluster_label_accuracy": float((cclass == truth_u).mean()) if len(cid) else
@@ -400,7 +400,7 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
     # recursive training as the paper: round r retrains from the same weights on the SDSS training galaxies and
     # the most confident DES galaxies of round r - 1 (no confidence floor: the top k of each class)
     cfg = _transfer_cfg(kc, str(weights) if weights else None, rounds=kc.rounds, k_per_class=k, min_confidence=0.0,
-                        cluster_filter=kc.cluster_filter)
+                        cluster_filter=kc.cluster_filter, tsne_method=None)  # the paper's maps: one t-SNE recipe
     fit_transfer(out / RECURSION_DIR, {"train": [Part(sdss, train_rows, train_labels)],
                                        "val": [Part(sdss, val_rows, val_labels)], "unlabelled": [Part(des, des_only)]},
                  cfg, progress=progress, on_round=on_round)

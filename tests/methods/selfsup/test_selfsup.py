@@ -333,7 +333,9 @@ def test_train_from_pretext_weights_can_train_every_block_from_the_first_epoch(t
         assert main(["train", "--data", str(ds.path), "--out", str(tmp_path / name), "--backbone", "resnet10t",
                      "--weights", str(weights), "--epochs", "1", "--batch-size", "4", "--device", "cpu",
                      *extra]) == 0
-        config = json.loads((tmp_path / name / "config.json").read_text())["config"]
+        record = json.loads((tmp_path / name / "config.json").read_text())
+        config = record["config"]
+        assert record["weights_provenance"]["kind"] == "unknown"  # what the weight file was trained on, recorded
         model = TransferClassifier.load(tmp_path / name / "checkpoints" / "last.ckpt")
         return config, model.model.backbone.state_dict()[stem]
 

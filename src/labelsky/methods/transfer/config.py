@@ -51,6 +51,9 @@ class TransferConfig(TrainSettings, InputSettings):
     cluster_filter: bool = setting(False, group=RECURSION,
                                    help="keep only pseudo-labels whose t-SNE + k-means cluster has the same class")
     perplexity: float = 30.0  # t-SNE perplexity of the cluster filter
+    # t-SNE gradient method of the cluster filter (labelsky.measures.embeddings.tsne): "auto" (Barnes-Hut below
+    # 10,000 rows, fast for small pools), "fft", "bh", or None (fft in 2-D, the Khan et al. reproduction's maps)
+    tsne_method: str | None = "auto"
 
     def _check(self):
         if self.rounds is not None and self.rounds < 0:

@@ -59,11 +59,12 @@ ROUNDS_FILE = "rounds.json"
 PREDICTIONS_FILE = "unlabelled.parquet"
 
 
-def cluster_map(embedding: np.ndarray, probs: np.ndarray, seed: int = 0,
-                perplexity: float = 30.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The 2-D t-SNE map of ``embedding`` (:func:`labelsky.measures.embeddings.tsne`), its k-means clusters (one
-    per class) and the class of the cluster each row falls into: clusters matched one-to-one to classes on the
-    class-normalised summed probabilities (Hungarian, :func:`~labelsky.measures.embeddings.name_clusters`).
+def cluster_map(embedding: np.ndarray, probs: np.ndarray, seed: int = 0, perplexity: float = 30.0,
+                method: str | None = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 2-D t-SNE map of ``embedding`` (:func:`labelsky.measures.embeddings.tsne` with ``method``), its
+    k-means clusters (one per class) and the class of the cluster each row falls into: clusters matched
+    one-to-one to classes on the class-normalised summed probabilities (Hungarian,
+    :func:`~labelsky.measures.embeddings.name_clusters`).
 
     Below ``max(6, classes)`` rows there is no map: the clusters are the predicted classes.
     """
@@ -72,14 +73,15 @@ def cluster_map(embedding: np.ndarray, probs: np.ndarray, seed: int = 0,
     if n < max(6, n_classes):
         pred = probs.argmax(1).astype(np.int64) if n else np.zeros(0, np.int64)
         return np.zeros((n, 2)), pred, pred
-    xy = tsne(embedding, dim=2, perplexity=perplexity, seed=seed)
+    xy = tsne(embedding, dim=2, perplexity=perplexity, seed=seed, method=method)
     cid = cluster(xy, n_classes, seed=seed)
     return xy, cid, name_clusters(cid, probs, n_classes, one_to_one=True)[cid]
 
 
-def cluster_classes(embedding: np.ndarray, probs: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+def cluster_classes(embedding: np.ndarray, probs: np.ndarray, seed: int = 0, perplexity: float = 30.0,
+                    method: str | None = "auto") -> np.ndarray:
     """The class of the t-SNE + k-means cluster each row falls into (see :func:`cluster_map`)."""
-    return cluster_map(embedding, probs, seed=seed, perplexity=perplexity)[2]
+    return cluster_map(embedding, probs, seed=seed, perplexity=perplexity, method=method)[2]
 
 
 def _predict_pool(model: TransferClassifier, pool, cfg: TransferConfig) -> dict:
@@ -250,8 +252,8 @@ def recursive_training(run_dir: str | Path, train_parts: Sequence[tuple], val_pa
         best = Run(rdir).best_checkpoint()
         pred = _predict_pool(model, pool, cfg)
         probs = pred["output"]
-        cclass = cluster_classes(pred["embedding"], probs, seed=cfg.seed, perplexity=cfg.perplexity) \
-            if cfg.cluster_filter else None
+        cclass = cluster_classes(pred["embedding"], probs, seed=cfg.seed, perplexity=cfg.perplexity,
+                                 method=cfg.tsne_method) if cfg.cluster_filter else None
         _write_predictions(pred_path, pool, probs, cclass)
         conf, pl = probs.max(1), probs.argmax(1)
         entry = {"round": r, "run": rdir.name,
