@@ -52,7 +52,8 @@ def test_demo_small(tmp_path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n", "120", "--workers", "2"]) == 0
+    assert main(["demo", "--out", str(out), "--n", "120", "--epochs", "2", "--pretrain-epochs", "1",
+                 "--workers", "2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["datasets"]) == {"sdss", "des"}
     assert {"HP SDSS", "HP DES", "FO SDSS", "FO DES"} <= set(summary["accuracy"])

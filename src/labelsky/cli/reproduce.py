@@ -65,6 +65,9 @@ def add_demo(sub):
     p = sub.add_parser("demo", help="run the embedded default end to end on this machine (a few minutes)")
     add_out(p, "output folder (default: labelsky-demo)", required=False, default=Path("labelsky-demo"))
     p.add_argument("--n", type=positive_int, default=1500, help="galaxies to simulate")
+    p.add_argument("--epochs", type=positive_int, default=10, help="classifier epochs per round (default 10)")
+    p.add_argument("--pretrain-epochs", type=positive_int, default=4,
+                   help="self-supervised pretraining epochs (default 4)")
     p.add_argument("--workers", type=int, default=None)
     add_seed(p)
     p.set_defaults(func=cmd_demo)
@@ -79,8 +82,9 @@ def cmd_demo(a) -> int:
     from labelsky.reproduce.khan2019 import RECURSION_DIR, KhanConfig, run_khan2019
 
     t0 = time.time()
-    kc = KhanConfig.quick(n_objects=a.n, pretrain_objects=max(160, a.n // 2), epochs=10, pretrain_epochs=4,
-                          top_k=None, workers=a.workers, seed=a.seed)  # pseudo-labels: 5 % of the training set
+    kc = KhanConfig.quick(n_objects=a.n, pretrain_objects=max(160, a.n // 2), epochs=a.epochs,
+                          pretrain_epochs=a.pretrain_epochs, top_k=None, workers=a.workers,
+                          seed=a.seed)  # pseudo-labels: 5 % of the training set
     res = run_khan2019(a.out, kc)
     datasets = open_simulation(a.out / "sim")
     figures = [str(mosaic(ds, a.out / "figures" / f"mosaic_{name}.png")) for name, ds in datasets.items()]
