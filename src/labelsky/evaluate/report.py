@@ -83,13 +83,10 @@ def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", d
     if model.output == "probs" and ds.classes != names:
         raise DatasetError(f"{ds.path}: classes {ds.classes} differ from the model's {names}")
     out = predictor.predict(ds, rows, embed=False)["output"]
-    figures = []
     if model.output == "probs":
         label = ds.column("label")[rows]
         rep = classification_report(label, out.argmax(1), len(ds.classes), ds.classes)
         rep["confidence_curve"] = confident_accuracy_curve(out, label)
-        figures = [(confusion_figure, rep["confusion_matrix"], ds.classes, "confusion"),
-                   (curve_figure, rep["confidence_curve"], None, "confidence")]
     elif model.output == "fractions":
         counts = np.stack([ds.column(c)[rows] for c in VOTE_COLUMNS], 1)
         rep = {"n": int(len(rows)), "rmse": vote_rmse(out, counts),
@@ -102,9 +99,9 @@ def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", d
     name = f"eval_{ds.survey.name}_{split}"
     try:
         atomic_write_json(run / f"{name}.json", rep)
-        for draw, data, labels, what in figures:
-            path = run / "figures" / f"{name}_{what}.png"
-            draw(data, labels, path) if labels is not None else draw(data, path)
+        if model.output == "probs":
+            confusion_figure(rep["confusion_matrix"], ds.classes, run / "figures" / f"{name}_confusion.png")
+            curve_figure(rep["confidence_curve"], run / "figures" / f"{name}_confidence.png")
         rep["path"] = str(run / f"{name}.json")
     except OSError as err:  # a read-only run folder: the metrics are still returned (and printed)
         rep["path"] = None

@@ -13,7 +13,8 @@ from labelsky.errors import SettingsError
 from labelsky.methods.parts import Part, describe_parts
 from labelsky.methods.run import Run
 from labelsky.methods.training import build_trainer, make_loader
-from labelsky.methods.transfer.module import ProgressiveUnfreezing, TransferClassifier, TransferConfig
+from labelsky.methods.transfer.config import TransferConfig
+from labelsky.methods.transfer.module import ProgressiveUnfreezing, TransferClassifier
 
 __all__ = ["train_one"]
 
