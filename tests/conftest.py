@@ -41,6 +41,15 @@ def make_images(n: int, start: int = 0) -> np.ndarray:
     return imgs
 
 
+def one_line_error(capsys, *needles) -> str:
+    """The one ``labelsky: error: ...`` line a command printed; each of ``needles`` is in it."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("labelsky: error:"), err
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
 SHARD_SIZES = (5, 4, 3)
 
 

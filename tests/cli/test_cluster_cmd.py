@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from tests.methods.test_recursive import cfg, write_ds
 
+from conftest import one_line_error
 from labelsky.cli import main
 
 
@@ -24,13 +25,6 @@ def setup(tmp_path_factory):
     true = write_ds(root / "true", n, split=[("test", "unlabelled")[i % 2] for i in range(n)], seed=3, start=500)
     train("transfer", root / "run", {"data": lab}, cfg(max_epochs=2), progress=False)
     return {"root": root, "run": root / "run", "none": none.path, "true": true.path}
-
-
-def _one_line_error(capsys, *needles):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("labelsky: error:"), err
-    for n in needles:
-        assert n in err[0], err[0]
 
 
 def test_unlabelled_dataset(setup, tmp_path, capsys):
@@ -55,14 +49,14 @@ def test_unlabelled_dataset(setup, tmp_path, capsys):
     assert "no row has a label" in capsys.readouterr().out
     # a finished output is kept; --overwrite redoes it
     assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["none"]), "--out", str(out)]) == 2
-    _one_line_error(capsys, "already holds finished clusters", "--overwrite")
+    one_line_error(capsys, "already holds finished clusters", "--overwrite")
     assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["none"]), "--out", str(out),
                  "--overwrite", "--k", "3"]) == 0
     assert json.loads((out / "summary.json").read_text())["clusters"] == 3
     # never into a run folder
     assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["none"]), "--out",
                  str(setup["run"])]) == 2
-    _one_line_error(capsys)
+    one_line_error(capsys)
 
 
 def test_labelled_dataset_purity_and_split(setup, tmp_path):
@@ -93,7 +87,7 @@ def test_hdbscan(setup, tmp_path, capsys):
                                                                             "--min-cluster-size")):
         assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["true"]), "--out", str(out),
                      *wrong]) == 2
-        _one_line_error(capsys, needle)
+        one_line_error(capsys, needle)
         assert not out.exists()
     assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["true"]), "--out", str(out),
                  "--algorithm", "hdbscan", "--min-cluster-size", "5", "--perplexity", "8"]) == 0
@@ -111,7 +105,7 @@ def test_umap_missing_is_one_line(setup, tmp_path, capsys):
     out = tmp_path / "u"
     assert main(["cluster", "--run", str(setup["run"]), "--data", str(setup["none"]), "--out", str(out),
                  "--embed", "umap"]) == 2
-    _one_line_error(capsys, "umap-learn", "--embed tsne")
+    one_line_error(capsys, "umap-learn", "--embed tsne")
     assert not out.exists()
 
 

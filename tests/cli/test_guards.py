@@ -17,18 +17,11 @@ import torch
 import yaml
 from tests.methods.test_registry import write_dataset
 
+from conftest import one_line_error
 from labelsky.cli import main
 from labelsky.data.io import DatasetWriter, open_dataset
 
 TRAIN = ["--backbone", "resnet10t", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
-
-
-def _one_line(capsys, *needles):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("labelsky: error:"), err
-    for n in needles:
-        assert n in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +48,14 @@ def test_a_run_folder_is_trained_by_one_command_at_a_time(ds, tmp_path, capsys):
     lock = tmp_path / "run.lock"
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))  # alive
     assert main(["train", "--data", str(ds.path), "--out", str(run), *TRAIN]) == 2
-    _one_line(capsys, f"{run} is being trained by process {os.getpid()}", "run.lock")
+    one_line_error(capsys, f"{run} is being trained by process {os.getpid()}", "run.lock")
     assert not run.exists()  # the second command wrote nothing
     lock.write_text(json.dumps({"pid": 2 ** 22 + 4321, "host": socket.gethostname(), "started": "then"}))  # dead
     assert main(["train", "--data", str(ds.path), "--out", str(run), *TRAIN]) == 0
     assert not lock.exists() and (run / "checkpoints" / "best.ckpt").is_file()  # taken over, then released
     lock.write_text("garbage")  # not labelsky's: never taken over, named
     assert main(["train", "--data", str(ds.path), "--out", str(run), *TRAIN]) == 2
-    _one_line(capsys, "run.lock exists but is not a lock labelsky wrote")
+    one_line_error(capsys, "run.lock exists but is not a lock labelsky wrote")
 
 
 def test_two_trainings_into_one_folder_at_once_never_mix(ds, tmp_path, capsys):
@@ -82,7 +75,7 @@ def test_two_trainings_into_one_folder_at_once_never_mix(ds, tmp_path, capsys):
         assert time.time() - t0 < 240, "the first training never took its lock"
         time.sleep(0.05)
     assert main(["train", "--data", str(ds.path), "--out", str(run), "--lr", "0.0001", "--seed", "2", *TRAIN]) == 2
-    _one_line(capsys, f"is being trained by process {first.pid}")
+    one_line_error(capsys, f"is being trained by process {first.pid}")
     assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
     config = json.loads((run / "config.json").read_text())["config"]
     assert (config["lr"], config["seed"]) == (0.01, 1) and not (tmp_path / "run.lock").exists()
@@ -97,7 +90,7 @@ def test_a_survey_name_is_a_folder_name_never_a_path(tmp_path, capsys):
         path = tmp_path / "my.yaml"
         path.write_text(yaml.safe_dump({**spec, "name": name}, sort_keys=False))
         assert main(["simulate", "--surveys", str(path), "--n", "4", "--out", str(tmp_path / "sim")]) == 2
-        _one_line(capsys, "field 'name'", "folder name")
+        one_line_error(capsys, "field 'name'", "folder name")
     assert not (tmp_path / "sim").exists()
 
 
@@ -119,13 +112,13 @@ def test_fits_pixel_limits_are_read_from_the_header(tmp_path, capsys):
     assert main(["import", "detect", str(big), "--out", str(tmp_path / "det")]) == 2
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    _one_line(capsys, "400000000 pixels", "--max-pixels")
+    one_line_error(capsys, "400000000 pixels", "--max-pixels")
     assert peak < 50e6  # refused from the header: nothing the size of the image was allocated
     # a cutout side beyond the limit is refused before any file is read
     cat = tmp_path / "cat.csv"
     cat.write_text(f"id_str,ra,dec,file\na,1.0,2.0,{big}\n")
     assert main(["import", "fits-cutouts", str(cat), "--size", "20000", "--out", str(tmp_path / "fc")]) == 2
-    _one_line(capsys, "--size", "20000", "--max-pixels")
+    one_line_error(capsys, "--size", "20000", "--max-pixels")
     # a huge cutout file in a catalog is one row left out (named), never read
     from labelsky.data.importers.base import ImportRowError
     from labelsky.data.importers.fits import read_fits_cutout
@@ -158,13 +151,13 @@ def test_a_pipe_as_the_first_picture_is_never_opened(tmp_path, capsys):
 def test_flux_and_pictures_never_train_together_silently(ds, tmp_path, capsys):
     pics = _pictures(tmp_path / "pics")
     assert main(["train", "--data", str(ds.path), str(pics.path), "--out", str(tmp_path / "t"), *TRAIN]) == 2
-    _one_line(capsys, "8-bit pictures", str(pics.path), "nanomaggy images", str(ds.path), "--render")
+    one_line_error(capsys, "8-bit pictures", str(pics.path), "nanomaggy images", str(ds.path), "--render")
     assert main(["train", "--data", str(ds.path), "--unlabelled", str(pics.path), "--out", str(tmp_path / "u"),
                  *TRAIN]) == 2
-    _one_line(capsys, "8-bit pictures", "--render")
+    one_line_error(capsys, "8-bit pictures", "--render")
     assert main(["adapt", "--source", str(ds.path), "--target", str(pics.path), "--out", str(tmp_path / "a"),
                  *TRAIN]) == 2
-    _one_line(capsys, "the source and target mixes", "--render")
+    one_line_error(capsys, "the source and target mixes", "--render")
     # asked for (an ablation), it trains
     assert main(["train", "--data", str(ds.path), "--unlabelled", str(pics.path), "--out", str(tmp_path / "m"),
                  "--mixed-units", *TRAIN]) == 0
@@ -203,7 +196,7 @@ def test_a_truncated_last_checkpoint_resumes_from_the_best_one_and_says_so(ds, t
     last.write_bytes(b"junk")
     assert main(["train", "--data", str(ds.path), "--out", str(run), *TRAIN[:2], "--epochs", "3",
                  *TRAIN[4:]]) == 2
-    _one_line(capsys, "no readable best.ckpt", "--overwrite")
+    one_line_error(capsys, "no readable best.ckpt", "--overwrite")
 
 
 class Payload:
@@ -247,7 +240,7 @@ def test_evaluate_reference_on_runs_without_class_probabilities(tmp_path, capsys
         out = capsys.readouterr().out
         assert "only the domain gap" in out and "AUROC" in out
         assert main(["evaluate", "--run", str(run), "--data", str(tmp_path / "bare"), "--split", "all"]) == 2
-        _one_line(capsys, "--reference")
+        one_line_error(capsys, "--reference")
 
 
 def test_randomise_ranges_take_no_more_and_no_fractions_of_a_quality():

@@ -16,19 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import one_line_error
 from labelsky.cli import main
 
 
 def _files(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-
-
-def _one_line_error(capsys, *needles):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("labelsky: error:"), err
-    for n in needles:
-        assert n in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def test_import_overwrite_into_its_own_input_folder_is_refused_and_deletes_nothi
     rc = main(["import", "fits-cutouts", str(cat), "--survey", "decals", "--size", "16", "--out", str(cut),
                "--overwrite"])
     assert rc == 2
-    _one_line_error(capsys, "input")
+    one_line_error(capsys, "input")
     assert _files(cut) == before  # every FITS file and the catalog are still there
 
 
@@ -67,7 +60,7 @@ def test_simulate_overwrite_of_the_current_folder_is_refused(tmp_path, capsys, m
     monkeypatch.chdir(work)
     assert main(["simulate", "--out", ".", "--n", "4", "--surveys", "decals", "--stamp-size", "16", "--workers", "1",
                  "--overwrite"]) == 2
-    _one_line_error(capsys, "not made by labelsky")
+    one_line_error(capsys, "not made by labelsky")
     assert (work / "notes.txt").read_text() == "mine"
     # even when labelsky made the current folder, --overwrite never empties it
     from labelsky.outputs import mark_output
@@ -75,7 +68,7 @@ def test_simulate_overwrite_of_the_current_folder_is_refused(tmp_path, capsys, m
     mark_output(work, "simulation")
     assert main(["simulate", "--out", ".", "--n", "4", "--surveys", "decals", "--stamp-size", "16", "--workers", "1",
                  "--overwrite"]) == 2
-    _one_line_error(capsys, "current folder")
+    one_line_error(capsys, "current folder")
     assert (work / "notes.txt").read_text() == "mine"
 
 
@@ -108,12 +101,12 @@ def test_train_refuses_to_resume_with_other_settings_or_other_data(tmp_path, cap
     base = ["train", "--data", str(ds.path), "--out", str(run), "--backbone", "resnet10t", "--epochs", "1",
             "--batch-size", "8"]
     assert main(base + ["--lr", "0.01"]) == 2
-    _one_line_error(capsys, "lr: 0.001 -> 0.01", "--overwrite")
+    one_line_error(capsys, "lr: 0.001 -> 0.01", "--overwrite")
     other = simulate_galaxies(tmp_path / "other", n_objects=20, surveys=["decals"], stamp_size=16, workers=1,
                               progress=False, classes={"elliptical": 1, "spiral": 1}, seed=5)["decals"]
     base_other = [a if a != str(ds.path) else str(other.path) for a in base]
     assert main(base_other) == 2
-    _one_line_error(capsys, "data")
+    one_line_error(capsys, "data")
     assert json.loads((run / "config.json").read_text())["data"]["train"][0]["dataset"] == str(ds.path.resolve())
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == ckpt
 
@@ -138,11 +131,11 @@ def test_a_crafted_checkpoint_does_not_run_code_even_when_torch_is_told_to_unpic
     # resuming (Lightning's checkpoint), evaluating and cataloguing all open it safely
     assert main(["train", "--data", str(ds.path), "--out", str(victim), "--backbone", "resnet10t", "--epochs", "1",
                  "--batch-size", "8"]) == 2
-    _one_line_error(capsys, "last.ckpt", "cannot be read safely")
+    one_line_error(capsys, "last.ckpt", "cannot be read safely")
     assert main(["evaluate", "--run", str(victim), "--data", str(ds.path)]) == 2
-    _one_line_error(capsys, "best.ckpt")
+    one_line_error(capsys, "best.ckpt")
     assert main(["catalog", "--run", str(victim), "--data", str(ds.path), "--out", str(tmp_path / "c.parquet")]) == 2
-    _one_line_error(capsys, "best.ckpt")
+    one_line_error(capsys, "best.ckpt")
     assert not flag.exists()
 
 
@@ -162,7 +155,7 @@ def test_corrupt_or_foreign_checkpoint_is_one_line_and_exit_2(tmp_path, capsys, 
     else:
         best.write_bytes(content)
     assert main(["evaluate", "--run", str(bad), "--data", str(ds.path)]) == 2
-    _one_line_error(capsys, "best.ckpt")
+    one_line_error(capsys, "best.ckpt")
 
 
 def test_every_training_command_refuses_other_settings(tmp_path, capsys, sim):
@@ -180,7 +173,7 @@ def test_every_training_command_refuses_other_settings(tmp_path, capsys, sim):
         assert main(cmd + ["--out", str(out)]) == 0, name
         capsys.readouterr()
         assert main(cmd + ["--out", str(out), "--lr", "0.5"]) == 2, name
-        _one_line_error(capsys, "lr:", "--overwrite")
+        one_line_error(capsys, "lr:", "--overwrite")
         assert json.loads((out / "config.json").read_text())["config"]["lr"] != 0.5
         assert main(cmd + ["--out", str(out), "--lr", "0.5", "--overwrite"]) == 0, name
         assert json.loads((out / "config.json").read_text())["config"]["lr"] == 0.5
@@ -226,9 +219,9 @@ def test_runs_refuse_datasets_without_their_bands_by_name(tmp_path, capsys, sim)
     capsys.readouterr()
     for r in (run, uda):
         assert main(["catalog", "--run", str(r), "--data", str(other.path), "--out", str(tmp_path / "c.parquet")]) == 2
-        _one_line_error(capsys, "band")
+        one_line_error(capsys, "band")
         assert main(["evaluate", "--run", str(r), "--data", str(other.path)]) == 2
-        _one_line_error(capsys)
+        one_line_error(capsys)
 
 
 def test_fewer_epochs_on_a_finished_run_and_bad_trainer_settings(tmp_path, capsys, sim):
@@ -240,9 +233,9 @@ def test_fewer_epochs_on_a_finished_run_and_bad_trainer_settings(tmp_path, capsy
     assert main(base + ["--epochs", "1"]) == 0  # already trained further: nothing to do, no traceback
     assert "already trained 2 epoch(s)" in capsys.readouterr().err
     assert main(base + ["--epochs", "1", "--strategy", "dpp", "--out", str(tmp_path / "r2")]) == 2
-    _one_line_error(capsys, "strategy")
+    one_line_error(capsys, "strategy")
     assert main(base + ["--workers", "-1"]) == 2
-    _one_line_error(capsys, "--workers")
+    one_line_error(capsys, "--workers")
 
 
 def test_partitioned_catalog_overwrite_never_replaces_the_current_folder(tmp_path, capsys, monkeypatch, sim):
@@ -253,10 +246,10 @@ def test_partitioned_catalog_overwrite_never_replaces_the_current_folder(tmp_pat
     monkeypatch.chdir(out)
     capsys.readouterr()
     assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", ".", "--overwrite"]) == 2
-    _one_line_error(capsys, "current folder")
+    one_line_error(capsys, "current folder")
     assert (out / "notes.txt").read_text() == "mine"
     assert main(["catalog", "--run", str(run), "--data", str(ds.path), "--out", str(tmp_path / "x.csv")]) == 2
-    _one_line_error(capsys, ".csv")
+    one_line_error(capsys, ".csv")
 
 
 @pytest.mark.parametrize("name", ["train", "adapt", "semisup"])

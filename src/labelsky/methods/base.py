@@ -40,12 +40,13 @@ class LabelskyModule(L.LightningModule):
 
     # ------------------------------------------------------------------ prediction
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedding ``[N, D]`` of preprocessed images ``x``."""
-        raise NotImplementedError
+        """The embedding ``[N, D]`` of preprocessed images ``x`` (every method's model defines it)."""
+        raise TypeError(f"{type(self).__name__} defines no embed(x): a method's model must")
 
     def from_embedding(self, embedding: torch.Tensor) -> torch.Tensor | None:
-        """The output ``[N, K]`` of an embedding (``None`` for a method whose output is the embedding)."""
-        raise NotImplementedError
+        """The output ``[N, K]`` of an embedding (``None`` for a method whose output is the embedding; every
+        method's model defines it)."""
+        raise TypeError(f"{type(self).__name__} defines no from_embedding(e): a method's model must")
 
     def predict_step(self, batch, batch_idx: int = 0, dataloader_idx: int = 0) -> dict:
         """``{output: [N, K], "embedding": [N, D]}`` of a batch of preprocessed images (or ``(x, ...)``)."""

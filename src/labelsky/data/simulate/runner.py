@@ -188,6 +188,30 @@ def prepare_output(out: Path, config: dict, overwrite: bool, inputs=()) -> None:
         atomic_write_json(cfg_path, {"config": config, "complete": False})
 
 
+def checked(cfg):
+    """``cfg`` after its ``validate()`` (a survey's error is a :class:`SimulationError`, one line)."""
+    from labelsky.data.surveys import SurveyError
+
+    try:
+        cfg.validate()
+    except SurveyError as err:
+        raise SimulationError(str(err)) from None
+    return cfg
+
+
+def start_run(out: Path, cfg, overwrite: bool, reuse: bool):
+    """Open ``out`` for the simulation ``cfg``: ``(settings dict, surveys)`` to simulate, or ``None`` when a
+    finished simulation of the same settings is there to reuse."""
+    from labelsky.data.surveys import get_survey
+
+    config_dict = cfg.to_dict()
+    if reuse and not overwrite and is_finished(out, config_dict):
+        return None
+    prepare_output(out, config_dict, overwrite,
+                   inputs=[s for s in cfg.surveys if isinstance(s, (str, Path)) and Path(s).is_file()])
+    return config_dict, [get_survey(s) for s in cfg.surveys]
+
+
 def is_finished(out: Path, config: dict) -> bool:
     """True when ``out`` holds a finished simulation made with ``config``."""
     import json

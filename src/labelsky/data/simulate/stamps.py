@@ -44,16 +44,16 @@ from labelsky.data.simulate.runner import (
     SkySettings,
     check_splits,
     check_surveys,
+    checked,
     default_workers,
     finish_output,
-    is_finished,
-    prepare_output,
     read_simulation_meta,
     reference_band,
     run_shards,
+    start_run,
 )
 from labelsky.data.simulate.votes import feature_visibility, sample_votes
-from labelsky.data.surveys import Survey, SurveyError, get_survey
+from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import object_seed
 
 __all__ = ["GalaxySimConfig", "simulate_galaxies", "DEFAULT_PROPORTIONS", "render_object"]
@@ -281,20 +281,14 @@ def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, wo
     ``reuse``, a finished simulation with the same settings at ``out`` is
     returned as it is instead of raising.
     """
-    cfg = dataclasses.replace(config or GalaxySimConfig(), **kwargs)
-    try:
-        cfg.validate()
-    except SurveyError as err:
-        raise SimulationError(str(err)) from None
+    cfg = checked(dataclasses.replace(config or GalaxySimConfig(), **kwargs))
     if cfg.shard_size is None:  # depends on the size of the run only, never on the workers
         cfg = dataclasses.replace(cfg, shard_size=min(256, max(16, -(-cfg.n_objects // 8))))
     out = Path(out)
-    config_dict = cfg.to_dict()
-    if reuse and not overwrite and is_finished(out, config_dict):
+    started = start_run(out, cfg, overwrite, reuse)
+    if started is None:
         return open_simulation(out)
-    prepare_output(out, config_dict, overwrite,
-                   inputs=[s for s in cfg.surveys if isinstance(s, (str, Path)) and Path(s).is_file()])
-    surveys = [get_survey(s) for s in cfg.surveys]
+    config_dict, surveys = started
     n_shards = (cfg.n_objects + cfg.shard_size - 1) // cfg.shard_size
     classes = list(cfg.classes)
     writers = {}

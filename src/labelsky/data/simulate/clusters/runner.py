@@ -22,14 +22,14 @@ from labelsky.data.simulate.runner import (
     SkySettings,
     check_splits,
     check_surveys,
+    checked,
     default_workers,
     finish_output,
-    is_finished,
-    prepare_output,
     reference_band,
     run_shards,
+    start_run,
 )
-from labelsky.data.surveys import Survey, SurveyError, get_survey
+from labelsky.data.surveys import Survey, get_survey
 from labelsky.utils import object_seed
 
 
@@ -237,20 +237,14 @@ def simulate_clusters(out, config: ClusterSimConfig | None = None, workers: int 
     With ``reuse``, a finished simulation with the same settings at ``out`` is
     returned as it is.
     """
-    cfg = dataclasses.replace(config or ClusterSimConfig(), **kwargs)
-    try:
-        cfg.validate()
-    except SurveyError as err:
-        raise SimulationError(str(err)) from None
+    cfg = checked(dataclasses.replace(config or ClusterSimConfig(), **kwargs))
     out = Path(out)
-    config_dict = cfg.to_dict()
-    if reuse and not overwrite and is_finished(out, config_dict):
+    started = start_run(out, cfg, overwrite, reuse)
+    if started is None:
         from labelsky.data.simulate.stamps import open_simulation
 
         return open_simulation(out)
-    prepare_output(out, config_dict, overwrite,
-                   inputs=[s for s in cfg.surveys if isinstance(s, (str, Path)) and Path(s).is_file()])
-    surveys = [get_survey(s) for s in cfg.surveys]
+    config_dict, surveys = started
     n_objects = int(cfg.n_clusters) * int(cfg.views_per_cluster)
     n_shards = (n_objects + cfg.shard_size - 1) // cfg.shard_size
     writers = {}
