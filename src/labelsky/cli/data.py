@@ -24,6 +24,16 @@ def _classes_arg(text: str) -> dict:
     return out
 
 
+def _mag_limit_arg(text: str) -> tuple:
+    name, sep, value = text.partition("=")
+    try:
+        if not (sep and name):
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SURVEY=MAGNITUDE, e.g. sdss=17.0") from None
+
+
 def add_surveys(sub):
     p = sub.add_parser("surveys", help="list the survey specifications")
     p.add_argument("name", nargs="?", help="print this survey as YAML (a template for your own)")
@@ -56,13 +66,25 @@ def add_simulate(sub):
     p.add_argument("--surveys", "-s", nargs="+", default=None,
                    help="survey names or YAML files (default: sdss des for galaxies, sdss for clusters)")
     p.add_argument("--n", type=int, default=1000, help="number of galaxies (or clusters)")
+    p.add_argument("--sample", default=None, metavar="NAME",
+                   help="draw the sample a paper drew: khan2019, deepastrouda, etvae (galaxies) or owg (clusters); "
+                        "its surveys, magnitude limits and framing, under any option given explicitly "
+                        "(docs/samples.md)")
     p.add_argument("--classes", type=_classes_arg, default=None,
                    help="class proportions, e.g. 'elliptical=0.5,spiral=0.5' (default: every class)")
     p.add_argument("--stamp-size", type=int, default=None, help="cutout side in pixels (default: survey's)")
-    p.add_argument("--cutout", choices=["fixed", "scaled"], default="fixed",
-                   help="fixed: native pixels; scaled: field of view ~17 half-light radii (Galaxy Zoo style)")
-    p.add_argument("--overlap", type=float, default=1.0, help="fraction of objects seen by every survey")
-    p.add_argument("--mag-range", type=float, nargs=2, default=(15.0, 19.0), metavar=("BRIGHT", "FAINT"))
+    p.add_argument("--cutout", choices=["fixed", "scaled"], default=None,
+                   help="fixed (default): native pixels; scaled: field of view ~17 half-light radii (Galaxy Zoo "
+                        "style)")
+    p.add_argument("--field-of-view", type=int, default=None, metavar="PIXELS",
+                   help="galaxies: stamps span this many of each survey's own pixels (papers crop 256), drawn at "
+                        "--stamp-size pixels")
+    p.add_argument("--overlap", type=float, default=None, help="fraction of objects seen by every survey "
+                                                                   "(default 1)")
+    p.add_argument("--mag-range", type=float, nargs=2, default=None, metavar=("BRIGHT", "FAINT"),
+                   help="r magnitudes of the galaxies (default 15 19)")
+    p.add_argument("--mag-limit", type=_mag_limit_arg, nargs="+", default=None, metavar="SURVEY=MAG",
+                   help="galaxies: each survey's own faint limit, e.g. sdss=17.0 decals=17.77")
     add_seed(p)
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--shard-size", type=int, default=None,
@@ -70,7 +92,7 @@ def add_simulate(sub):
     add_overwrite(p)
     p.add_argument("--npix", type=int, default=128, help="clusters: image side in pixels")
     p.add_argument("--views", type=int, default=1, help="clusters: images per cluster")
-    p.add_argument("--field-mpc", type=float, default=1.0, help="clusters: image side in physical Mpc")
+    p.add_argument("--field-mpc", type=float, default=None, help="clusters: image side in physical Mpc (default 1)")
     for name, what in (("stars", "foreground stars"), ("field-galaxies", "neighbouring field galaxies"),
                        ("sky-residuals", "sky-subtraction residuals"), ("source-noise", "source Poisson noise"),
                        ("saturation", "saturation and bleeding (galaxies only)"), ("noise", "all noise")):
@@ -88,10 +110,17 @@ def cmd_simulate(a) -> int:
                     source_noise=a.source_noise, noise=a.noise)
     if a.kind == "galaxies":
         from labelsky.data.simulate import parse_randomisation, simulate_galaxies
+        from labelsky.data.simulate.samples import sample_settings
 
-        kwargs = dict(n_objects=a.n, surveys=a.surveys or ["sdss", "des"], stamp_size=a.stamp_size,
-                      cutout=a.cutout, overlap=a.overlap, mag_range=tuple(a.mag_range), seed=a.seed,
-                      shard_size=a.shard_size, saturation=a.saturation, **switches)
+        explicit = dict(surveys=a.surveys, cutout=a.cutout, mag_range=tuple(a.mag_range) if a.mag_range else None,
+                        mag_limits=dict(a.mag_limit) if a.mag_limit else None, field_of_view=a.field_of_view,
+                        overlap=a.overlap)
+        if a.sample:
+            chosen = {**sample_settings(a.sample, "galaxies", **explicit), "sample": a.sample}
+        else:
+            chosen = {"surveys": ["sdss", "des"], **{k: v for k, v in explicit.items() if v is not None}}
+        kwargs = dict(n_objects=a.n, stamp_size=a.stamp_size, seed=a.seed,
+                      shard_size=a.shard_size, saturation=a.saturation, **chosen, **switches)
         if a.randomise is not None:
             kwargs["randomise"] = parse_randomisation(a.randomise)
         if a.classes:
@@ -105,12 +134,38 @@ def cmd_simulate(a) -> int:
 
             raise SimulationError("--randomise: domain randomisation is for --kind galaxies only")
 
+        for opt, value in (("--overlap", a.overlap), ("--mag-range", a.mag_range), ("--mag-limit", a.mag_limit),
+                           ("--field-of-view", a.field_of_view), ("--cutout", a.cutout)):
+            if value is not None:
+                from labelsky.data.simulate import SimulationError
+
+                raise SimulationError(f"{opt} is for --kind galaxies; cluster fields are framed by --field-mpc")
+        chosen = {"surveys": a.surveys or ["sdss"], "field_mpc": a.field_mpc or 1.0}
+        if a.sample:
+            from labelsky.data.simulate.samples import sample_settings
+
+            chosen = sample_settings(a.sample, "clusters", surveys=a.surveys, field_mpc=a.field_mpc)
         result = simulate_clusters(a.out, workers=a.workers, overwrite=a.overwrite, n_clusters=a.n,
-                                   surveys=a.surveys or ["sdss"], views_per_cluster=a.views, npix=a.npix,
-                                   field_mpc=a.field_mpc, seed=a.seed, shard_size=a.shard_size or 64, **switches)
+                                   views_per_cluster=a.views, npix=a.npix, seed=a.seed,
+                                   shard_size=a.shard_size or 64, **chosen, **switches)
     for name, ds in result.items():
         print(f"{name}: {len(ds)} objects, bands {''.join(ds.bands)}, images {ds.image_shape} -> {ds.path}")
+    if a.kind == "galaxies":
+        _write_sample_reports(a.out, result)
     return 0
+
+
+def _write_sample_reports(out: Path, datasets: dict) -> None:
+    """Per survey: the sample's magnitudes, sizes and resolved fractions, printed and written beside the data."""
+    from labelsky.data.sample_report import format_sample_report, sample_figure, sample_report
+    from labelsky.utils import atomic_write_json
+
+    for name, ds in datasets.items():
+        report = sample_report(ds)
+        atomic_write_json(Path(out) / f"sample_{name}.json", report)
+        sample_figure(ds, report, Path(out) / f"sample_{name}.png")
+        print(format_sample_report(report))
+    print(f"sample reports: {Path(out) / 'sample_<survey>.json'} and .png")
 
 
 def _datasets_at(path: Path) -> dict:

@@ -75,6 +75,15 @@ class GalaxySimConfig(SkySettings):
     cutout: str = "fixed"  # "fixed": native pixels; "scaled": field of view ~ 17 half-light radii
     overlap: float = 1.0  # fraction of objects observed by every survey; the rest by one survey each
     mag_range: tuple = (15.0, 19.0)
+    #: faint r-magnitude limit of each survey's sample, e.g. ``{"sdss": 17.0, "decals": 17.77}``: a galaxy
+    #: is drawn fainter than ``mag_range[0]`` and brighter than the limit of every survey that observes it
+    #: (``mag_range[1]`` for a survey not named)
+    mag_limits: dict | None = None
+    #: stamps span this many of the survey's own pixels (e.g. 256, as papers crop), drawn at ``stamp_size``
+    #: pixels: the field of view of the paper's cutouts at a resolution a CPU can train on
+    field_of_view: int | None = None
+    #: the paper's sample these settings follow (:mod:`labelsky.data.simulate.samples`), recorded only
+    sample: str | None = None
     shard_size: int | None = None  # None: min(256, max(16, n_objects / 8)), so small runs use every core
     saturation: bool = True
     id_prefix: str = "sim"
@@ -108,11 +117,27 @@ class GalaxySimConfig(SkySettings):
         lo, hi = self.mag_range
         if not lo < hi:
             raise SimulationError(f"mag_range must be (bright, faint) with bright < faint, got {self.mag_range}")
+        for name, limit in (self.mag_limits or {}).items():
+            if name not in self.surveys:
+                raise SimulationError(f"mag_limits names survey {name!r}, which is not simulated "
+                                      f"(surveys {list(self.surveys)})")
+            if not (isinstance(limit, (int, float)) and lo < limit):
+                raise SimulationError(f"mag_limits[{name!r}] = {limit!r}: expected a magnitude fainter than "
+                                      f"mag_range's bright end {lo}")
+        if self.field_of_view is not None:
+            if not (isinstance(self.field_of_view, int) and self.field_of_view >= 8):
+                raise SimulationError(f"field_of_view must be a whole number of survey pixels >= 8, got "
+                                      f"{self.field_of_view!r}")
+            if self.cutout != "fixed":
+                raise SimulationError("field_of_view frames every stamp alike; it needs cutout='fixed'")
         check_splits(self.splits)
 
     def to_dict(self) -> dict:
         d = self._as_dict()
         d["mag_range"] = list(self.mag_range)
+        for key in ("mag_limits", "field_of_view", "sample"):  # off: recorded as a simulation without the option
+            if d[key] is None:
+                d.pop(key)
         if self.randomise is None:  # off: the settings recorded are those of a simulation without the option
             d.pop("randomise")
         else:
@@ -136,9 +161,18 @@ def _class_assignment(cfg: GalaxySimConfig) -> np.ndarray:
 def _stamp_geometry(cfg: GalaxySimConfig, survey: Survey, hlr: float) -> tuple[int, float]:
     n = int(cfg.stamp_size or survey.cutout_size)
     scale = survey.pixel_scale
+    if cfg.field_of_view:
+        scale = survey.pixel_scale * cfg.field_of_view / n
     if cfg.cutout == "scaled" and np.isfinite(hlr):
         scale = max(scale, 17.0 * hlr / n)
     return n, scale
+
+
+def _mag_range(cfg: GalaxySimConfig, seen: list) -> tuple:
+    """(bright, faint) r magnitudes of a galaxy observed by the surveys ``seen``: the faintest is the
+    strictest limit among them (``mag_limits``; ``mag_range[1]`` for a survey without one)."""
+    lo, hi = cfg.mag_range
+    return float(lo), float(min((cfg.mag_limits or {}).get(s, hi) for s in seen))
 
 
 _STATE: dict = {}
@@ -173,10 +207,6 @@ def render_object(i: int, config: dict) -> dict:
     cfg, surveys, labels, names = _setup(config)
     label = int(labels[i])
     cls = names[label]
-    rng = object_seed(cfg.seed, i, "truth")
-    truth = gal.sample_truth(cls, rng, tuple(cfg.mag_range))
-    finest = min(s.pixel_scale for s in surveys)
-    components = gal.build_components(truth, pixel=finest)
 
     # sky position, footprint and split
     pos = object_seed(cfg.seed, i, "sky")
@@ -188,6 +218,10 @@ def render_object(i: int, config: dict) -> dict:
         seen = list(range(len(surveys)))
     else:
         seen = [int(foot.integers(len(surveys)))]
+    rng = object_seed(cfg.seed, i, "truth")
+    truth = gal.sample_truth(cls, rng, _mag_range(cfg, [surveys[k].name for k in seen]))
+    finest = min(s.pixel_scale for s in surveys)
+    components = gal.build_components(truth, pixel=finest)
     split_names = list(cfg.splits)
     sp = np.array([cfg.splits[k] for k in split_names], float)
     split = split_names[int(object_seed(cfg.seed, i, "split").choice(len(sp), p=sp / sp.sum()))]
