@@ -95,7 +95,8 @@ def test_training_selection_paper_thresholds_and_similar_numbers():
 def test_pseudo_label_budget_is_five_percent_of_the_training_set(tmp_path):
     from labelsky.reproduce.khan2019 import run_khan2019
 
-    kc = KhanConfig.quick(n_objects=120, top_k=None, pretrain="none", epochs=1, workers=2)
+    # galaxies to r = 19, fainter than the paper's sample, so that some votes disagree with the truth (below)
+    kc = KhanConfig.quick(n_objects=120, top_k=None, pretrain="none", epochs=1, workers=2, mag_range=(15.0, 19.0))
     res = run_khan2019(tmp_path, kc, progress=False)
     r0 = res["rounds"][0]
     k = r0["pseudo_labels"]["per_class_k"]

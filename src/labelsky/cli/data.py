@@ -72,6 +72,11 @@ def add_simulate(sub):
                         "(docs/samples.md)")
     p.add_argument("--classes", type=_classes_arg, default=None,
                    help="class proportions, e.g. 'elliptical=0.5,spiral=0.5' (default: every class)")
+    p.add_argument("--like", type=Path, default=None, metavar="DATASET",
+                   help="galaxies: measure your own images (framing, S/N, PSF, neighbours, magnitudes) and simulate "
+                        "galaxies that look like them; writes OUT/like.md, like.json and like.png (docs/no_labels.md)")
+    p.add_argument("--render", default=None, metavar="VIEWER",
+                   help="--like with 8-bit pictures: the viewer they are compared through (default legacysurvey)")
     p.add_argument("--stamp-size", type=int, default=None, help="cutout side in pixels (default: survey's)")
     p.add_argument("--cutout", choices=["fixed", "scaled"], default=None,
                    help="fixed (default): native pixels; scaled: field of view ~17 half-light radii (Galaxy Zoo "
@@ -108,6 +113,12 @@ def add_simulate(sub):
 def cmd_simulate(a) -> int:
     switches = dict(stars=a.stars, field_galaxies=a.field_galaxies, sky_residuals=a.sky_residuals,
                     source_noise=a.source_noise, noise=a.noise)
+    if a.like is not None:
+        return _simulate_like(a)
+    if a.render is not None:
+        from labelsky.data.simulate import SimulationError
+
+        raise SimulationError("--render is for --like (the viewer your pictures are compared through)")
     if a.kind == "galaxies":
         from labelsky.data.simulate import parse_randomisation, simulate_galaxies
         from labelsky.data.simulate.samples import sample_settings
@@ -139,7 +150,7 @@ def cmd_simulate(a) -> int:
             if value is not None:
                 from labelsky.data.simulate import SimulationError
 
-                raise SimulationError(f"{opt} is for --kind galaxies; cluster fields are framed by --field-mpc")
+                raise SimulationError(f"{opt} is for --kind galaxies (cluster fields: --field-mpc, --npix)")
         chosen = {"surveys": a.surveys or ["sdss"], "field_mpc": a.field_mpc or 1.0}
         if a.sample:
             from labelsky.data.simulate.samples import sample_settings
@@ -152,6 +163,28 @@ def cmd_simulate(a) -> int:
         print(f"{name}: {len(ds)} objects, bands {''.join(ds.bands)}, images {ds.image_shape} -> {ds.path}")
     if a.kind == "galaxies":
         _write_sample_reports(a.out, result)
+    return 0
+
+
+def _simulate_like(a) -> int:
+    from labelsky.data.io import open_dataset
+    from labelsky.data.simulate import SimulationError
+    from labelsky.data.simulate.like import simulate_like
+
+    unused = [opt for opt, v in (("--sample", a.sample), ("--mag-range", a.mag_range), ("--mag-limit", a.mag_limit),
+                                 ("--field-of-view", a.field_of_view), ("--cutout", a.cutout),
+                                 ("--randomise", a.randomise), ("--overlap", a.overlap)) if v is not None]
+    if a.kind != "galaxies" or unused:
+        raise SimulationError(f"--like sets the framing, magnitudes and noise itself; it does not take "
+                              f"{', '.join(unused) or '--kind clusters'}")
+    if a.surveys and len(a.surveys) > 1:
+        raise SimulationError("--like simulates one survey; give one with --surveys")
+    rep = simulate_like(open_dataset(a.like), a.out, n_objects=a.n, survey=a.surveys[0] if a.surveys else None,
+                        render=a.render or "auto", stamp_size=a.stamp_size, classes=a.classes, seed=a.seed,
+                        workers=a.workers, overwrite=a.overwrite)
+    print(Path(a.out, "like.md").read_text(), end="")
+    print(f"{len(open_dataset(Path(a.out) / rep['survey']['name']))} simulated galaxies -> "
+          f"{Path(a.out) / rep['survey']['name']}; report {Path(a.out) / 'like.md'}, figure {Path(a.out) / 'like.png'}")
     return 0
 
 
@@ -470,6 +503,12 @@ def add_validate(sub):
     p.add_argument("--max-masked", type=float, default=0.2, help="warn above this fraction of bad pixels in a band")
     p.add_argument("--no-pixels", dest="pixels", action="store_false", help="skip reading the images")
     p.add_argument("--json", action="store_true", help="print the problems as JSON")
+    p.add_argument("--no-sample", dest="sample", action="store_false",
+                   help="skip the sample report (per class: magnitudes, sizes, fraction resolved)")
+    p.add_argument("--sample-rows", type=int, default=500,
+                   help="images measured for the sample report where the catalog has no truth (default 500)")
+    p.add_argument("--sample-figure", type=Path, default=None, metavar="PNG",
+                   help="also draw the sample report (histograms per class) into this file")
     p.set_defaults(func=cmd_validate)
 
 
@@ -490,4 +529,14 @@ def cmd_validate(a) -> int:
             print(f"{p['level']}: {p['file']}{where}: {p['message']}")
     n_err = sum(p["level"] == "error" for p in problems)
     print(f"{a.dataset}: {n_err} error(s), {len(problems) - n_err} warning(s)", file=sys.stderr)
+    if a.sample and not n_err and not a.json:
+        from labelsky.data.io import open_dataset
+        from labelsky.data.sample_report import format_sample_report, sample_figure, sample_report
+
+        ds = open_dataset(a.dataset)
+        report = sample_report(ds, max_rows=a.sample_rows)
+        print(format_sample_report(report))
+        if a.sample_figure:
+            sample_figure(ds, report, a.sample_figure)
+            print(f"sample figure: {a.sample_figure}")
     return 1 if n_err else 0

@@ -47,7 +47,10 @@ def measure_central(image: np.ndarray, *, pixel_scale: float, nanomaggies: bool 
     clipped); the central source is the photutils segment at the centre
     pixel, or the nearest one within a tenth of the frame. Values are NaN
     where nothing is found there. ``hlr_arcsec`` is the radius that holds
-    half of the source's (Kron) flux, observed (PSF included).
+    half of the source's (Kron) flux, observed (PSF included);
+    ``n_neighbours`` counts the other sources, ``min_fwhm_pix`` is the FWHM
+    of the most compact source at S/N > 20 (a star's: the PSF, where there
+    is one).
     """
     from astropy.convolution import convolve
     from astropy.stats import sigma_clipped_stats
@@ -57,7 +60,7 @@ def measure_central(image: np.ndarray, *, pixel_scale: float, nanomaggies: bool 
     h, w = img.shape
     nan = float("nan")
     out = {"flux": nan, "mag_r": nan, "hlr_arcsec": nan, "snr": nan, "sky": nan, "sky_rms": nan,
-           "area_pix": nan}
+           "area_pix": nan, "n_neighbours": 0, "min_fwhm_pix": nan}
     good = np.isfinite(img)
     if good.sum() < 16:
         return out
@@ -77,6 +80,15 @@ def measure_central(image: np.ndarray, *, pixel_scale: float, nanomaggies: bool 
         segm = detect_sources(conv, threshold * rms, npixels=5, mask=~good)
     if segm is None:
         return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        every = SourceCatalog(sub, segm, mask=~good)
+        fwhm = np.asarray(getattr(every.fwhm, "value", every.fwhm), dtype=float).ravel()
+        fluxes = np.asarray(getattr(every.segment_flux, "value", every.segment_flux), dtype=float).ravel()
+        areas = np.asarray(getattr(every.area, "value", every.area), dtype=float).ravel()
+    bright = np.isfinite(fwhm) & (fluxes > 20.0 * rms * np.sqrt(np.maximum(areas, 1.0)))  # noise peaks aside
+    if bright.any():
+        out["min_fwhm_pix"] = float(fwhm[bright].min())
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     label = int(segm.data[int(round(cy)), int(round(cx))])
     if label == 0:
@@ -85,6 +97,7 @@ def measure_central(image: np.ndarray, *, pixel_scale: float, nanomaggies: bool 
         if not len(d) or d.min() > 0.1 * min(h, w):
             return out
         label = int(segm.data[yy[d.argmin()], xx[d.argmin()]])
+    out["n_neighbours"] = int(len(segm.labels) - 1)
     segm.keep_labels([label])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

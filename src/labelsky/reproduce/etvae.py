@@ -39,7 +39,8 @@ __all__ = ["ETVAEReproConfig", "run_etvae", "poses_figure"]
 @dataclass
 class ETVAEReproConfig:
     n_objects: int = 3000
-    survey: str = "decals"
+    sample: str = "etvae"  # the paper's Galaxy Zoo: the brightest SDSS galaxies (r < 17.0), Galaxy-Zoo framing
+    survey: str = "sdss"
     stamp_size: int = 32
     label_counts: list = field(default_factory=lambda: [100, 300, 800, 1200])
     regimes: list = field(default_factory=lambda: ["supervised", "semi", "two_step"])
@@ -135,8 +136,11 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, rc)
     t0 = time.time()
-    ds = simulate_galaxies(out / "sim", n_objects=rc.n_objects, surveys=[rc.survey], stamp_size=rc.stamp_size,
-                           seed=rc.sim_seed, workers=rc.workers, progress=progress, reuse=True)[rc.survey]
+    from labelsky.data.simulate.samples import sample_settings
+
+    ds = simulate_galaxies(out / "sim", n_objects=rc.n_objects, stamp_size=rc.stamp_size, seed=rc.sim_seed,
+                           workers=rc.workers, progress=progress, reuse=True, sample=rc.sample,
+                           **sample_settings(rc.sample, surveys=[rc.survey]))[rc.survey]
     split = ds.column("split").astype(str)
     votes_total = sum(ds.column(c) for c in ("votes_smooth", "votes_featured", "votes_artifact"))
     has_votes = votes_total > 0

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from labelsky.data.simulate import simulate_galaxies
+from labelsky.data.simulate.samples import sample_settings
 from labelsky.errors import RunFolderError, SettingsError
 from labelsky.measures.embeddings import cluster_purity, tsne
 from labelsky.measures.metrics import classification_report, confident_accuracy_curve
@@ -113,7 +114,8 @@ class KhanConfig:
     cluster_filter: bool = False  # keep only pseudo-labels whose t-SNE cluster agrees
     seed: int = 0
     workers: int | None = None
-    mag_range: tuple = (15.0, 18.5)
+    sample: str = "khan2019"  # the paper's selection (labelsky.data.simulate.samples): SDSS main sample r < 17.77
+    mag_range: tuple | None = None  # None: the sample's
 
     def __post_init__(self):
         if self.pretrain not in PRETRAINING:
@@ -133,6 +135,15 @@ class KhanConfig:
                     top_k=20, batch_size=32, hp_thresholds={"elliptical": 0.8, "spiral": 0.8})
         base.update(kw)
         return cls(**base)
+
+
+def _sample(kc: KhanConfig, surveys: list | None) -> dict:
+    """Simulator settings of the paper's sample (magnitudes, framing); ``surveys`` None keeps the caller's."""
+    settings = sample_settings(kc.sample, surveys=surveys,
+                               mag_range=tuple(kc.mag_range) if kc.mag_range else None)
+    if surveys is None:
+        settings.pop("surveys")
+    return {**settings, "sample": kc.sample}
 
 
 def _transfer_cfg(kc: KhanConfig, weights, **over) -> TransferConfig:
@@ -167,7 +178,7 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
 
         sims = simulate_galaxies(out_dir / "sim", n_objects=kc.pretrain_objects, surveys=[kc.pretrain_survey],
                                  seed=1000, workers=kc.workers, progress=progress, reuse=True,
-                                 mag_range=tuple(kc.mag_range), shard_size=max(32, kc.pretrain_objects // 8))
+                                 shard_size=max(32, kc.pretrain_objects // 8), **_sample(kc, None))
         ds = sims[kc.pretrain_survey]
         split = ds.column("split")
         tr, va = np.flatnonzero(split != "val"), np.flatnonzero(split == "val")  # labels are never read
@@ -183,7 +194,7 @@ def pretrain_backbone(out_dir: Path, kc: KhanConfig, progress: bool = True) -> P
         return weight_file
     sims = simulate_galaxies(out_dir / "sim", n_objects=kc.pretrain_objects, surveys=["decals"],
                              seed=1000, workers=kc.workers, progress=progress, reuse=True,
-                             mag_range=tuple(kc.mag_range), shard_size=max(32, kc.pretrain_objects // 8))
+                             shard_size=max(32, kc.pretrain_objects // 8), **_sample(kc, None))
     ds = sims["decals"]
     split = ds.column("split")
     tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
@@ -301,10 +312,9 @@ def run_khan2019(out: str | Path, kc: KhanConfig | None = None, progress: bool =
     (out / "figures").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     timings = {}
-    sims = simulate_galaxies(out / "sim", n_objects=kc.n_objects, surveys=["sdss", "des"],
-                             classes={c: 1.0 for c in CLASSES}, overlap=kc.overlap, seed=kc.seed,
-                             workers=kc.workers, progress=progress, reuse=True, mag_range=tuple(kc.mag_range),
-                             shard_size=max(32, kc.n_objects // 16))
+    sims = simulate_galaxies(out / "sim", n_objects=kc.n_objects, classes={c: 1.0 for c in CLASSES},
+                             overlap=kc.overlap, seed=kc.seed, workers=kc.workers, progress=progress, reuse=True,
+                             shard_size=max(32, kc.n_objects // 16), **_sample(kc, ["sdss", "des"]))
     sdss, des = sims["sdss"], sims["des"]
     timings["simulate_s"] = time.time() - t0
 

@@ -53,8 +53,10 @@ class OWGConfig:
     n_clusters: int = 500
     npix: int = 32
     survey: str = "sdss"
-    # the paper's clusters come from the SDSS DR8 redMaPPer catalogue, which lists lambda >= 20
+    # the paper's clusters come from the SDSS DR8 redMaPPer catalogue, which lists lambda >= 20, volume-limited to
+    # z = 0.33 (the ``owg`` sample of labelsky.data.simulate.samples)
     lambda_range: tuple = (20.0, 150.0)
+    z_range: tuple = (0.08, 0.33)
     backbone: str = "resnet18"
     pretext_epochs: int = 15
     pretext_optimizer: str = "adam"  # the paper: SGD, lr 1e-4, momentum 0.9, 100 epochs
@@ -220,7 +222,8 @@ def run_owg(out: str | Path, rc: OWGConfig | None = None, progress: bool = True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     ds = simulate_clusters(out / "sim", n_clusters=rc.n_clusters, npix=rc.npix, surveys=[rc.survey], seed=rc.seed,
-                           lambda_range=tuple(rc.lambda_range), workers=rc.workers, progress=progress,
+                           lambda_range=tuple(rc.lambda_range), z_range=tuple(rc.z_range), workers=rc.workers,
+                           progress=progress,
                            reuse=True)[rc.survey]
     timings = {"simulate_s": round(time.time() - t0, 1)}
     pcfg = PretextConfig(task="bands", backbone=rc.backbone, feature_dim=rc.feature_dim, optimizer=rc.pretext_optimizer,

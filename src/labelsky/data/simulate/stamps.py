@@ -72,7 +72,8 @@ class GalaxySimConfig(SkySettings):
     n_objects: int = 1000
     classes: dict = field(default_factory=lambda: dict(DEFAULT_PROPORTIONS))
     stamp_size: int | None = None  # None: each survey's cutout_size
-    cutout: str = "fixed"  # "fixed": native pixels; "scaled": field of view ~ 17 half-light radii
+    cutout: str = "fixed"  # "fixed": native pixels; "scaled": field of view ``scaled_fov`` half-light radii
+    scaled_fov: float = 17.0  # the side of a "scaled" stamp in half-light radii
     overlap: float = 1.0  # fraction of objects observed by every survey; the rest by one survey each
     mag_range: tuple = (15.0, 19.0)
     #: faint r-magnitude limit of each survey's sample, e.g. ``{"sdss": 17.0, "decals": 17.77}``: a galaxy
@@ -86,6 +87,12 @@ class GalaxySimConfig(SkySettings):
     sample: str | None = None
     shard_size: int | None = None  # None: min(256, max(16, n_objects / 8)), so small runs use every core
     saturation: bool = True
+    #: surface densities of neighbouring stars and field galaxies, in units of the survey's
+    star_density: float = 1.0
+    galaxy_density: float = 1.0
+    #: the surveys observed deeper (mag, > 0) and with a PSF this many times as wide as their specifications
+    depth_shift: float = 0.0
+    psf_scale: float = 1.0
     id_prefix: str = "sim"
     #: Domain randomisation: None (off), True (default ranges), a :class:`Randomisation` or a dict of its fields.
     randomise: Randomisation | None = field(default=None, kw_only=True)
@@ -124,6 +131,14 @@ class GalaxySimConfig(SkySettings):
             if not (isinstance(limit, (int, float)) and lo < limit):
                 raise SimulationError(f"mag_limits[{name!r}] = {limit!r}: expected a magnitude fainter than "
                                       f"mag_range's bright end {lo}")
+        if not (isinstance(self.depth_shift, (int, float)) and abs(self.depth_shift) <= 10):
+            raise SimulationError(f"depth_shift must be a magnitude shift within +-10, got {self.depth_shift!r}")
+        if not (isinstance(self.psf_scale, (int, float)) and 0.1 <= self.psf_scale <= 10):
+            raise SimulationError(f"psf_scale must be a factor in 0.1-10, got {self.psf_scale!r}")
+        for name in ("scaled_fov", "star_density", "galaxy_density"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= (0 if name != "scaled_fov" else 2)):
+                raise SimulationError(f"{name} must be a number >= {0 if name != 'scaled_fov' else 2}, got {v!r}")
         if self.field_of_view is not None:
             if not (isinstance(self.field_of_view, int) and self.field_of_view >= 8):
                 raise SimulationError(f"field_of_view must be a whole number of survey pixels >= 8, got "
@@ -135,8 +150,10 @@ class GalaxySimConfig(SkySettings):
     def to_dict(self) -> dict:
         d = self._as_dict()
         d["mag_range"] = list(self.mag_range)
-        for key in ("mag_limits", "field_of_view", "sample"):  # off: recorded as a simulation without the option
-            if d[key] is None:
+        for key, off in (("mag_limits", None), ("field_of_view", None), ("sample", None), ("scaled_fov", 17.0),
+                         ("star_density", 1.0), ("galaxy_density", 1.0), ("depth_shift", 0.0),
+                         ("psf_scale", 1.0)):  # off: recorded as without the option
+            if d[key] == off:
                 d.pop(key)
         if self.randomise is None:  # off: the settings recorded are those of a simulation without the option
             d.pop("randomise")
@@ -164,7 +181,7 @@ def _stamp_geometry(cfg: GalaxySimConfig, survey: Survey, hlr: float) -> tuple[i
     if cfg.field_of_view:
         scale = survey.pixel_scale * cfg.field_of_view / n
     if cfg.cutout == "scaled" and np.isfinite(hlr):
-        scale = max(scale, 17.0 * hlr / n)
+        scale = max(scale, cfg.scaled_fov * hlr / n)
     return n, scale
 
 
@@ -175,6 +192,16 @@ def _mag_range(cfg: GalaxySimConfig, seen: list) -> tuple:
     return float(lo), float(min((cfg.mag_limits or {}).get(s, hi) for s in seen))
 
 
+def observed_survey(survey: Survey, cfg: GalaxySimConfig) -> Survey:
+    """``survey`` with the simulation's depth shift and PSF scale (itself when there are none)."""
+    if cfg.depth_shift == 0 and cfg.psf_scale == 1:
+        return survey
+    return dataclasses.replace(survey, depth=tuple(d + cfg.depth_shift for d in survey.depth),
+                               psf_fwhm=tuple(f * cfg.psf_scale for f in survey.psf_fwhm),
+                               description=f"{survey.description} (simulated {cfg.depth_shift:+.2f} mag deeper, "
+                                           f"PSF x{cfg.psf_scale:.2f})".strip())
+
+
 _STATE: dict = {}
 
 
@@ -183,7 +210,7 @@ def _setup(config: dict):
     key = json.dumps(config, sort_keys=True, default=str)
     if _STATE.get("key") != key:
         cfg = GalaxySimConfig(**{k: v for k, v in config.items()})
-        surveys = [get_survey(s) for s in cfg.surveys]
+        surveys = [observed_survey(get_survey(s), cfg) for s in cfg.surveys]
         _STATE.update(key=key, cfg=cfg, surveys=surveys, labels=_class_assignment(cfg),
                       names=list(cfg.classes))
     return _STATE["cfg"], _STATE["surveys"], _STATE["labels"], _STATE["names"]
@@ -229,6 +256,8 @@ def render_object(i: int, config: dict) -> dict:
     # nuisance levels (domain randomisation): the sky's once, each survey's observation on its own
     rand = cfg.randomise
     sky_levels = scene_levels(rand, cfg.seed, i) if rand else {"stars": 1.0, "field_galaxies": 1.0}
+    sky_levels = {"stars": sky_levels["stars"] * cfg.star_density,
+                  "field_galaxies": sky_levels["field_galaxies"] * cfg.galaxy_density}
     obs_levels = {k: observation_levels(rand, cfg.seed, i, surveys[k]) for k in seen} if rand else {}
     observed = {k: _observed(surveys[k], obs_levels.get(k)) for k in seen}
 
@@ -323,6 +352,7 @@ def simulate_galaxies(out: str | Path, config: GalaxySimConfig | None = None, wo
     if started is None:
         return open_simulation(out)
     config_dict, surveys = started
+    surveys = [observed_survey(s, cfg) for s in surveys]
     n_shards = (cfg.n_objects + cfg.shard_size - 1) // cfg.shard_size
     classes = list(cfg.classes)
     writers = {}
