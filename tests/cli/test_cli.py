@@ -62,3 +62,34 @@ def test_demo_small(tmp_path):
     assert cat.num_rows == summary["datasets"]["des"]["n"] and "p_spiral" in cat.column_names
     for f in summary["figures"]:
         assert (tmp_path / f).exists() or __import__("pathlib").Path(f).exists(), f
+
+
+def test_simulate_a_papers_sample_reports_what_it_lets_a_method_see(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--sample", "deepastrouda", "--field-of-view", "64", "--out", str(out), "--n", "8",
+                 "--stamp-size", "16", "--classes", "elliptical,spiral", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "resolved: half-light radius > PSF FWHM" in printed and "sdss, r band" in printed
+    config = json.loads((out / "simulation.json").read_text())["config"]
+    assert config["sample"] == "deepastrouda" and config["field_of_view"] == 64  # explicit option over the sample's
+    assert config["mag_limits"] == {"sdss": 17.0, "decals": 17.77} and config["overlap"] == 0.0
+    for survey in ("sdss", "decals"):
+        report = json.loads((out / f"sample_{survey}.json").read_text())
+        assert report["source"] == "truth" and set(report["classes"]) <= {"elliptical", "spiral"}
+        assert (out / f"sample_{survey}.png").stat().st_size > 1000
+    assert main(["validate", str(out / "sdss"), "--sample-figure", str(tmp_path / "v.png")]) == 0
+    assert "half-light arcsec" in capsys.readouterr().out and (tmp_path / "v.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sample", "owg"], "clusters sample"),
+    (["--sample", "gz9"], "unknown sample 'gz9'"),
+    (["--mag-limit", "sdss:17"], "expected SURVEY=MAGNITUDE"),
+    (["--mag-limit", "decals=17.0"], "not simulated"),
+    (["--kind", "clusters", "--mag-range", "14", "17"], "--mag-range is for --kind galaxies"),
+    (["--like", "somewhere", "--sample", "etvae"], "it does not take --sample"),
+])
+def test_sample_options_refused_in_one_line(tmp_path, capsys, args, message):
+    assert main(["simulate", "--out", str(tmp_path / "o"), "--n", "4", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -534,6 +534,8 @@ def cmd_validate(a) -> int:
         from labelsky.data.sample_report import format_sample_report, sample_figure, sample_report
 
         ds = open_dataset(a.dataset)
+        if ds.meta.get("kind") == "clusters":  # fields, not one galaxy each
+            return 0
         report = sample_report(ds, max_rows=a.sample_rows)
         print(format_sample_report(report))
         if a.sample_figure:

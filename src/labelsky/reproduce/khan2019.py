@@ -138,11 +138,12 @@ class KhanConfig:
 
 
 def _sample(kc: KhanConfig, surveys: list | None) -> dict:
-    """Simulator settings of the paper's sample (magnitudes, framing); ``surveys`` None keeps the caller's."""
+    """Simulator settings of the paper's sample (magnitudes, framing); ``surveys`` None (the pretraining's
+    galaxies): its magnitudes only."""
     settings = sample_settings(kc.sample, surveys=surveys,
                                mag_range=tuple(kc.mag_range) if kc.mag_range else None)
     if surveys is None:
-        settings.pop("surveys")
+        return {"mag_range": settings["mag_range"]}
     return {**settings, "sample": kc.sample}
 
 

@@ -11,7 +11,7 @@ surveys. Settings a caller passes explicitly win over the sample's.
 ==================== ==========================================================================================
 ``khan2019``         SDSS main galaxy sample (Petrosian r < 17.77, Strauss et al. 2002), which Galaxy Zoo 1
                      classified (Lintott et al. 2011, Khan et al.'s ref. 17), observed by SDSS and DES;
-                     Galaxy-Zoo framing (the field of view follows the galaxy's size)
+                     the paper does not state its cutouts' size: each survey's own (native pixels)
 ``deepastrouda``     Ciprijanovic et al. 2023, section 4.2.1: GZ2 SDSS r < 17.0 (source) and GZ DECaLS
                      r < 17.77 (target), 256 x 256 cutouts at each survey's pixel scale (0.396" and 0.262")
 ``etvae``            Nishikawa-Toomey et al.: "the brightest galaxies from SDSS" of Galaxy Zoo (GZ2, r < 17.0),
@@ -47,7 +47,7 @@ PAPER_SAMPLES = {
         "khan2019", "galaxies", "Khan et al. 2019 (seed 000), section II.A",
         "Galaxy Zoo 1 debiased probabilities (Lintott et al. 2011) of the SDSS DR7 main galaxy sample, "
         "Petrosian r < 17.77; galaxies in both the SDSS and DES footprints",
-        {"surveys": ["sdss", "des"], "mag_range": (14.0, 17.77), "cutout": "scaled"}),
+        {"surveys": ["sdss", "des"], "mag_range": (14.0, 17.77), "cutout": "fixed"}),
     "deepastrouda": PaperSample(
         "deepastrouda", "galaxies", "Ciprijanovic et al. 2023 (seed 001), sections 4.2.1 and 4.3",
         "GZ2 SDSS: Petrosian r < 17.0; GZ DECaLS: r < 17.77; both cropped to 256 x 256 pixels at the survey's "
