@@ -10,8 +10,8 @@ Real targets (no label of them is used for training or for choosing anything):
 
 Sources, per target: ``default`` — the path docs/no_labels.md documented (``simulate --surveys decals --cutout
 scaled --randomise``, trained with ``--render legacysurvey --randomise``); ``like`` — ``simulate --like TARGET``
-(framing, S/N, PSF, neighbours measured on the target), trained with ``--render legacysurvey --randomise`` centred
-on the target's black point as ``--like`` recommends. Each pair trains a source-only classifier (elliptical vs
+(framing, S/N, PSF, neighbours measured on the target), trained as ``--like`` prints: ``--render legacysurvey
+--black-point B --randomise black=-0.03:0.03`` (B: the target's black point against the rendered simulation's). Each pair trains a source-only classifier (elliptical vs
 spiral, ``labelsky adapt --method source_only``; same budget) and records the domain gap before and after (AUROC
 of a logistic regression telling real from simulated embeddings, out of fold; 0.5 = indistinguishable), the
 simulated test accuracy and the share of real galaxies called elliptical; for ``gz``, the Spearman correlation of
@@ -127,7 +127,8 @@ def run_pair(work: Path, target_name: str, target, source_name: str, source, lik
     run = work / "runs" / f"{target_name}-{source_name}-s{a.seed}"
     cfg = UDAConfig(method="source_only", backbone=a.backbone, max_epochs=a.epochs, batch_size=a.batch_size,
                     image_size=a.stamp_size, seed=a.seed, num_workers=0, classes_known=list(CLASSES),
-                    render="legacysurvey", randomise=training_randomise(like))
+                    render="legacysurvey", randomise=training_randomise(like),
+                    black_point=float((like or {}).get("black_point") or 0.0))
     t0 = time.perf_counter()
     model, rep = train("uda", run, {"source": source, "target": target}, cfg, progress=False)
     probs = predict(model, target, domain="target", embed=False)["output"]
@@ -137,7 +138,8 @@ def run_pair(work: Path, target_name: str, target, source_name: str, source, lik
            "source_test_closed_set_accuracy": rep["source_test"]["closed_set_accuracy"],
            "real_called_elliptical": float((probs.argmax(1) == 0).mean()),
            "real_flagged_unknown": float((entropy(probs) > float(model.rho)).mean()),
-           "randomise": cfg.randomise, "seconds": round(time.perf_counter() - t0, 1), "run": str(run),
+           "randomise": cfg.randomise, "black_point": cfg.black_point,
+           "seconds": round(time.perf_counter() - t0, 1), "run": str(run),
            "p_elliptical": {str(i): float(p) for i, p in zip(target.column("id_str"), probs[:, 0])}}
     if not a.no_figures:
         src = run / "figures" / "nearest_neighbours.png"
@@ -197,7 +199,8 @@ def main(argv=None):
     metrics = {"cpu": mon.as_dict(), "settings": settings,
                "targets": {k: {"n": len(v), **about.get(k, {})} for k, v in targets.items()},
                "results": results, "like": {k: {"settings": v["settings"], "statistics": v["statistics"],
-                                                "train_randomise": v["train_randomise"]} for k, v in likes.items()}}
+                                                "train_randomise": v["train_randomise"],
+                                                "black_point": v.get("black_point", 0.0)} for k, v in likes.items()}}
     rows = []
     for tname, per in results.items():
         for sname, r in per.items():

@@ -52,6 +52,28 @@ def test_legacysurvey_empty_sky_is_grey_and_pixel_scale_converts_to_native_pixel
     np.testing.assert_array_equal(render(f, "grz", "legacysurvey", pixel_scale=0.262), render(f, "grz"))
 
 
+def test_black_point_subtracts_bytes_from_the_picture_in_training_and_prediction():
+    # the empty Legacy Survey sky is byte 32; a black point of 20 / 255 leaves 12, and a pixel below it goes to 0
+    sky = render(np.zeros((3, 2, 2), np.float32), "grz", "legacysurvey", black_point=20 / 255)
+    _close(sky.reshape(3, -1).T, [[12] * 3] * 4)
+    out = render(_pixel({"g": 0.05, "r": 0.1, "z": 0.2}, "grz"), "grz", "legacysurvey", black_point=0.6)
+    _close(out[:, 0, 0], [189 - 153, 0, 0])  # 0.6 * 255 = 153 levels off [189, 148, 132]
+    with pytest.raises(SettingsError, match="black point"):
+        render(np.zeros((3, 2, 2), np.float32), "grz", black_point=1.0)
+    # the model's input: the same level in the training preprocessing and in the prediction one
+    from labelsky.data.transforms import NuisanceRandomisation, RenderPreprocess
+
+    img = _galaxy_field(8)
+    plain = RenderPreprocess("grz", "legacysurvey", pixel_scale=0.262, noise=[0.01] * 3)
+    dark = RenderPreprocess("grz", "legacysurvey", pixel_scale=0.262, noise=[0.01] * 3, black_point=20 / 255)
+    np.testing.assert_allclose(dark(img).numpy(), np.clip(plain(img).numpy() - 20 / 255, 0, 1), atol=1e-6)
+    display = NuisanceRandomisation(brightness=(1, 1), colour=0, blur=0, noise=0, sky=0, jpeg_probability=0,
+                                    black=(0.0, 0.0), contrast=(1.0, 1.01))
+    trained = RenderPreprocess("grz", "legacysurvey", pixel_scale=0.262, noise=[0.01] * 3, black_point=20 / 255,
+                               randomise=display)
+    assert abs(float(trained(img).mean()) - float(dark(img).mean())) < 0.01
+
+
 def test_sdss_hand_cases():
     # djs_rgb_make with sdss_frame_jpg parameters: scales (i 2.0, r 2.6, g 3.6), b = 2.25, bytes floor(256 x)
     g, r, i = 0.05, 0.1, 0.2

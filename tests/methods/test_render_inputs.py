@@ -94,7 +94,8 @@ def test_render_settings_parse_and_refuse():
         with pytest.raises(SettingsError, match=msg):
             NuisanceRandomisation.parse_overrides(bad)
     for kw, msg in (({"randomise": {}}, "needs --render"), ({"render": "nope"}, "expected one of"),
-                    ({"jpeg_quality": 50}, "needs --render")):
+                    ({"jpeg_quality": 50}, "needs --render"), ({"black_point": 0.05}, "needs --render"),
+                    ({"render": "sdss", "black_point": 1.2}, "0 <= LEVEL < 1")):
         with pytest.raises(SettingsError, match=msg):
             InputSettings(**kw)
     # the command line gives the text to the library's grammar: one error line, exit 2

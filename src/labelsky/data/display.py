@@ -322,7 +322,7 @@ def jpeg_roundtrip(rgb01: np.ndarray, quality: int) -> np.ndarray:
 
 
 def render(image: np.ndarray, bands, renderer: str | Renderer = "legacysurvey", *, pixel_scale: float | None = None,
-           jpeg_quality: int | None = None) -> np.ndarray:
+           jpeg_quality: int | None = None, black_point: float = 0.0) -> np.ndarray:
     """A flux image as a survey viewer shows it.
 
     Parameters
@@ -340,6 +340,11 @@ def render(image: np.ndarray, bands, renderer: str | Renderer = "legacysurvey", 
         Encode and decode the picture as JPEG at this quality (1-100), as the
         viewer's JPEG files are; ``RENDERERS[name].jpeg_quality`` is the
         viewer's own (legacysurvey 90, sdss 75, hsc None: PNG). None: no JPEG.
+    black_point : float, optional
+        A black level (0-1) subtracted from every byte of the picture before
+        the JPEG, ``max(byte - round(255 black_point), 0)``: pictures whose
+        sky is darker than the viewer's (``labelsky simulate --like`` measures
+        it). 0: the viewer's picture as it is.
 
     Returns
     -------
@@ -354,7 +359,12 @@ def render(image: np.ndarray, bands, renderer: str | Renderer = "legacysurvey", 
         names the missing and the available bands), a bad pixel scale or JPEG
         quality.
     """
-    out = _get_renderer(renderer)(image, bands, pixel_scale=pixel_scale).astype(np.float32) / np.float32(255)
+    if not (isinstance(black_point, (int, float)) and 0 <= black_point < 1):
+        raise SettingsError(f"black point (--black-point) = {black_point!r}; expected 0 <= level < 1")
+    out = _get_renderer(renderer)(image, bands, pixel_scale=pixel_scale)
+    if black_point:
+        out = np.clip(out.astype(np.int16) - int(round(255 * black_point)), 0, 255)
+    out = out.astype(np.float32) / np.float32(255)
     if jpeg_quality is not None:
         out = jpeg_roundtrip(out, jpeg_quality)
     return out

@@ -356,6 +356,9 @@ class RenderPreprocess:
         JPEG-compress every picture at this quality (the viewers serve JPEG), or None.
     randomise
         A :class:`NuisanceRandomisation` (training only), or None.
+    black_point
+        A black level subtracted from every rendered picture, in training and prediction alike (see
+        :func:`labelsky.data.display.render`); the randomised black level, if any, comes on top of it.
     size
         Output side in pixels, or None.
     seed, salt
@@ -368,7 +371,7 @@ class RenderPreprocess:
 
     def __init__(self, bands: Sequence[str], renderer: str, *, pixel_scale, noise,
                  jpeg_quality: int | None = None, randomise: NuisanceRandomisation | None = None,
-                 size: int | None = None, seed: int = 0, salt: int = 0):
+                 size: int | None = None, seed: int = 0, salt: int = 0, black_point: float = 0.0):
         from labelsky.data.display import RENDERERS
 
         if renderer not in RENDERERS:
@@ -384,6 +387,7 @@ class RenderPreprocess:
         self.survey = noise if hasattr(noise, "noise_sigma") else None
         self.noise = None if self.survey is not None else np.asarray(noise, dtype=np.float64)
         self.jpeg_quality, self.randomise, self.seed, self.salt = jpeg_quality, randomise, int(seed), int(salt)
+        self.black_point = float(black_point)
         self._rng, self._rng_key = None, None
 
     def _generator(self) -> np.random.Generator:
@@ -412,11 +416,13 @@ class RenderPreprocess:
         if self.randomise is not None and self.randomise.changes_display:
             from labelsky.data.display import jpeg_roundtrip
 
-            rgb = self.randomise.apply_display(render(x, self.bands, self.renderer, pixel_scale=ps),
+            rgb = self.randomise.apply_display(render(x, self.bands, self.renderer, pixel_scale=ps,
+                                                      black_point=self.black_point),
                                                self._generator())
             rgb = jpeg_roundtrip(rgb, quality) if quality is not None else rgb
         else:
-            rgb = render(x, self.bands, self.renderer, pixel_scale=ps, jpeg_quality=quality)
+            rgb = render(x, self.bands, self.renderer, pixel_scale=ps, jpeg_quality=quality,
+                         black_point=self.black_point)
         t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
         if self.size is not None and t.shape[-1] != self.size:
             t = F.interpolate(t[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
@@ -433,4 +439,5 @@ class RenderPreprocess:
 
     def describe(self) -> dict:
         return {"render": self.renderer, "bands": self.bands, "size": self.size, "jpeg_quality": self.jpeg_quality,
+                "black_point": self.black_point,
                 "randomise": None if self.randomise is None else dataclasses.asdict(self.randomise)}

@@ -194,6 +194,10 @@ class InputSettings(Settings):
                                       "JPEGs) as they are")
     jpeg_quality: int | None = setting(None, check="percent", help="with --render: JPEG-compress every rendered "
                                                                    "picture at this quality (1-100)")
+    black_point: float = setting(0.0, metavar="LEVEL",
+                                 help="with --render: subtract this black level (0-1) from every rendered picture, in "
+                                      "training and prediction (pictures with a darker sky than the viewer's; "
+                                      "simulate --like prints the level of yours)")
     # nuisance randomisation of rendered training images (NuisanceRandomisation fields; {} = its defaults)
     randomise: dict | None = setting(None, parse=_parse_randomise, nargs="?", metavar="NAME=VALUE,...",
                                      help="with --render: random nuisances on every rendered training image "
@@ -211,6 +215,10 @@ class InputSettings(Settings):
             raise SettingsError("--randomise needs --render (the nuisances are drawn on rendered pictures)")
         if self.jpeg_quality is not None and not self.render:
             raise SettingsError("--jpeg-quality needs --render")
+        if not (isinstance(self.black_point, (int, float)) and 0 <= self.black_point < 1):
+            raise SettingsError(f"--black-point {self.black_point!r}: expected a level 0 <= LEVEL < 1")
+        if self.black_point and not self.render:
+            raise SettingsError("--black-point needs --render (it darkens rendered pictures)")
         if self.render:
             from labelsky.data.display import RENDERERS
 
@@ -225,7 +233,8 @@ class InputSettings(Settings):
         """The preprocessing of ``ds`` images under these settings (``train``: with the training randomisation)."""
         return make_preprocess(ds, self.bands, self.stretch, self.softening, self.image_size, self.noise_survey,
                                self.mask_channel, render=self.render, jpeg_quality=self.jpeg_quality,
-                               randomise=self.randomise if train else None, seed=getattr(self, "seed", 0))
+                               randomise=self.randomise if train else None, seed=getattr(self, "seed", 0),
+                               black_point=self.black_point)
 
     def in_chans(self, ds: LabelskyDataset | None = None) -> int:
         """Input channels of a model: the bands used (all of ``ds``'s by default; 3 when rendered), plus the
@@ -250,7 +259,8 @@ class TrainSettings(RunSettings):
 
 def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=3.0, size=None,
                     noise_survey: str | None = None, mask_channel: bool = False, *, render: str | None = None,
-                    jpeg_quality: int | None = None, randomise: dict | None = None, seed: int = 0):
+                    jpeg_quality: int | None = None, randomise: dict | None = None, seed: int = 0,
+                    black_point: float = 0.0):
     """The preprocessing of ``ds`` images: band selection by name, survey-noise asinh stretch, resize.
 
     ``noise_survey`` names the survey whose pixel noise sets the asinh
@@ -283,7 +293,8 @@ def make_preprocess(ds: LabelskyDataset, bands=None, stretch="asinh", softening=
         import zlib
 
         return RenderPreprocess(ds.bands, render, pixel_scale=scales, noise=ds.survey, jpeg_quality=jpeg_quality,
-                                randomise=rand, size=size, seed=seed, salt=zlib.crc32(str(ds.path).encode()))
+                                randomise=rand, size=size, seed=seed, salt=zlib.crc32(str(ds.path).encode()),
+                                black_point=black_point)
     idx = select_bands(ds.bands, bands)
     if stretch == "asinh" and ds.meta.get("flux_unit", "nanomaggy") != "nanomaggy":
         return Preprocess(idx, stretch="none", size=size, mask_channel=mask_channel)

@@ -55,8 +55,9 @@ def test_like_compares_pictures_through_the_viewer(target, tmp_path):
     from labelsky.data.display import render
 
     scales = target.column("pixel_scale")
-    images = np.stack([render(target.image(i), target.bands, "legacysurvey", pixel_scale=float(scales[i]))
-                       for i in range(len(target))]).astype(np.float32)
+    # pictures with a darker sky than the viewer's: 13 of 255 levels subtracted
+    images = np.stack([render(target.image(i), target.bands, "legacysurvey", pixel_scale=float(scales[i]),
+                              black_point=13 / 255) for i in range(len(target))]).astype(np.float32)
     w = DatasetWriter(tmp_path / "pictures", "decals", images.shape[1:], n_shards=1,
                       extra_meta={"flux_unit": "display"})
     cols = {k: target.column(k) for k in ("id_str", "ra", "dec", "split", "votes_smooth", "votes_featured",
@@ -68,6 +69,11 @@ def test_like_compares_pictures_through_the_viewer(target, tmp_path):
     assert rep["pictures"] and rep["render"] == "legacysurvey"
     assert rep["statistics"]["target"]["mag_r"]["value"] is None  # pictures: no magnitudes
     assert rep["train_randomise"].startswith("black=")
+    # the black point is found back, and the simulation as the model sees it has the target's black point
+    assert rep["black_point"] == pytest.approx(13 / 255, abs=0.02)
+    st = rep["statistics"]
+    assert abs(st["after"]["black"]["value"] - st["target"]["black"]["value"]) < 0.02
+    assert f"--black-point {rep['black_point']:.3f}" in (tmp_path / "sim" / "like.md").read_text()
     assert rep["settings"]["scaled_fov"] < 17.0  # the target's galaxies fill more of the frame than the default
 
 

@@ -13,8 +13,9 @@ statistic        measured                                                setting
                  percentile over images (stars are the most compact)
 ``neighbours``   other sources in the frame                              ``star_density``, ``galaxy_density``
 ``mag_r``        central source's r magnitude (flux images only)         ``mag_range`` (its 2-98 % range)
-``sky``          sky level of the frame's border                         reported; pictures: ``--randomise
-``black``        1st percentile of the pixels (pictures: black point)    black`` of the training
+``sky``          sky level of the frame's border                         reported
+``black``        1st percentile of the pixels (pictures: black point)    pictures: ``--black-point`` of the
+                                                                         rendering (training and prediction)
 ``colour``       -2.5 log10 of the first / last band within 2 radii      reported
 ================ ======================================================= =====================================
 
@@ -25,7 +26,8 @@ fractions of the frame, so any stamp size can be matched. The result:
 the simulation in ``OUT`` (as ``labelsky simulate`` writes it), the derived
 survey file, ``like.json`` (statistics of the target and of the simulation
 before and after, the settings, the training randomisation centred on the
-target) and ``like.md`` / ``like.png`` (the table and side-by-side histograms).
+target) and ``like.md`` / ``like.png`` (the table and side-by-side histograms). For pictures the
+``after`` column is measured with the black point subtracted, as the model will see the simulation.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def _pixel_scales(ds, rows, pictures: bool):
     return np.full(len(rows), float(ds.survey.pixel_scale))
 
 
-def _rendered(ds, renderer: str | None, jpeg_quality, rows=None):
+def _rendered(ds, renderer: str | None, jpeg_quality, rows=None, black_point: float = 0.0):
     """The simulation's images as the model will see them: rendered for pictures, flux otherwise."""
     rows = np.arange(len(ds)) if rows is None else rows
     images = ds.images(rows)
@@ -128,8 +130,8 @@ def _rendered(ds, renderer: str | None, jpeg_quality, rows=None):
     from labelsky.data.display import render
 
     scales = ds.column("pixel_scale").astype(float)[rows]
-    return np.stack([render(img, ds.bands, renderer, pixel_scale=float(s), jpeg_quality=jpeg_quality)
-                     for img, s in zip(images, scales)])
+    return np.stack([render(img, ds.bands, renderer, pixel_scale=float(s), jpeg_quality=jpeg_quality,
+                            black_point=black_point) for img, s in zip(images, scales)])
 
 
 @dataclasses.dataclass
@@ -241,15 +243,19 @@ def simulate_like(target, out: str | Path, *, n_objects: int, survey=None, rende
                                overwrite=overwrite, **common, **cur.sim_settings())
     final = next(iter(result.values()))
     check = np.arange(min(len(final), max_rows))
-    after_arrays = image_statistics(_rendered(final, render, jpeg_quality, check), pictures=pictures, band=band,
-                                    pixel_scales=_pixel_scales(final, check, pictures))
+    black_point = 0.0
+    if pictures:  # the viewer's sky against the target's: the black level to subtract from the rendered pictures
+        plain = _summary(image_statistics(_rendered(final, render, jpeg_quality, check), pictures=True, band=band))
+        black_point = _black_point(target_sum, plain)
+    after_arrays = image_statistics(_rendered(final, render, jpeg_quality, check, black_point), pictures=pictures,
+                                    band=band, pixel_scales=_pixel_scales(final, check, pictures))
     after = _summary(after_arrays)
     spec = final.survey
     report = {"target": str(target.path), "pictures": pictures, "render": render, "survey": spec.to_dict(),
               "n_target_measured": n_ok, "n_target_rows": int(len(t_rows)),
               "statistics": {"target": target_sum, "before": history[0]["statistics"], "after": after},
               "settings": dataclasses.asdict(cur), "iterations": history,
-              "train_randomise": _training_randomisation(target_sum, after, pictures)}
+              "black_point": black_point, "train_randomise": "black=-0.030:0.030" if pictures else ""}
     atomic_write_json(out / "like.json", report)
     atomic_write_text(out / "like.md", like_table(report))
     like_figure({"target": t_stats, "simulation before": before, "simulation after": after_arrays},
@@ -257,12 +263,11 @@ def simulate_like(target, out: str | Path, *, n_objects: int, survey=None, rende
     return report
 
 
-def _training_randomisation(target: dict, sim: dict, pictures: bool) -> str:
-    """``--randomise`` items centred on the target: pictures' black point (subtracted from the simulation's)."""
-    if not pictures or target["black"]["value"] is None or sim["black"]["value"] is None:
-        return ""
-    shift = float(np.clip(sim["black"]["value"] - target["black"]["value"], -0.5, 0.5))
-    return f"black={shift - 0.03:.3f}:{shift + 0.03:.3f}"
+def _black_point(target: dict, sim: dict) -> float:
+    """The black level that brings the rendered simulation's black point (1st percentile) to the target's."""
+    if target["black"]["value"] is None or sim["black"]["value"] is None:
+        return 0.0
+    return round(float(np.clip(sim["black"]["value"] - target["black"]["value"], 0.0, 0.5)), 3)
 
 
 def like_table(report: dict) -> str:
@@ -288,8 +293,9 @@ def like_table(report: dict) -> str:
     lines += ["", f"Settings: field of view {s['scaled_fov']:.1f} half-light radii, depth {s['depth_shift']:+.2f} mag, "
               f"PSF x{s['psf_scale']:.2f}, neighbour densities x{s['density']:.2f}, r {s['mag_range'][0]:.1f}-"
               f"{s['mag_range'][1]:.1f} (survey {report['survey']['name']})."]
-    if report["train_randomise"]:
-        lines.append(f"Training: --render {report['render']} --randomise {report['train_randomise']}")
+    if report["pictures"]:
+        black = f" --black-point {report['black_point']:.3f}" if report.get("black_point") else ""
+        lines.append(f"Training: --render {report['render']}{black} --randomise {report['train_randomise']}")
     return "\n".join(lines) + "\n"
 
 
