@@ -11,12 +11,13 @@ Real targets (no label of them is used for training or for choosing anything):
 Sources, per target: ``default`` — the path docs/no_labels.md documented (``simulate --surveys decals --cutout
 scaled --randomise``, trained with ``--render legacysurvey --randomise``); ``like`` — ``simulate --like TARGET``
 (framing, S/N, PSF, neighbours measured on the target), trained as ``--like`` prints: ``--render legacysurvey
---black-point B --randomise black=-0.03:0.03`` (B: the target's black point against the rendered simulation's). Each pair trains a source-only classifier (elliptical vs
-spiral, ``labelsky adapt --method source_only``; same budget) and records the domain gap before and after (AUROC
-of a logistic regression telling real from simulated embeddings, out of fold; 0.5 = indistinguishable), the
-simulated test accuracy and the share of real galaxies called elliptical; for ``gz``, the Spearman correlation of
-p(elliptical) with the volunteers' smooth vote fraction on the GZ DECaLS galaxies that have votes. Writes
-benchmarks/results/sim_to_real.json / .md and copies nearest-neighbour figures to docs/images/.
+--black-point B --randomise black=-0.03:0.03`` (B: the target's black point against the rendered simulation's). Each
+pair trains a source-only classifier (elliptical vs spiral, ``labelsky adapt --method source_only``; same budget)
+and records the domain gap before and after (AUROC of a logistic regression telling real from simulated embeddings,
+out of fold; 0.5 = indistinguishable), the simulated test accuracy and the share of real galaxies called elliptical;
+for ``gz``, the Spearman correlation of p(elliptical) with the volunteers' smooth vote fraction on the GZ DECaLS
+galaxies that have votes. Writes benchmarks/results/sim_to_real.json / .md and copies nearest-neighbour figures to
+docs/images/.
 """
 
 from __future__ import annotations
