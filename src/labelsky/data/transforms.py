@@ -438,6 +438,8 @@ class RenderPreprocess:
         return torch.stack([self(im, r) for im, r in zip(images, rows)])
 
     def describe(self) -> dict:
+        # the black point only where set: a catalog job of an earlier version keeps its fingerprint and resumes
+        extra = {"black_point": self.black_point} if self.black_point else {}
         return {"render": self.renderer, "bands": self.bands, "size": self.size, "jpeg_quality": self.jpeg_quality,
-                "black_point": self.black_point,
+                **extra,
                 "randomise": None if self.randomise is None else dataclasses.asdict(self.randomise)}
