@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelsky.data.simulate.samples import GALAXY_ZOO_CROP_FOV
 from labelsky.errors import RunFolderError, SettingsError
 from labelsky.reproduce.registry import Reproduction
 from labelsky.utils import atomic_write_json, atomic_write_text, check_settings_record
@@ -73,9 +74,12 @@ class UDAExperiment:
     labels: str = "class"  # "class": the simulated class; "galaxy10": Galaxy10 classes from the truth
     overlap: float = 1.0
     mag_range: tuple = (15.0, 19.0)
-    #: each survey's own faint limit and the cutouts' field of view in survey pixels (the paper's sample)
+    #: each survey's own faint limit (the paper's sample)
     mag_limits: dict | None = None
-    field_of_view: int | None = None
+    #: "scaled": Galaxy-Zoo framing, ``scaled_fov`` half-light radii a side (the paper's 256-pixel crops of
+    #: Galaxy Zoo images); "fixed": each survey's native pixels
+    cutout: str = "fixed"
+    scaled_fov: float | None = None
     bands: tuple = ("g", "r", "z")  # the three bands the paper's images use
     step_epochs: int = 7  # lr x0.1 every 7 epochs for three classes, 10 for ten (paper section 3)
     description: str = ""
@@ -91,14 +95,16 @@ EXPERIMENTS = {
         mag_range=(16.5, 21.0), bands=("g", "r", "i"),
         description="Low -> High noise (paper section 5.1, Table 1 top)"),
     # section 4.2: GZ2 SDSS r < 17.0 (source), GZ DECaLS and Stripe 82 r < 17.77 (targets), 256 x 256 pixel
-    # crops at each survey's scale, two catalogs of their own (the ``deepastrouda`` sample)
+    # crops of the Galaxy Zoo images, two catalogs of their own (the ``deepastrouda`` sample)
     "sdss-decals": UDAExperiment(
         "sdss", "decals", GALAXY10_PROPORTIONS, tuple(GALAXY10_KNOWN), labels="galaxy10", step_epochs=10,
-        overlap=0.0, mag_range=(14.0, 17.77), mag_limits={"sdss": 17.0, "decals": 17.77}, field_of_view=256,
+        overlap=0.0, mag_range=(14.0, 17.77), mag_limits={"sdss": 17.0, "decals": 17.77}, cutout="scaled",
+        scaled_fov=GALAXY_ZOO_CROP_FOV,
         description="across surveys (paper section 5.2, Table 2)"),
     "sdss-stripe82": UDAExperiment(
         "sdss", "sdss_stripe82", GALAXY10_PROPORTIONS, tuple(GALAXY10_KNOWN), labels="galaxy10", overlap=0.0,
-        mag_range=(14.0, 17.77), mag_limits={"sdss": 17.0, "sdss_stripe82": 17.77}, field_of_view=256,
+        mag_range=(14.0, 17.77), mag_limits={"sdss": 17.0, "sdss_stripe82": 17.77}, cutout="scaled",
+        scaled_fov=GALAXY_ZOO_CROP_FOV,
         step_epochs=10, description="wide -> deep field of one survey (paper section 5.3, Table 3)"),
 }
 
@@ -319,7 +325,8 @@ def simulate_experiment(out: Path, rc: ReproConfig, progress: bool = True) -> di
     return simulate_galaxies(out / "sim", n_objects=rc.n_objects, surveys=[exp.source, exp.target],
                              classes=dict(exp.classes), overlap=exp.overlap, stamp_size=rc.stamp_size,
                              mag_range=tuple(exp.mag_range), mag_limits=exp.mag_limits,
-                             field_of_view=exp.field_of_view, seed=rc.sim_seed, workers=rc.workers,
+                             cutout=exp.cutout, **({"scaled_fov": exp.scaled_fov} if exp.scaled_fov else {}),
+                             seed=rc.sim_seed, workers=rc.workers,
                              progress=progress, reuse=True)
 
 

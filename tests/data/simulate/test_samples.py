@@ -71,8 +71,10 @@ def test_bad_sample_settings_are_refused(bad, message):
 
 
 def test_sample_settings_under_explicit_options():
+    assert sample_settings("deepastrouda")["cutout"] == "scaled"  # Galaxy-Zoo framing, as the paper cropped
     s = sample_settings("deepastrouda", field_of_view=128, cutout=None)
     assert s["field_of_view"] == 128 and s["mag_limits"] == {"sdss": 17.0, "decals": 17.77}
+    assert s["cutout"] == "fixed" and "scaled_fov" not in s  # a fixed field of view replaces the framing
     s["mag_limits"]["sdss"] = 1.0  # a copy: the registry is untouched
     assert PAPER_SAMPLES["deepastrouda"].settings["mag_limits"]["sdss"] == 17.0
     with pytest.raises(SimulationError, match="clusters sample"):

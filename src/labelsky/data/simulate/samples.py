@@ -12,8 +12,9 @@ surveys. Settings a caller passes explicitly win over the sample's.
 ``khan2019``         SDSS main galaxy sample (Petrosian r < 17.77, Strauss et al. 2002), which Galaxy Zoo 1
                      classified (Lintott et al. 2011, Khan et al.'s ref. 17), observed by SDSS and DES;
                      the paper does not state its cutouts' size: each survey's own (native pixels)
-``deepastrouda``     Ciprijanovic et al. 2023, section 4.2.1: GZ2 SDSS r < 17.0 (source) and GZ DECaLS
-                     r < 17.77 (target), 256 x 256 cutouts at each survey's pixel scale (0.396" and 0.262")
+``deepastrouda``     Ciprijanovic et al. 2023, sections 4.2.1 and 4.3: GZ2 SDSS r < 17.0 (source) and GZ DECaLS
+                     r < 17.77 (target), the Galaxy Zoo images cropped to 256 x 256 around the galaxy:
+                     Galaxy-Zoo framing, 12 half-light radii on a side (see :data:`GALAXY_ZOO_CROP_FOV`)
 ``etvae``            Nishikawa-Toomey et al.: "the brightest galaxies from SDSS" of Galaxy Zoo (GZ2, r < 17.0),
                      Galaxy-Zoo framing
 ``owg``              Liang et al.: SDSS redMaPPer clusters (Rykoff et al. 2014: lambda >= 20, the
@@ -28,7 +29,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["PaperSample", "PAPER_SAMPLES", "get_sample", "sample_settings"]
+__all__ = ["PaperSample", "PAPER_SAMPLES", "GALAXY_ZOO_CROP_FOV", "get_sample", "sample_settings"]
+
+#: Side, in half-light radii, of a 256 x 256 crop of a Galaxy Zoo image (Ciprijanovic et al. 2023, section
+#: 4.3). GZ2 images are 424 pixels at 0.02 R90 per pixel (Willett et al. 2013), so 256 pixels span 5.1 R90,
+#: 12-15 half-light radii for R90/R50 = 2.3 (exponential disc) to 3 (de Vaucouleurs); GZ DECaLS images are
+#: 424 pixels at 0.04 R50 per pixel (Walmsley et al. 2022), 256 pixels = 10.2 R50. 12 lies between.
+GALAXY_ZOO_CROP_FOV = 12.0
 
 
 @dataclass(frozen=True)
@@ -50,11 +57,12 @@ PAPER_SAMPLES = {
         {"surveys": ["sdss", "des"], "mag_range": (14.0, 17.77), "cutout": "fixed"}),
     "deepastrouda": PaperSample(
         "deepastrouda", "galaxies", "Ciprijanovic et al. 2023 (seed 001), sections 4.2.1 and 4.3",
-        "GZ2 SDSS: Petrosian r < 17.0; GZ DECaLS: r < 17.77; both cropped to 256 x 256 pixels at the survey's "
-        "pixel scale (SDSS 0.396\", DECaLS 0.262\"); two catalogs of their own (GZ2 21,784 and GZ DECaLS 19,840 "
-        "images), so each galaxy is in one survey's sample with that survey's limit",
+        "GZ2 SDSS: Petrosian r < 17.0; GZ DECaLS: r < 17.77; the Galaxy Zoo images (scaled to each galaxy's "
+        "size) cropped to 256 x 256 pixels around the SExtractor centre, keeping the galaxy whole; two catalogs "
+        "of their own (GZ2 21,784 and GZ DECaLS 19,840 images), so each galaxy is in one survey's sample with "
+        "that survey's limit",
         {"surveys": ["sdss", "decals"], "mag_range": (14.0, 17.77), "mag_limits": {"sdss": 17.0, "decals": 17.77},
-         "cutout": "fixed", "field_of_view": 256, "overlap": 0.0}),
+         "cutout": "scaled", "scaled_fov": GALAXY_ZOO_CROP_FOV, "overlap": 0.0}),
     "etvae": PaperSample(
         "etvae", "galaxies", "Nishikawa-Toomey, Smith & Gal (seed 002), section 3",
         "Galaxy Zoo: 'the brightest galaxies from the Sloan Digital Sky Survey' (GZ2: r < 17.0)",
@@ -85,5 +93,9 @@ def sample_settings(name: str, kind: str = "galaxies", **explicit) -> dict:
         raise SimulationError(f"sample {name!r} is a {sample.kind} sample; simulate it with --kind {sample.kind}")
     out = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
            for k, v in sample.settings.items()}
-    out.update({k: v for k, v in explicit.items() if v is not None})
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if given.get("field_of_view") and "cutout" not in given:  # a fixed field of view replaces scaled framing
+        out["cutout"] = "fixed"
+        out.pop("scaled_fov", None)
+    out.update(given)
     return out
