@@ -67,13 +67,14 @@ def gz_target(work: Path, stamp: int):
                     z.extract(name, raw)
     pictures = sorted(p for p in raw.rglob("*") if p.suffix.lower() in (".png", ".jpg"))
     votes = {}
-    for table in raw.rglob("gz_decals_volunteers_5.csv"):
+    # GZ DECaLS volunteer votes: DR1/2 (gz_decals_volunteers_1_and_2.csv) and DR5 (..._5.csv), 6 galaxies each
+    for table in sorted(raw.rglob("gz_decals_volunteers_*.csv")):
         with open(table) as f:
             for row in csv.DictReader(f):
                 total = float(row["smooth-or-featured_total-votes"] or 0)
                 if total > 0:
                     votes[row["iauname"]] = {"smooth_fraction": float(row["smooth-or-featured_smooth_fraction"]),
-                                             "votes": total}
+                                             "votes": total, "table": table.name}
     out = work / "targets" / "gz"
     if not (out / "labelsky.json").is_file():
         catalog = work / "gz_catalog.csv"

@@ -249,3 +249,22 @@ def test_cli_show_with_renderer_and_jpeg_quality(tiny_dataset, tmp_path, capsys)
     assert "missing ['i']" in err and len(err.strip().splitlines()) == 1
     assert main(["show", str(tiny_dataset[0]), "--jpeg-quality", "0", "--out", str(out)]) == 2
     assert "--jpeg-quality" in capsys.readouterr().err
+
+
+def test_show_draws_the_black_point_training_used(tiny_dataset, tmp_path, capsys):
+    from labelsky.data.display import picture_of
+
+    flux = open_dataset(tiny_dataset[0])
+    dark, _ = picture_of(flux, 0, "legacysurvey", black_point=0.1)
+    expect = render(flux.image(0), flux.bands, "legacysurvey", pixel_scale=flux.survey.pixel_scale, black_point=0.1)
+    np.testing.assert_allclose(dark, np.moveaxis(expect, 0, -1))
+    plain, _ = picture_of(flux, 0, "legacysurvey")
+    assert dark.mean() < plain.mean() - 0.05
+    out = tmp_path / "fig"
+    assert main(["show", str(tiny_dataset[0]), "--method", "legacysurvey", "--black-point", "0.1",
+                 "--per-class", "2", "--out", str(out)]) == 0
+    assert (out / "mosaic_decals.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["show", str(tiny_dataset[0]), "--method", "lupton", "--black-point", "0.1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--black-point" in err and "renderer" in err and len(err.strip().splitlines()) == 1

@@ -224,6 +224,8 @@ def add_show(sub):
     p.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
                    help="JPEG-encode each picture at quality Q (1-100) first, as viewers serve them "
                         "(Legacy Survey viewer: 90)")
+    p.add_argument("--black-point", type=float, default=0.0, metavar="LEVEL",
+                   help="a renderer's black point, as trained with --black-point (simulate --like prints it)")
     add_seed(p)
     p.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs")
     p.set_defaults(func=cmd_show)
@@ -237,6 +239,8 @@ def cmd_show(a) -> int:
     out = a.out or (a.path / "figures")
     if a.jpeg_quality is not None and any(_is_cluster_fields(ds) for ds in datasets.values()):
         raise SettingsError(f"{a.path}: --jpeg-quality applies to galaxy mosaics, not to cluster fields")
+    if a.black_point and any(_is_cluster_fields(ds) for ds in datasets.values()):
+        raise SettingsError(f"{a.path}: --black-point applies to galaxy mosaics, not to cluster fields")
     need = RENDERERS[a.method].bands if a.method in RENDERERS else ()
     for ds in datasets.values():
         missing = [b for b in need if b not in ds.bands]
@@ -248,7 +252,7 @@ def cmd_show(a) -> int:
             png = _field_strip(ds, out / f"fields_{name}.png", a.per_class, a.method)
         else:  # one row per class; random objects of an unlabelled dataset
             png = mosaic(ds, out / f"mosaic_{name}.png", per_class=a.per_class, method=a.method, seed=a.seed,
-                         dpi=a.dpi, jpeg_quality=a.jpeg_quality)
+                         dpi=a.dpi, jpeg_quality=a.jpeg_quality, black_point=a.black_point)
         print(png)
     return 0
 

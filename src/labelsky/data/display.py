@@ -370,7 +370,8 @@ def render(image: np.ndarray, bands, renderer: str | Renderer = "legacysurvey", 
     return out
 
 
-def picture_of(dataset, row: int, method: str = "auto", *, jpeg_quality: int | None = None) -> tuple:
+def picture_of(dataset, row: int, method: str = "auto", *, jpeg_quality: int | None = None,
+               black_point: float = 0.0) -> tuple:
     """``(rgb, origin)``: an [H, W, 3] picture in [0, 1] of one row of a dataset and its ``imshow`` origin.
 
     8-bit picture datasets (``flux_unit`` "display": imported JPEG / PNG, Galaxy10) are shown as stored,
@@ -378,6 +379,7 @@ def picture_of(dataset, row: int, method: str = "auto", *, jpeg_quality: int | N
     Flux images are drawn with ``method`` (a colour method of :func:`to_rgb` or a renderer; ``"auto"``: the
     first viewer of :data:`RENDERERS` whose bands they have, else ``lupton``) at the row's pixel scale,
     north up (origin ``"lower"``). ``jpeg_quality``: JPEG-encode and decode the picture first.
+    ``black_point``: a renderer's black point (:func:`render`), as training with ``--black-point`` sees it.
     """
     row = int(row)
     img = np.nan_to_num(np.asarray(dataset.image(row), dtype=np.float64))
@@ -391,7 +393,7 @@ def picture_of(dataset, row: int, method: str = "auto", *, jpeg_quality: int | N
             method = next((name for name in ("legacysurvey", "sdss", "hsc")
                            if all(b in dataset.bands for b in RENDERERS[name].bands)), "lupton")
         if method in RENDERERS:
-            rgb = render(img, dataset.bands, method, pixel_scale=ps).transpose(1, 2, 0)
+            rgb = render(img, dataset.bands, method, pixel_scale=ps, black_point=black_point).transpose(1, 2, 0)
         else:
             sig = [dataset.survey.noise_sigma(b, ps) for b in range(len(dataset.bands))]
             rgb = to_rgb(img, dataset.bands, method, ps, noise=sig)
@@ -402,13 +404,15 @@ def picture_of(dataset, row: int, method: str = "auto", *, jpeg_quality: int | N
 
 
 def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton", classes=None,
-           title: str | None = None, seed: int = 0, dpi: int = 100, jpeg_quality: int | None = None) -> Path:
+           title: str | None = None, seed: int = 0, dpi: int = 100, jpeg_quality: int | None = None,
+           black_point: float = 0.0) -> Path:
     """A PNG grid: one row per class, ``per_class`` random examples each.
 
     ``method``: a colour method of :func:`to_rgb` or a renderer of
     :data:`RENDERERS` (which needs a dataset of fluxes with its bands);
     8-bit picture datasets are shown as stored (:func:`picture_of`).
     ``jpeg_quality`` (1-100): each picture is JPEG-encoded and decoded first.
+    ``black_point``: a renderer's black point (``--black-point``; renderers only).
     A dataset with no labelled object (and no ``classes`` asked for) is shown
     as three rows of random objects, titled "unlabelled".
     """
@@ -420,6 +424,9 @@ def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton",
         raise SettingsError(f"colour method (--method) = {method!r}; expected one of {list(COLOUR_METHODS)}")
     if jpeg_quality is not None:
         _check_quality(jpeg_quality)
+    if black_point and method not in RENDERERS:
+        raise SettingsError(f"black point (--black-point) = {black_point!r} applies to a renderer "
+                            f"({', '.join(RENDERERS)}), not to --method {method!r}")
     if method in RENDERERS:
         unit = dataset.meta.get("flux_unit", "nanomaggy")
         if unit != "nanomaggy":
@@ -460,13 +467,16 @@ def mosaic(dataset, out: str | Path, per_class: int = 6, method: str = "lupton",
             for s in ax.spines.values():
                 s.set_visible(False)
             if c < len(pick):
-                rgb, origin = picture_of(dataset, int(pick[c]), method, jpeg_quality=jpeg_quality)
+                rgb, origin = picture_of(dataset, int(pick[c]), method, jpeg_quality=jpeg_quality,
+                                         black_point=black_point)
                 ax.imshow(rgb, origin=origin, interpolation="nearest")
             if c == 0:
                 ax.set_ylabel(name.replace("_", " "), fontsize=7)
     if dataset.meta.get("flux_unit", "nanomaggy") == "display":
         method = "pictures as stored"
     label = method if jpeg_quality is None else f"{method}, JPEG q{jpeg_quality}"
+    if black_point and dataset.meta.get("flux_unit", "nanomaggy") != "display":
+        label += f", black point {black_point:g}"
     fig.suptitle(title or f"{dataset.survey.name} ({''.join(dataset.bands)}, {label})", fontsize=9)
     fig.tight_layout(pad=0.2)
     out = Path(out)
