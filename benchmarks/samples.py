@@ -1,13 +1,12 @@
-"""Benchmark: what each reproduction's sample lets a method see, before and after drawing it as its paper did.
-
-For the samples of the khan2019, deepastrouda (SDSS -> DECaLS) and etvae reproductions, simulated with the settings
-they used before (``--before``: magnitudes 15-19 or 15-18.5, native-pixel stamps) and with the papers' selections
-(``labelsky simulate --sample NAME``: SDSS main sample r < 17.77; GZ2 r < 17.0 and GZ DECaLS r < 17.77 in 256-pixel
-crops of Galaxy-Zoo-framed images; GZ2 r < 17.0), per survey and class: r magnitude and half-light radius
-quantiles, the fraction resolved (half-light radius > PSF FWHM, and > 2 FWHM), the fraction fainter than the
-paper's limit; for khan2019, the high-probability test-set counts per class at the paper's vote thresholds. Then the held-out source accuracy of
-a source-only classifier (the deepastrouda reproduction's ``source_only`` variant, same budget) on the SDSS ->
-DECaLS sample before and after. Writes benchmarks/results/samples.json and .md.
+"""Benchmark: what each reproduction's sample lets a method see, before and after drawing it as its paper did. For the
+samples of the khan2019, deepastrouda (SDSS -> DECaLS) and etvae reproductions, simulated with the settings they used
+before (``--before``: magnitudes 15-19 or 15-18.5, native-pixel stamps) and with the papers' selections (``labelsky
+simulate --sample NAME``: SDSS main sample r < 17.77; GZ2 r < 17.0 and GZ DECaLS r < 17.77 in 256-pixel crops of
+Galaxy-Zoo-framed images; GZ2 r < 17.0), per survey and class: r magnitude and half-light radius quantiles, the
+fraction resolved (half-light radius > PSF FWHM, and > 2 FWHM), the fraction fainter than the paper's limit; for
+khan2019, the high-probability test-set counts per class at the paper's vote thresholds. Then the held-out source
+accuracy of a source-only classifier (the deepastrouda reproduction's ``source_only`` variant, same budget) on the
+SDSS -> DECaLS sample before and after. Writes benchmarks/results/samples.json and .md.
 """
 
 from __future__ import annotations
