@@ -27,7 +27,7 @@ command line prints as ``labelsky: <message>``.
 from __future__ import annotations
 
 __all__ = ["LabelskyError", "InputDataError", "SettingsError", "RunFolderError", "OutputError", "LabelskyWarning",
-           "one_line"]
+           "one_line", "disk_full", "unreadable_reason"]
 
 
 class LabelskyError(Exception):
@@ -58,3 +58,22 @@ def one_line(err: BaseException) -> str:
     """The message of ``err`` on a single line (newlines folded, whitespace collapsed)."""
     text = " ".join(str(err).split())
     return text or err.__class__.__name__
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or the error it was raised while handling) says that the disk is full."""
+    import errno
+
+    for e in (err, err.__context__):
+        if isinstance(e, OSError) and (e.errno == errno.ENOSPC or "No space left" in str(e)):
+            return True
+    return False
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in a few words: never torch's advice to load it
+    unsafely (which labelsky never does), never more than one line."""
+    text = str(err).strip()
+    if "Weights only load failed" in text or "weights_only" in text:
+        return "it holds objects other than tensors and plain data, which labelsky never unpickles"
+    return text.splitlines()[0][:200] if text else err.__class__.__name__

@@ -61,8 +61,8 @@ def is_labelsky_output(path: str | Path) -> bool:
 
 def marker_kind(path: str | Path) -> str | None:
     """What the labelsky folder ``path`` holds, from its marker (``None`` if unknown)."""
-    marker = read_marker(path)
-    return marker.get("kind") if marker else None
+    kind = (read_marker(path) or {}).get("kind")
+    return kind if isinstance(kind, str) and kind else None
 
 
 def _identity(path: Path) -> dict:
@@ -221,9 +221,10 @@ class OutputLock:
                 if held.get("host") == host and not _alive(held.get("pid")):
                     self.path.unlink(missing_ok=True)  # its writer is gone: a stale lock
                     continue
-                raise self.error(f"{self.out} is being {self.doing} by process {held.get('pid')} on "
-                                 f"{held.get('host')} since {held.get('started')}; wait for it to finish (or delete "
-                                 f"{self.path} if that process is gone)") from None
+                since = f" since {held['started']}" if held.get("started") else ""
+                raise self.error(f"{self.out} is being {self.doing} by process {held['pid']} on {held['host']}"
+                                 f"{since}; wait for it to finish (or delete {self.path} if that process is gone)") \
+                    from None
             except NotADirectoryError:
                 raise OutputError(f"cannot create output {self.out}: a part of the path is a file, not a folder") \
                     from None

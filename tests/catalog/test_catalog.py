@@ -305,3 +305,29 @@ def test_overwrite_of_a_partitioned_catalog_deletes_only_its_own_files(sharded, 
     out = write_catalog(ds, out, _mean_fn, transform=pre, progress=False, overwrite=True)
     assert (out / "thesis.tex").read_text() == "keep" and (out / "_metadata").is_file()
     assert any("thesis.tex" in str(w.message) for w in recwarn)
+
+
+def test_a_full_disk_while_a_part_is_written_is_one_plain_error_and_the_rerun_resumes(sharded, tmp_path,
+                                                                                       monkeypatch):
+    import labelsky.catalog.shards as shards
+
+    ds = sharded(3)
+    pre = Preprocess([0, 1, 2], stretch="none")
+    out = tmp_path / "full.parquet"
+    real, calls = shards.pq.write_table, []
+
+    def full_disk(table, where, *a, **k):  # the disk fills on the second part, as pyarrow reports it
+        calls.append(where)
+        if len(calls) == 2:
+            raise OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+        return real(table, where, *a, **k)
+
+    monkeypatch.setattr(shards.pq, "write_table", full_disk)
+    with pytest.raises(CatalogWriteError) as err:
+        write_catalog(ds, out, _mean_fn, transform=pre, progress=False)
+    text = str(err.value)
+    assert text.startswith(f"no space left on the disk of {out}") and "errno" not in text.lower(), text
+    assert "rerun the same command" in text and not (tmp_path / "full.parquet.lock").exists()
+    monkeypatch.setattr(shards.pq, "write_table", real)
+    assert write_catalog(ds, out, _mean_fn, transform=pre, progress=False) == out
+    assert pq.read_table(out).num_rows == len(ds)

@@ -1,7 +1,8 @@
 """Guards against mixing, escaping and exhausting: one run folder trained by one command at a time, survey names
 that stay folder names, pixel limits read from FITS headers, pipes never opened, flux and pictures never mixed
-silently, checkpoints written atomically (and a damaged one resumed from the last good state), and evaluate
---reference on any run."""
+silently, checkpoints written atomically (and a damaged one resumed from the last good state), evaluate
+--reference on any run, cutout sizes and replaced cutouts in imports, swapped shards, cluster's refusals, and plain
+one-line messages (markers without a kind, locks, a full disk, weight files holding code)."""
 
 from __future__ import annotations
 
@@ -252,3 +253,63 @@ def test_randomise_ranges_take_no_more_and_no_fractions_of_a_quality():
         for bad in ("blur=1:2:3", "jpeg_quality=50.7:90.2"):
             with pytest.raises(SettingsError):
                 NuisanceRandomisation.parse_overrides(bad)
+
+
+# ---------------------------------------------------------------------------------------------------- messages
+def test_a_weight_file_holding_code_is_one_line_without_torch_advice(tmp_path):
+    from labelsky.errors import SettingsError
+    from labelsky.methods.selfsup.richness import load_extractor_state
+    from labelsky.models.backbones import read_state_dict
+    from labelsky.models.provenance import _checkpoint_hyper_parameters
+
+    bad = tmp_path / "x.pt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "obj": Payload()}, bad)
+    for load in (read_state_dict, load_extractor_state, _checkpoint_hyper_parameters):
+        with pytest.raises(SettingsError) as err:
+            load(bad)
+        text = str(err.value)
+        assert "never unpickles" in text and "weights_only" not in text and "\n" not in text, (load, text)
+
+
+def test_a_marker_without_a_kind_and_a_lock_without_a_start_are_named_plainly(tmp_path):
+    from labelsky.errors import OutputError
+    from labelsky.outputs import OutputLock, prepare_output
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    for marker in ({"made_by": "labelsky"}, {"made_by": "labelsky", "kind": 5}):
+        (folder / ".labelsky").write_text(json.dumps(marker))
+        with pytest.raises(OutputError, match="holds a labelsky output of unknown kind, not a run") as err:
+            prepare_output(folder, kind="run")
+        assert "None" not in str(err.value) and " 5" not in str(err.value)
+    (tmp_path / "g.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(OutputError) as err:
+        OutputLock(tmp_path / "g").__enter__()
+    assert f"being written by process {os.getpid()} on {socket.gethostname()};" in str(err.value)
+    assert "None" not in str(err.value)
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_is_one_plain_line(tmp_path, monkeypatch):
+    """torch's zip writer turns the full disk into 'RuntimeError: [enforce fail ...] unexpected pos'; the command
+    says the disk is full, naming the checkpoint, without the system's '[Errno 28]'."""
+    from labelsky.cli import _os_error
+    from labelsky.methods import training
+
+    def full_disk(obj, fh):
+        try:
+            fh.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+
+    monkeypatch.setattr(training.torch, "save", full_disk)
+    path = tmp_path / "last.ckpt"
+    with pytest.raises(OSError) as err:
+        training.save_atomically({"state_dict": {}}, path)
+    assert err.value.errno == 28 and err.value.filename == str(path) and not list(tmp_path.iterdir())
+    line = _os_error(err.value)
+    assert line.startswith(f"the disk is full: {path};") and "Errno" not in line and "rerun" in line
+    # a library's own words for it (pyarrow: "Detail: [errno 28] ...") are not repeated either
+    line = _os_error(OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device"))
+    assert "errno" not in line.lower() and line.startswith("the disk is full;")

@@ -129,9 +129,18 @@ def write_catalog(ds: LabelskyDataset, out: str | Path, predictor, *, transform=
         raise CatalogWriteError(f"{out} is a non-empty folder that is not a labelsky catalog; choose another")
     if fmt == "partitioned" and out.is_file():
         raise CatalogWriteError(f"{out} is a file; a partitioned catalog is a folder")
-    with OutputLock(out, doing="written", error=CatalogWriteError):
-        return _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker, job,
-                             engine, progress, overwrite)
+    try:
+        with OutputLock(out, doing="written", error=CatalogWriteError):
+            return _write_locked(ds, out, predictor, transform, batch_size, embedding, fmt, parts_dir, done_marker,
+                                 job, engine, progress, overwrite)
+    except OSError as err:
+        from labelsky.errors import disk_full
+
+        if disk_full(err):
+            raise CatalogWriteError(f"no space left on the disk of {out} while writing the catalog; the parts "
+                                    f"written before are kept (in {parts_dir}): free space and rerun the same "
+                                    f"command to resume") from None
+        raise
 
 
 def _engine(engine):

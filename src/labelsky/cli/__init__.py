@@ -99,16 +99,13 @@ def _report_to_stderr() -> None:
 
 def _os_error(err: OSError) -> str:
     """An OSError as one line a user reads: what the system said, the path, and what to do on a full disk."""
-    import errno
+    from labelsky.errors import disk_full, one_line
 
-    from labelsky.errors import one_line
-
-    what = err.strerror or one_line(err)
     where = f": {err.filename}" if err.filename else ""
-    if err.errno == errno.ENOSPC:
-        return (f"the disk is full{where} ({what}); free space and rerun the same command: what was written "
-                f"before is kept and the command resumes")
-    return f"{what}{where}"
+    if disk_full(err):  # the system's own words ("[Errno 28] ...", a library's "Detail: ...") add nothing
+        return (f"the disk is full{where}; free space and rerun the same command: what was written before is kept "
+                f"and the command resumes")
+    return f"{err.strerror or one_line(err)}{where}"
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from labelsky.errors import RunFolderError
+from labelsky.errors import RunFolderError, unreadable_reason
 from labelsky.outputs import prepare_output
 from labelsky.utils import atomic_write_json, is_rank_zero
 
@@ -63,13 +63,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files; all mean the same here
-        text = str(err).strip()
-        if "Weights only load failed" in text:  # torch's advice (load it unsafely) is never labelsky's
-            first = "it holds objects other than tensors and plain data, which labelsky never unpickles"
-        else:
-            first = text.splitlines()[0][:200] if text else err.__class__.__name__
         raise RunFolderError(f"checkpoint {path} cannot be read safely (truncated, corrupt, or holding more than "
-                             f"weights): {first}") from None
+                             f"weights): {unreadable_reason(err)}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise RunFolderError(f"{path} is not a labelsky checkpoint (no state_dict / hyper_parameters)")
     return ckpt

@@ -110,16 +110,25 @@ def _atomic_checkpoint_io():
 
 def save_atomically(checkpoint: dict, path) -> None:
     """``torch.save`` to a temporary file beside ``path`` (the same file system), ``fsync``, then rename: a full
-    disk or a kill leaves the previous checkpoint under its name, never a truncated one."""
+    disk or a kill leaves the previous checkpoint under its name, never a truncated one. A full disk is an
+    ``OSError`` naming ``path`` (torch reports it as a ``RuntimeError`` of its zip writer)."""
     import os
 
+    from labelsky.errors import disk_full
     from labelsky.utils import atomic_path
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as err:
+        if disk_full(err):
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise
 
 
 #: the checkpoint writer of every labelsky trainer (a Lightning ``CheckpointIO`` plugin)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from labelsky.errors import SettingsError
+from labelsky.errors import SettingsError, unreadable_reason
 
 __all__ = ["create_backbone", "load_backbone_weights", "read_state_dict", "BackboneWeightsError",
            "backbone_blocks"]
@@ -43,7 +43,7 @@ def read_state_dict(path: str | Path) -> dict:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any read failure is reported with the path
-        raise BackboneWeightsError(f"cannot read weight file {path} ({type(err).__name__}: {err}); expected a "
+        raise BackboneWeightsError(f"cannot read weight file {path} ({unreadable_reason(err)}); expected a "
                                    f"PyTorch state dict (.pth / .pt / .bin) or a .safetensors file") from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):

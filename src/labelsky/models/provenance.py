@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from labelsky.errors import SettingsError
+from labelsky.errors import SettingsError, unreadable_reason
 
 __all__ = ["weights_provenance", "check_weights", "PROVENANCE_FILE"]
 
@@ -31,8 +31,7 @@ def _checkpoint_hyper_parameters(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files; all mean the same here
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise SettingsError(f"weight file {path} cannot be read safely: {first[:200]}") from None
+        raise SettingsError(f"weight file {path} cannot be read safely: {unreadable_reason(err)}") from None
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     return hp if isinstance(hp, dict) else {}
 

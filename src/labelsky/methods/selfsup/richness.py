@@ -34,7 +34,7 @@ import torch
 
 from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.data.transforms import Preprocess
-from labelsky.errors import SettingsError
+from labelsky.errors import SettingsError, unreadable_reason
 from labelsky.measures.metrics import regression_metrics as richness_metrics
 from labelsky.methods.base import LabelskyModule
 from labelsky.methods.parts import Part, describe_parts, one
@@ -434,8 +434,7 @@ def load_extractor_state(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file means the same to the user
-        raise SettingsError(f"extractor weights {path} cannot be read safely: {str(err).splitlines()[0][:200]}") \
-            from None
+        raise SettingsError(f"extractor weights {path} cannot be read safely: {unreadable_reason(err)}") from None
     if not isinstance(state, dict):
         raise SettingsError(f"{path} is not a state dict of extractor weights")
     return state
