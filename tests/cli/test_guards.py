@@ -255,6 +255,87 @@ def test_randomise_ranges_take_no_more_and_no_fractions_of_a_quality():
                 NuisanceRandomisation.parse_overrides(bad)
 
 
+# ------------------------------------------------------------------------------------- imports: size and resume
+def _cutout(path, side_y, side_x, seed=0):
+    """A g r z FITS cutout (one HDU per band, FILTER named) of side_y x side_x pixels, no WCS (the survey's
+    pixel scale)."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(seed)
+    hdus = [fits.PrimaryHDU()]
+    for b in "grz":
+        h = fits.ImageHDU(rng.normal(1.0, 0.1, (side_y, side_x)).astype(np.float32))
+        h.header["FILTER"] = b
+        hdus.append(h)
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+
+
+def test_fits_cutouts_take_the_first_cutouts_side_and_pad_a_narrower_one(tmp_path, capsys):
+    """Without --size, 32-px cutouts stay 32 px (not the survey's 64, 75 % NaN); a 32 x 25 one among them is
+    padded with masked pixels and flagged (7 of 32 columns bad: beyond --max-masked 0.2), as docs/failures.md says."""
+    rows = []
+    for i in range(4):
+        _cutout(tmp_path / f"c{i}.fits", 32, 25 if i == 2 else 32, seed=i)
+        rows.append(f"c{i},{10 + i}.0,1.0,c{i}.fits\n")
+    (tmp_path / "cat.csv").write_text("id_str,ra,dec,file\n" + "".join(rows))
+    assert main(["import", "fits-cutouts", str(tmp_path / "cat.csv"), "--survey", "decals", "--out",
+                 str(tmp_path / "d")]) == 0
+    assert "cutout side 32 pixels, from the first readable cutout" in capsys.readouterr().err
+    ds = open_dataset(tmp_path / "d")
+    assert tuple(ds.image_shape) == (3, 32, 32) and len(ds) == 4
+    ids = list(ds.column("id_str"))
+    assert [bool(ds.column("flag_masked")[ids.index(f"c{i}")]) for i in range(4)] == [False, False, True, False]
+    narrow = ds.image(ids.index("c2"))
+    assert np.isnan(narrow).mean() == pytest.approx(7 / 32) and np.isfinite(ds.image(ids.index("c0"))).all()
+    report = json.loads((tmp_path / "d" / "import_report.json").read_text())
+    assert [(p["id_str"], p["action"]) for p in report["problems"]] == [("c2", "flagged")]
+
+
+def test_import_detect_size_zero_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "x.png")
+    assert main(["import", "detect", str(tmp_path / "x.png"), "--size", "0", "--out", str(tmp_path / "d")]) == 2
+    one_line_error(capsys, "--size", "= 0")
+    assert not (tmp_path / "d").exists()
+
+
+def test_replaced_cutout_files_under_an_interrupted_import_are_never_mixed(tmp_path, monkeypatch, capsys):
+    """Each cutout file's size and modification time are part of the import's identity: a file replaced (here
+    by another galaxy's file of the very same size) before the resume makes the rerun stop, naming why."""
+    import shutil
+
+    import labelsky.data.importers.base as base
+
+    for i in range(4):
+        _cutout(tmp_path / f"c{i}.fits", 8, 8, seed=i)
+    (tmp_path / "cat.csv").write_text("id_str,ra,dec,file\n" + "".join(f"c{i},{i}.0,1.0,c{i}.fits\n"
+                                                                      for i in range(4)))
+    cmd = ["import", "fits-cutouts", str(tmp_path / "cat.csv"), "--survey", "decals", "--size", "8",
+           "--shard-size", "2", "--out", str(tmp_path / "d")]
+    real = base.DatasetWriter.write_shard
+    calls = []
+
+    def dying(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed after the first shard
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(base.DatasetWriter, "write_shard", dying)
+    assert main(cmd) == 130
+    monkeypatch.setattr(base.DatasetWriter, "write_shard", real)
+    target = tmp_path / "c3.fits"
+    before = target.stat()
+    shutil.copyfile(tmp_path / "c0.fits", target)  # same size, other pixels
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 10 ** 9))  # later, on any timestamp resolution
+    assert target.stat().st_size == before.st_size
+    capsys.readouterr()
+    assert main(cmd) == 2
+    one_line_error(capsys, "unfinished dataset", "image files", "--overwrite")
+    assert main([*cmd, "--overwrite"]) == 0
+
+
 # ---------------------------------------------------------------------------------------------------- messages
 def test_a_weight_file_holding_code_is_one_line_without_torch_advice(tmp_path):
     from labelsky.errors import SettingsError

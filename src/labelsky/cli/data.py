@@ -336,7 +336,9 @@ def add_import(sub):
                                                   "galaxy10 / pictures / detect on a picture, sdss otherwise)")
     p.add_argument("--bands", nargs="+", default=None, help="band of every image channel, in order")
     p.add_argument("--image", action="append", default=[], metavar="BAND=FILE", help="fits-images: one per band")
-    p.add_argument("--size", type=int, default=None, help="output cutout side, pixels (detect: default 64)")
+    p.add_argument("--size", type=int, default=None, help="output cutout side, pixels (default: fits-cutouts: the "
+                   "first readable cutout's side at the survey's pixel scale; pictures: the first picture's; "
+                   "galaxy10: as stored; fits-images: the survey's; detect: 64)")
     p.add_argument("--pixel-scale", type=float, default=None, help="fits-cutouts, detect: input arcsec/pixel "
                                                                    "when the files give none")
     p.add_argument("--flux-scale", type=float, default=None, help="multiply FITS data by this to get nanomaggies "

@@ -247,7 +247,8 @@ class DatasetWriter:
             if old.get("config") != self.config:
                 prev = old.get("config") or {}
                 keys = sorted(k for k in set(prev) | set(self.config) if prev.get(k) != self.config.get(k))
-                what = ", ".join("the input catalog's content" if k == "records_sha256" else k for k in keys)
+                what = ", ".join("the input catalog's content or its image files" if k == "records_sha256" else k
+                                 for k in keys)
                 raise DatasetError(f"{self.path} holds an unfinished dataset made from other inputs or settings "
                                    f"({what}); its shards would mix with new ones: rerun with the original "
                                    f"inputs, or pass --overwrite to start again")

@@ -21,6 +21,7 @@ Band order, pixel scale and flux unit
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -221,7 +222,10 @@ def _first_side(records, bands, flux_scale, pixel_scale, survey, settings, sourc
             errors.append(str(err))
             continue
         scale = scale or pixel_scale or survey.pixel_scale
-        return max(1, int(round(max(img.shape[1:]) * scale / survey.pixel_scale)))
+        side = max(1, int(round(max(img.shape[1:]) * scale / survey.pixel_scale)))
+        logging.getLogger(__name__).info(f"cutout side {side} pixels, from the first readable cutout {rec['_file']} "
+                                         f"(--size sets another)")
+        return side
     raise DatasetError(f"{source}: none of the {len(records)} cutouts can be read"
                        + (f" (first error: {errors[0]})" if errors else ""))
 
