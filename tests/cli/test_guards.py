@@ -336,6 +336,33 @@ def test_replaced_cutout_files_under_an_interrupted_import_are_never_mixed(tmp_p
     assert main([*cmd, "--overwrite"]) == 0
 
 
+# ------------------------------------------------------------------------------------------- validate, cluster
+def test_validate_finds_two_swapped_image_shards_of_equal_size(tmp_path, capsys):
+    from conftest import write_dataset as write_shards
+
+    write_shards(tmp_path / "d", sizes=(4, 4))
+    images = tmp_path / "d" / "images"
+    a, b = sorted(images.glob("shard-*.h5"))
+    a.rename(images / "swap")
+    b.rename(a)
+    (images / "swap").rename(b)
+    assert main(["validate", str(tmp_path / "d")]) == 1
+    out = capsys.readouterr().out
+    assert out.count("shards swapped or replaced") == 2, out
+
+
+def test_cluster_refuses_too_few_rows_and_an_output_inside_the_dataset(ds, tmp_path, capsys):
+    """Both refused before the run is read (here there is none)."""
+    few = write_dataset(tmp_path / "few", n=5)
+    assert main(["cluster", "--run", str(tmp_path / "norun"), "--data", str(few.path), "--out",
+                 str(tmp_path / "c")]) == 2
+    one_line_error(capsys, "5 row(s)", "at least 6")
+    assert main(["cluster", "--run", str(tmp_path / "norun"), "--data", str(ds.path), "--out",
+                 str(ds.path / "clusters")]) == 2
+    one_line_error(capsys, "inside an input")
+    assert not (ds.path / "clusters").exists() and not (tmp_path / "c").exists()
+
+
 # ---------------------------------------------------------------------------------------------------- messages
 def test_a_weight_file_holding_code_is_one_line_without_torch_advice(tmp_path):
     from labelsky.errors import SettingsError
