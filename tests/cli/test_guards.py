@@ -421,3 +421,23 @@ def test_a_full_disk_while_a_checkpoint_is_written_is_one_plain_line(tmp_path, m
     # a library's own words for it (pyarrow: "Detail: [errno 28] ...") are not repeated either
     line = _os_error(OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device"))
     assert "errno" not in line.lower() and line.startswith("the disk is full;")
+
+
+def test_an_error_under_an_open_progress_bar_starts_its_own_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    import labelsky.cli.data as cli_data
+    from labelsky.errors import InputDataError
+
+    def failing_show(a):
+        bar = tqdm(total=10, desc="import", file=sys.stderr)
+        bar.update(3)  # left open, as a bar is when the command fails under it
+        raise InputDataError(f"{a.path}: the disk went away")
+
+    monkeypatch.setattr(cli_data, "cmd_show", failing_show)
+    assert main(["show", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "labelsky: error:" in x)
+    assert line.startswith("labelsky: error:") and "the disk went away" in line

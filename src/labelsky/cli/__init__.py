@@ -108,6 +108,16 @@ def _os_error(err: OSError) -> str:
     return f"{err.strerror or one_line(err)}{where}"
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars still open (tqdm's and Lightning's), so that an error starts on a line of its own."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", None) or []):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the error itself
+            pass
+
+
 def main(argv=None) -> int:
     """Run one command; every error a user can cause prints one line and returns 2."""
     from labelsky.errors import LabelskyError, one_line
@@ -124,12 +134,15 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except LabelskyError as err:
+        _close_progress_bars()
         print(f"labelsky: error: {one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # the file system refused: a path under a file, a read-only or full disk, ...
+        _close_progress_bars()
         print(f"labelsky: error: {_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("labelsky: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
 
