@@ -79,8 +79,10 @@ def add_simulate(sub):
                    help="--like with 8-bit pictures: the viewer they are compared through (default legacysurvey)")
     p.add_argument("--stamp-size", type=int, default=None, help="cutout side in pixels (default: survey's)")
     p.add_argument("--cutout", choices=["fixed", "scaled"], default=None,
-                   help="fixed (default): native pixels; scaled: field of view ~17 half-light radii (Galaxy Zoo "
-                        "style)")
+                   help="fixed (default): native pixels; scaled: field of view --scaled-fov half-light radii "
+                        "(Galaxy Zoo style)")
+    p.add_argument("--scaled-fov", type=float, default=None, metavar="RADII",
+                   help="--cutout scaled: stamp side in half-light radii (default 17; the deepastrouda sample: 12)")
     p.add_argument("--field-of-view", type=int, default=None, metavar="PIXELS",
                    help="galaxies: stamps span this many of each survey's own pixels (papers crop 256), drawn at "
                         "--stamp-size pixels")
@@ -125,7 +127,7 @@ def cmd_simulate(a) -> int:
 
         explicit = dict(surveys=a.surveys, cutout=a.cutout, mag_range=tuple(a.mag_range) if a.mag_range else None,
                         mag_limits=dict(a.mag_limit) if a.mag_limit else None, field_of_view=a.field_of_view,
-                        overlap=a.overlap)
+                        overlap=a.overlap, scaled_fov=a.scaled_fov)
         if a.sample:
             chosen = {**sample_settings(a.sample, "galaxies", **explicit), "sample": a.sample}
         else:
@@ -146,7 +148,8 @@ def cmd_simulate(a) -> int:
             raise SimulationError("--randomise: domain randomisation is for --kind galaxies only")
 
         for opt, value in (("--overlap", a.overlap), ("--mag-range", a.mag_range), ("--mag-limit", a.mag_limit),
-                           ("--field-of-view", a.field_of_view), ("--cutout", a.cutout)):
+                           ("--field-of-view", a.field_of_view), ("--cutout", a.cutout),
+                           ("--scaled-fov", a.scaled_fov)):
             if value is not None:
                 from labelsky.data.simulate import SimulationError
 
@@ -173,6 +176,7 @@ def _simulate_like(a) -> int:
 
     unused = [opt for opt, v in (("--sample", a.sample), ("--mag-range", a.mag_range), ("--mag-limit", a.mag_limit),
                                  ("--field-of-view", a.field_of_view), ("--cutout", a.cutout),
+                                 ("--scaled-fov", a.scaled_fov),
                                  ("--randomise", a.randomise), ("--overlap", a.overlap)) if v is not None]
     if a.kind != "galaxies" or unused:
         raise SimulationError(f"--like sets the framing, magnitudes and noise itself; it does not take "

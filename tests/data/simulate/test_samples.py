@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -64,6 +65,7 @@ def test_field_of_view_keeps_the_papers_framing_at_any_stamp_size():
     (dict(mag_limits={"sdss": 10.0}), "fainter than"),
     (dict(field_of_view=4), "field_of_view"),
     (dict(field_of_view=256, cutout="scaled"), "cutout='fixed'"),
+    (dict(scaled_fov=12.0), "cutout='scaled'"),
 ])
 def test_bad_sample_settings_are_refused(bad, message):
     with pytest.raises(SimulationError, match=message):
@@ -181,3 +183,16 @@ def test_central_source_measured_against_a_hand_case():
     assert m["hlr_arcsec"] == pytest.approx(sigma_pix * math.sqrt(2 * math.log(2)) * scale, rel=0.1)
     empty = measure_central(5.0 + rng.normal(0, 0.05, (n, n)), pixel_scale=scale)
     assert math.isnan(empty["flux"]) and math.isnan(empty["hlr_arcsec"])
+
+
+def test_the_deepastrouda_sample_frames_galaxies_as_galaxy_zoo_crops(tmp_path, capsys):
+    from labelsky.cli import main
+
+    assert sample_settings("deepastrouda")["scaled_fov"] == 12.0
+    assert main(["simulate", "--sample", "deepastrouda", "--out", str(tmp_path / "s"), "--n", "4", "--stamp-size",
+                 "16", "--classes", "elliptical", "--workers", "1", "--scaled-fov", "9"]) == 0
+    config = json.loads((tmp_path / "s" / "simulation.json").read_text())["config"]
+    assert config["cutout"] == "scaled" and config["scaled_fov"] == 9.0  # the explicit option over the sample's
+    capsys.readouterr()
+    assert main(["simulate", "--out", str(tmp_path / "t"), "--n", "4", "--scaled-fov", "9"]) == 2
+    assert "--cutout scaled" in capsys.readouterr().err

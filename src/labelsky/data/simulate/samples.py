@@ -94,7 +94,7 @@ def sample_settings(name: str, kind: str = "galaxies", **explicit) -> dict:
     out = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
            for k, v in sample.settings.items()}
     given = {k: v for k, v in explicit.items() if v is not None}
-    if given.get("field_of_view") and "cutout" not in given:  # a fixed field of view replaces scaled framing
+    if given.get("field_of_view") and "cutout" not in given and "scaled_fov" not in given:  # fixed framing
         out["cutout"] = "fixed"
         out.pop("scaled_fov", None)
     out.update(given)

@@ -139,6 +139,9 @@ class GalaxySimConfig(SkySettings):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= (0 if name != "scaled_fov" else 2)):
                 raise SimulationError(f"{name} must be a number >= {0 if name != 'scaled_fov' else 2}, got {v!r}")
+        if self.scaled_fov != 17.0 and self.cutout != "scaled":
+            raise SimulationError(f"scaled_fov (--scaled-fov) = {self.scaled_fov!r} frames scaled cutouts; it needs "
+                                  f"cutout='scaled' (--cutout scaled)")
         if self.field_of_view is not None:
             if not (isinstance(self.field_of_view, int) and self.field_of_view >= 8):
                 raise SimulationError(f"field_of_view must be a whole number of survey pixels >= 8, got "
