@@ -84,7 +84,26 @@ def source_only(work: Path, a, name: str, experiment) -> dict:
                          methods=["source_only"], seeds=a.seeds, epochs=a.epochs, batch_size=32, workers=2)
     t = time.time()
     res = uda.run_deepastrouda(work / name, rc, progress=False)
-    return {"results": res, "minutes": round((time.time() - t) / 60, 1)}
+    return {"results": res, "minutes": round((time.time() - t) / 60, 1),
+            "test_sets": test_sets(work / name / "sim", experiment)}
+
+
+def test_sets(sim: Path, experiment) -> dict:
+    """Galaxies per class in the held-out test split of each domain (the uncertainty of an accuracy on them)."""
+    import numpy as np
+
+    from labelsky.data.io import open_dataset
+    from labelsky.reproduce.deepastrouda import class_names
+
+    out = {}
+    for role, survey in (("source", experiment.source), ("target", experiment.target)):
+        ds = open_dataset(sim / survey)
+        names = class_names(ds, experiment)[ds.column("split").astype(str) == "test"]
+        names = names[names != ""]
+        classes, counts = np.unique(names, return_counts=True)
+        out[role] = {"n": int((names != "lens").sum()),  # known classes: the closed-set accuracy's test set
+                     "per_class": {str(c): int(k) for c, k in zip(classes, counts)}}
+    return out
 
 
 def main(argv=None):
@@ -154,9 +173,10 @@ def main(argv=None):
         for when, t in training.items():
             res = t["results"]
             cell = res["methods"]["source_only"]["summary"]
-            tr_rows.append([when, _mean_std(cell["source_test"], "closed_set_accuracy"),
-                            _mean_std(cell["target_test"], "closed_set_accuracy"),
-                            res.get("n_source"), res.get("n_target"),
+            sets = t.get("test_sets") or {}
+            tr_rows.append([when, _acc_se(cell["source_test"], (sets.get("source") or {}).get("n")),
+                            _acc_se(cell["target_test"], (sets.get("target") or {}).get("n")),
+                            res.get("n_source"), res.get("n_target"), _per_class(sets.get("source")),
                             round(sum(r.get("seconds", 0) for r in res["methods"]["source_only"]["runs"]) / 60, 1)])
         md += ["### SDSS -> DECaLS: held-out source accuracy of a source-only classifier, same budget",
                f"deepastrouda reproduction, variant source_only, {a.backbone}, {a.stamp_size} px, {a.epochs} epochs, "
@@ -164,10 +184,11 @@ def main(argv=None):
                "target). Before: magnitudes 15-19, both surveys see every galaxy, native pixels; after: the "
                "paper's sample.\n",
                md_table(["sample", "source accuracy (held out, closed set)", "target accuracy (known classes, "
-                         "closed set)", "source galaxies", "target galaxies",
+                         "closed set)", "source galaxies", "target galaxies", "source test galaxies per class",
                          "training minutes"], tr_rows),
                "\nClosed set: arg-max over the known classes, the unknown threshold aside (the open-set numbers are "
-               "in the JSON)."]
+               "in the JSON). ± the binomial standard error of the accuracy on that test set (one seed; the target "
+               "test set counts known classes only)."]
     write_results(a.name, metrics, "\n".join(md))
     print("\n".join(md))
 
@@ -178,6 +199,20 @@ def _pct(d) -> str:
 
 def _num(v) -> str:
     return "n/a" if v is None else f"{v:.2f}"
+
+
+def _acc_se(cell, n) -> str:
+    """The mean closed-set accuracy over seeds ± the binomial standard error on ``n`` test galaxies."""
+    v = (cell or {}).get("closed_set_accuracy")
+    p = v.get("mean") if isinstance(v, dict) else v
+    if p is None:
+        return "n/a"
+    return f"{p:.3f} ± {(p * (1 - p) / n) ** 0.5:.3f} (n = {n})" if n else f"{p:.3f}"
+
+
+def _per_class(s) -> str:
+    counts = [k for c, k in (s or {}).get("per_class", {}).items() if c != "lens"]
+    return f"{min(counts)}-{max(counts)}" if counts else "n/a"
 
 
 def _mean_std(cell, key) -> str:
