@@ -27,6 +27,8 @@ and bad pixels are filled with 0 *after* normalisation (the sky level for
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -39,7 +41,24 @@ import torch.nn.functional as F
 from labelsky.data.stretches import STRETCHES
 from labelsky.errors import SettingsError
 
-__all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES", "RenderPreprocess", "NuisanceRandomisation"]
+__all__ = ["select_bands", "Preprocess", "BatchAugment", "STRETCHES", "RenderPreprocess", "NuisanceRandomisation",
+           "draw_key"]
+
+#: the draw key of the item being prepared (see :func:`draw_key`), or None
+_DRAW_KEY: contextvars.ContextVar = contextvars.ContextVar("labelsky_draw_key", default=None)
+
+
+@contextlib.contextmanager
+def draw_key(key):
+    """Prepare an item under ``key`` (a tuple of ints, e.g. ``(seed, epoch, position)`` from
+    :class:`labelsky.methods.epochs.EpochSampler`): random transforms draw from a generator seeded by their own
+    seed and this key, so an item's draws depend on the key alone, never on which loader worker prepares it
+    or what that worker prepared before."""
+    token = _DRAW_KEY.set(tuple(int(k) % 2 ** 63 for k in key))
+    try:
+        yield
+    finally:
+        _DRAW_KEY.reset(token)
 
 
 def select_bands(available: Sequence[str], wanted: Sequence[str] | None) -> list[int]:
@@ -363,7 +382,9 @@ class RenderPreprocess:
         Output side in pixels, or None.
     seed, salt
         Seed of the randomisation, and a number that tells apart the datasets of one run (e.g. source and
-        target), so that they never draw the same nuisances. In a loader worker the draws also follow
+        target), so that they never draw the same nuisances. An item prepared under a :func:`draw_key` (the
+        training loaders) draws from ``(seed, salt, key)``: its nuisances depend on the run's seed, the epoch
+        and its place in the epoch only. Otherwise, in a loader worker the draws also follow
         :func:`torch.initial_seed` (the loader's seeded generator: new in every epoch, reproducible).
     """
 
@@ -391,9 +412,12 @@ class RenderPreprocess:
         self._rng, self._rng_key = None, None
 
     def _generator(self) -> np.random.Generator:
-        key = None if torch.utils.data.get_worker_info() is None else int(torch.initial_seed()) % 2 ** 63
+        key = _DRAW_KEY.get()  # an item's own key (training loaders), else the loader worker's seed
+        if key is None and torch.utils.data.get_worker_info() is not None:
+            key = int(torch.initial_seed()) % 2 ** 63
+        key = None if key is None else (key if isinstance(key, tuple) else (key,))
         if self._rng is None or key != self._rng_key:
-            self._rng = np.random.default_rng([self.seed, self.salt] + ([] if key is None else [key]))
+            self._rng = np.random.default_rng([self.seed, self.salt] + ([] if key is None else list(key)))
             self._rng_key = key
         return self._rng
 

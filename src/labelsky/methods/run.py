@@ -257,6 +257,11 @@ class Run:
                          f"{trainer.max_epochs}); nothing to train")
                 best = self.checkpoint_dir(stage) / "best.ckpt"
                 return best if best.is_file() else Path(ckpt)
+        from labelsky.methods.epochs import EpochSeeding
+
+        for cb in getattr(trainer, "callbacks", ()):  # its samplers resume at the checkpoint's epoch
+            if isinstance(cb, EpochSeeding):
+                cb.watch(train_loader)
         try:
             trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
         except SystemExit:

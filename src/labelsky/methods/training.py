@@ -23,6 +23,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from labelsky.data.datasets import ImageDataset
 from labelsky.errors import SettingsError
+from labelsky.methods.epochs import EpochSampler, EpochSeeding, KeyedDataset
 from labelsky.utils import default_device
 
 __all__ = ["make_loader", "build_trainer", "accelerator_for", "is_global_zero", "RankReport", "class_balance_weights",
@@ -31,17 +32,20 @@ __all__ = ["make_loader", "build_trainer", "accelerator_for", "is_global_zero", 
 
 def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | None = None,
                 drop_last: bool = False) -> DataLoader:
-    """A DataLoader over several ``(dataset, indices, labels)`` parts."""
+    """A DataLoader over several ``(dataset, indices, labels)`` parts (training: ``shuffle``, an
+    :class:`~labelsky.methods.epochs.EpochSampler`'s order and draw keys)."""
     sets = []
     for ds, indices, labels in parts:
         pre = cfg.preprocess(ds, train=shuffle)
         sets.append(ImageDataset(ds, indices=np.asarray(indices), transform=pre, labels=labels))
     data = ConcatDataset(sets) if len(sets) > 1 else sets[0]
-    g = torch.Generator()
+    g = torch.Generator()  # the loader's own (worker seeds): the global generators are never drawn from
     g.manual_seed(int(cfg.seed))
     bs = batch_size or cfg.batch_size
     drop_last = drop_last and len(data) > bs
-    return DataLoader(data, batch_size=bs, shuffle=shuffle, drop_last=drop_last,
+    # training order and nuisances: a function of (seed, epoch) only (see labelsky.methods.epochs)
+    sampler = EpochSampler(len(data), int(cfg.seed)) if shuffle else None
+    return DataLoader(KeyedDataset(data) if shuffle else data, batch_size=bs, sampler=sampler, drop_last=drop_last,
                       num_workers=cfg.num_workers, generator=g, persistent_workers=cfg.num_workers > 0,
                       pin_memory=torch.cuda.is_available())
 
@@ -178,7 +182,7 @@ def build_trainer(run_dir: Path, cfg, callbacks=(), monitor: str = "val_loss", m
     # changes, so a resumed run would repeat epochs): an interrupted run resumes where it stopped
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            every_n_epochs=1, enable_version_counter=False)
-    cbs = [ckpt, last, RankReport(run_dir), *callbacks]
+    cbs = [ckpt, last, RankReport(run_dir), EpochSeeding(int(getattr(cfg, "seed", 0) or 0)), *callbacks]
     if devices is None:
         devices = getattr(cfg, "devices", None)
     num_nodes = num_nodes or int(getattr(cfg, "num_nodes", 1) or 1)

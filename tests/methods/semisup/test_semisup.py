@@ -174,7 +174,7 @@ def test_labelled_galaxies_are_never_dropped_and_every_regime_has_the_same_steps
     loader = _loader(ds, labelled, cfg, True, steps)
     assert [len(c) for _, c in loader] == [16] * steps  # full batches, as many as the semi-supervised regime makes
     for _ in range(2):  # every epoch: 64 draws of 20 galaxies, each drawn 3 or 4 times, none dropped
-        drawn = np.array(list(loader.sampler))
+        drawn = np.array([index for _, index in loader.sampler])  # (draw key, index) items
         hist = np.bincount(drawn, minlength=20)
         assert len(drawn) == 64 and hist.min() >= 3 and hist.max() <= 4, hist
         assert sorted(drawn[:20]) == list(range(20))  # no repeat before every galaxy was drawn

@@ -33,6 +33,7 @@ from labelsky.data.io import DatasetError, LabelskyDataset
 from labelsky.data.transforms import Preprocess
 from labelsky.errors import SettingsError
 from labelsky.methods.base import LabelskyModule
+from labelsky.methods.epochs import EpochSampler, KeyedDataset
 from labelsky.methods.parts import Part, describe_parts, one
 from labelsky.methods.registry import Fitted
 from labelsky.methods.run import Run
@@ -248,7 +249,9 @@ def fit(run_dir, parts: dict, cfg: PretextConfig, *, overwrite: bool = False, pr
     if len(train_data) < 2:
         raise DatasetError(f"{ds.path}: the pretext needs training and validation images "
                            f"({len(train_rows)} and {len(val_rows)} objects given)")
-    train = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True,
+    # order (and nuisances) a function of (seed, epoch) only: an exact resume (labelsky.methods.epochs)
+    train = torch.utils.data.DataLoader(KeyedDataset(train_data), batch_size=cfg.batch_size,
+                                        sampler=EpochSampler(len(train_data), cfg.seed),
                                         num_workers=cfg.num_workers, generator=g,
                                         drop_last=len(train_data) > cfg.batch_size)
     val = torch.utils.data.DataLoader(_dataset(ds, val_rows, cfg), batch_size=cfg.batch_size * 2,

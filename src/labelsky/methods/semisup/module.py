@@ -43,6 +43,7 @@ from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
 from labelsky.errors import RunFolderError, SettingsError
 from labelsky.measures.metrics import vote_rmse
 from labelsky.methods.base import LabelskyModule
+from labelsky.methods.epochs import EpochSampler, KeyedDataset
 from labelsky.methods.parts import Part, describe_parts, one
 from labelsky.methods.registry import Fitted
 from labelsky.methods.run import Run
@@ -52,7 +53,7 @@ from labelsky.methods.training import build_trainer, is_global_zero
 from labelsky.models.etvae import ETVAE
 
 __all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit", "select_rows", "split_label_budget",
-           "steps_per_epoch", "SuccessiveShuffles", "summary", "REGIMES", "ANSWERS"]
+           "steps_per_epoch", "summary", "REGIMES", "ANSWERS"]
 
 
 
@@ -245,36 +246,19 @@ def steps_per_epoch(cfg: SemiSupConfig, n_labelled: int, n_unlabelled: int) -> i
     return max(1, -(-max(n_labelled, n_unlabelled) // cfg.batch_size))
 
 
-class SuccessiveShuffles(torch.utils.data.Sampler):
-    """``num_samples`` indices of ``range(n)``: successive random permutations of all ``n``, cut at
-    ``num_samples``. Not a ``RandomSampler``, so that under DDP Lightning shards it (keeping its length and
-    order) instead of replacing it by one pass over the data."""
-
-    def __init__(self, n: int, num_samples: int, seed: int = 0):
-        self.n, self.num_samples, self.seed, self.epoch = int(n), int(num_samples), int(seed), 0
-
-    def __len__(self):
-        return self.num_samples
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        g = torch.Generator()
-        g.manual_seed(self.seed * 100_003 + self.epoch)
-        self.epoch += 1  # a new order next epoch even where nobody calls set_epoch
-        reps = -(-self.num_samples // self.n)
-        return iter(torch.cat([torch.randperm(self.n, generator=g) for _ in range(reps)])[:self.num_samples].tolist())
-
-
 def _loader(ds, rows, cfg, shuffle, steps: int | None = None, seed_offset: int = 0):
     """Evaluation order (``shuffle=False``), or ``steps`` full batches drawn as successive shuffles of all
     ``rows``: no galaxy is dropped and none repeats before every one was drawn."""
     data = VoteDataset(ds, rows, cfg.preprocess(ds, train=shuffle))  # training batches: with --randomise
     if not shuffle:
         return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    sampler = SuccessiveShuffles(len(data), steps * cfg.batch_size, seed=cfg.seed * 1000 + seed_offset)
-    return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers)
+    # successive shuffles whose order (and nuisances) depend on (seed, epoch) only: an exact resume
+    # the loader's own generator (worker seeds): a loader without one draws from the global generators, which
+    # would then depend on when Lightning creates its iterator (earlier on resume)
+    seed = cfg.seed * 1000 + seed_offset
+    sampler = EpochSampler(len(data), seed=seed, num_samples=steps * cfg.batch_size)
+    return torch.utils.data.DataLoader(KeyedDataset(data), batch_size=cfg.batch_size, sampler=sampler,
+                                       num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed))
 
 
 def _fit_stage(run: Run, module: SemiSupModule, train, val, cfg: SemiSupConfig, epochs: int, progress: bool,

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelsky.methods.base import LabelskyModule
+from labelsky.methods.epochs import EpochSampler, KeyedDataset
 from labelsky.methods.uda.config import METHODS, UDAConfig
 from labelsky.methods.uda.losses import (
     MemoryBank,
@@ -71,6 +72,8 @@ from labelsky.models.dsbn import convert_to_domain_bn, set_domain
 __all__ = ["UDAConfig", "UDAModule", "METHODS", "TunerCallback", "uda_loaders", "IndexedDataset"]
 
 log = logging.getLogger(__name__)
+
+BANK_FIELDS = ("features", "probs", "labels", "filled")  # the memory bank in a checkpoint
 
 
 
@@ -277,13 +280,20 @@ class UDAModule(LabelskyModule):
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=c.step_epochs, gamma=c.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
-    # the tuner's state travels with checkpoints (the memory bank refills within an epoch after a resume)
+    # the tuner's state and the memory bank travel with checkpoints: a resumed run goes on exactly (a checkpoint
+    # of an earlier version, without the bank, refills it within an epoch)
     def on_save_checkpoint(self, checkpoint):
         checkpoint["uda_tuner"] = self.tuner.state_dict()
+        checkpoint["uda_bank"] = {k: getattr(self.bank, k).detach().cpu() for k in BANK_FIELDS}
 
     def on_load_checkpoint(self, checkpoint):
         if "uda_tuner" in checkpoint:
             self.tuner.load_state_dict(checkpoint["uda_tuner"])
+        bank = checkpoint.get("uda_bank")
+        if isinstance(bank, dict) and all(k in bank for k in BANK_FIELDS) \
+                and bank["features"].shape == self.bank.features.shape:
+            for k in BANK_FIELDS:
+                setattr(self.bank, k, bank[k].to(getattr(self.bank, k).device))
 
 
 class TunerCallback(L.Callback):
@@ -329,9 +339,12 @@ def uda_loaders(source_part, target_part, cfg: UDAConfig, shuffle: bool = True):
     for name, (ds, rows, labels) in (("source", source_part), ("target", target_part)):
         pre = cfg.preprocess(ds, train=shuffle)
         data = IndexedDataset(ImageDataset(ds, indices=rows, transform=pre, labels=labels))
-        g = torch.Generator()
+        g = torch.Generator()  # the loader's own (worker seeds): the global generators are never drawn from
         g.manual_seed(cfg.seed + (name == "target"))
-        loaders[name] = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=shuffle,
+        # order and nuisances a function of (seed, epoch) only: an exact resume (labelsky.methods.epochs)
+        sampler = EpochSampler(len(data), seed=cfg.seed + (name == "target")) if shuffle else None
+        loaders[name] = torch.utils.data.DataLoader(KeyedDataset(data) if shuffle else data,
+                                                    batch_size=cfg.batch_size, sampler=sampler,
                                                     drop_last=shuffle and len(data) > cfg.batch_size,
                                                     num_workers=cfg.num_workers, generator=g)
     return CombinedLoader(loaders, mode="max_size_cycle")
