@@ -119,3 +119,50 @@ def test_a_labelsky_folder_of_another_kind_is_never_written_into(tmp_path):
     with pytest.raises(OutputError, match="holds a labelsky simulation, not a run"):
         prepare_output(sim, kind="run")
     assert not (sim / "config.json").exists()
+
+
+def test_overwrite_deletes_only_the_files_labelsky_wrote_and_names_the_rest(tmp_path):
+    import os
+
+    from labelsky.errors import LabelskyWarning
+    from labelsky.outputs import MANIFEST, finish_outputs
+
+    out = prepare_output(tmp_path / "o", kind="run")
+    (out / "sub").mkdir()
+    (out / "sub" / "weights.ckpt").write_text("w")
+    (out / "config.json").write_text("{}")
+    finish_outputs()
+    assert set(json.loads((out / MANIFEST).read_text())["files"]) == {MARKER, "sub/weights.ckpt", "config.json"}
+    for mine in (out / "thesis.tex", out / "sub" / "notes.txt"):  # put there by the user, an hour later
+        mine.write_text("mine")
+        os.utime(mine, (mine.stat().st_mtime - 3600,) * 2)
+    with pytest.warns(LabelskyWarning, match=r"did not write; they are kept: sub/notes.txt, thesis.tex"):
+        prepare_output(out, overwrite=True, kind="run")
+    assert (out / "thesis.tex").read_text() == "mine" and (out / "sub" / "notes.txt").read_text() == "mine"
+    assert not (out / "config.json").exists() and not (out / "sub" / "weights.ckpt").exists()
+    assert is_labelsky_output(out)
+    finish_outputs()
+    assert json.loads((out / MANIFEST).read_text())["files"] == [MARKER]  # the user's files are never claimed
+    with pytest.warns(LabelskyWarning, match="thesis.tex"):  # a second replacement keeps them too
+        prepare_output(out, overwrite=True, kind="run")
+    assert (out / "thesis.tex").exists()
+
+
+def test_a_command_records_what_it_wrote_and_overwrite_keeps_a_users_file(tmp_path, capsys):
+    import os
+
+    from labelsky.cli import main
+    from labelsky.outputs import MANIFEST
+
+    out = tmp_path / "sim"
+    args = ["simulate", "--out", str(out), "--n", "4", "--stamp-size", "16", "--surveys", "sdss", "--workers", "1"]
+    assert main(args) == 0
+    written = json.loads((out / MANIFEST).read_text())["files"]
+    assert "simulation.json" in written and any(f.startswith("sdss/") for f in written)
+    mine = out / "my_notes.txt"
+    mine.write_text("mine")
+    os.utime(mine, (mine.stat().st_mtime - 3600,) * 2)
+    capsys.readouterr()
+    assert main(args + ["--overwrite"]) == 0
+    assert mine.read_text() == "mine" and "my_notes.txt" in capsys.readouterr().err
+    assert (out / "simulation.json").exists()

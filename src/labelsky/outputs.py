@@ -16,6 +16,13 @@ created or replaced:
 - an output path under an existing file, or on a disk that refuses, is an
   :class:`~labelsky.errors.OutputError` naming the path.
 
+Every folder prepared here keeps a manifest, ``.labelsky_files``: the files
+labelsky wrote into it (:func:`finish_outputs` records them when the command
+ends: what the manifest held before, and every file written since the command
+began). ``overwrite`` deletes only those files and the folders they leave
+empty; anything else (a file the user put there) is kept and named. A folder
+of a labelsky version without manifests is replaced whole, as before.
+
 Without ``overwrite`` an existing labelsky folder is kept: the caller then
 decides whether to resume it (same settings) or refuse (see
 :mod:`labelsky.methods.run` for runs, :class:`~labelsky.data.io.DatasetWriter`
@@ -33,11 +40,19 @@ from typing import Iterable
 
 from labelsky.errors import OutputError
 
-__all__ = ["MARKER", "prepare_output", "is_labelsky_output", "read_marker", "made_here", "mark_output", "marker_kind",
+__all__ = ["MARKER", "MANIFEST", "prepare_output", "finish_outputs", "is_labelsky_output", "read_marker",
+           "made_here", "mark_output", "marker_kind",
            "check_not_input", "check_not_current", "OutputLock"]
 
 #: the file that marks a folder as made by labelsky
 MARKER = ".labelsky"
+
+#: the list of files labelsky wrote into a folder (see the module docstring)
+MANIFEST = ".labelsky_files"
+#: folders prepared by this process whose manifest is still to be recorded: {folder: the command's start time}
+_OPEN: dict[Path, float] = {}
+#: seconds of file-time granularity allowed when a file written by the command is told from older ones
+_MTIME_SLACK = 2.0
 
 #: suffixes of files, never of a folder labelsky writes (``--out x.csv`` is a mistake, not a folder name)
 FILE_SUFFIXES = frozenset({".csv", ".parquet", ".fits", ".fit", ".fits.gz", ".h5", ".hdf5", ".json", ".txt", ".png",
@@ -174,11 +189,13 @@ def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterabl
                               f"delete it yourself or choose another folder")
         if path.is_symlink():
             raise OutputError(f"--overwrite refused: {path} is a symbolic link; labelsky replaces only real folders")
-        shutil.rmtree(path)
+        _replace(path)
+    fresh = not non_empty or overwrite
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not is_labelsky_output(path):
             mark_output(path, kind)
+        _begin(path, fresh)
     except FileExistsError as err:
         raise OutputError(f"cannot create output {path}: {err.filename} is a file") from None
     except NotADirectoryError:
@@ -186,6 +203,111 @@ def prepare_output(path: str | Path, *, overwrite: bool = False, inputs: Iterabl
     except OSError as err:
         raise OutputError(f"cannot write output {path}: {err.strerror or err}") from None
     return path
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        m = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(m, dict) or not isinstance(m.get("files"), list):
+        return None
+    return m
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    tmp = path / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=0) + "\n")
+    os.replace(tmp, path / MANIFEST)
+
+
+def _files(path: Path) -> list[Path]:
+    """Every file (and symbolic link) under ``path``, not following links."""
+    out = []
+    for root, dirs, files in os.walk(path):
+        root = Path(root)
+        out += [root / f for f in files] + [root / d for d in dirs if (root / d).is_symlink()]
+    return out
+
+
+def _written(path: Path, manifest: dict) -> set[str]:
+    """The files under ``path`` that labelsky wrote: the manifest's, and those written since a command that has
+    not recorded them began (``pending``: a command still running, or one killed)."""
+    names = {str(f) for f in manifest.get("files", []) if isinstance(f, str)}
+    since = manifest.get("pending")
+    if isinstance(since, (int, float)):
+        for f in _files(path):
+            try:
+                if f.lstat().st_mtime >= since - _MTIME_SLACK:
+                    names.add(str(f.relative_to(path)))
+            except OSError:
+                continue
+    return names
+
+
+def _begin(path: Path, fresh: bool) -> None:
+    """Note the start of a command writing ``path``; ``fresh``: the folder was new, empty or just replaced."""
+    import atexit
+
+    m = _read_manifest(path)
+    if m is None:
+        if not fresh:
+            return  # a folder of a version without manifests: left as it was
+        m = {"files": []}
+    if not isinstance(m.get("pending"), (int, float)):
+        m["pending"] = __import__("time").time()
+    _write_manifest(path, m)
+    if not _OPEN:
+        atexit.register(finish_outputs)
+    _OPEN[path] = m["pending"]
+
+
+def finish_outputs() -> None:
+    """Record, in each folder this process prepared, the files labelsky wrote into it (its manifest). The
+    command line calls it when a command ends, and it runs at exit; call it after a library call whose output
+    you will edit by hand."""
+    for path in list(_OPEN):
+        _OPEN.pop(path, None)
+        m = _read_manifest(path)
+        if m is None:
+            continue
+        names = _written(path, m)
+        m = {"files": sorted(n for n in names if n not in (MANIFEST, f"{MANIFEST}.tmp")
+                             and ((path / n).is_symlink() or (path / n).exists()))}
+        try:
+            _write_manifest(path, m)
+        except OSError:  # a full or read-only disk: the next command finds the pending start and counts from it
+            pass
+
+
+def _replace(path: Path) -> None:
+    """Delete what labelsky wrote into ``path`` (its manifest's files) and the folders left empty; keep and name
+    anything else. A folder without a manifest (an older version's) is deleted whole."""
+    import warnings
+
+    from labelsky.errors import LabelskyWarning
+
+    m = _read_manifest(path)
+    if m is None:
+        shutil.rmtree(path)
+        return
+    ours = _written(path, m) | {MARKER, MANIFEST}
+    for name in ours:
+        f = path / name
+        if f.is_symlink() or f.is_file():
+            f.unlink(missing_ok=True)
+    for root, dirs, _ in os.walk(path, topdown=False):
+        for d in dirs:
+            p = Path(root) / d
+            if not p.is_symlink() and not any(p.iterdir()):
+                p.rmdir()
+    kept = sorted(str(f.relative_to(path)) for f in _files(path))
+    if kept:
+        shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        warnings.warn(f"--overwrite: {path} also held files labelsky did not write; they are kept: {shown}",
+                      LabelskyWarning, stacklevel=3)
+    else:
+        path.rmdir()
 
 
 class OutputLock:

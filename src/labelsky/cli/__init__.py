@@ -145,6 +145,10 @@ def main(argv=None) -> int:
         _close_progress_bars()
         print("labelsky: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        from labelsky.outputs import finish_outputs
+
+        finish_outputs()  # each output folder's manifest: the files this command wrote
 
 
 if __name__ == "__main__":
