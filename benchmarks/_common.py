@@ -66,7 +66,36 @@ def code_version() -> dict:
     return {"commit": commit or "unknown", "src_modified": bool(dirty)}
 
 
+#: set to 1 to write result files from a modified tree anyway (they record that they were)
+ALLOW_MODIFIED = "LABELSKY_BENCH_ALLOW_MODIFIED"
+
+
+def provenance_problem(code: dict) -> str | None:
+    """Why a result with this ``code`` record (``{"at_start": ..., "at_end": ...}``) cannot be traced to a
+    commit, or ``None``: a commit recorded at start and end, the same, with ``src/`` unmodified at both."""
+    start, end = (code or {}).get("at_start") or {}, (code or {}).get("at_end") or {}
+    for when, c in (("start", start), ("end", end)):
+        if not c.get("commit") or c.get("commit") == "unknown":
+            return f"no commit recorded at its {when}"
+        if c.get("src_modified") is not False:
+            return f"src/ was modified at its {when} (or could not be checked)"
+    if start["commit"] != end["commit"]:
+        return f"the commit changed while it ran ({start['commit'][:7]} -> {end['commit'][:7]})"
+    return None
+
+
+def refuse_modified(code: dict) -> None:
+    """Stop (exit 2) when ``code`` has a provenance problem, unless ``LABELSKY_BENCH_ALLOW_MODIFIED=1``."""
+    why = provenance_problem(code)
+    if why and os.environ.get(ALLOW_MODIFIED) != "1":
+        sys.stderr.write(f"benchmark refused: {why}; commit src/ and run it from a clean tree (a git worktree), "
+                         f"or set {ALLOW_MODIFIED}=1 to record a result that says so\n")
+        raise SystemExit(2)
+
+
 _CODE_AT_START = code_version()  # the scripts import this module first thing
+if Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent:  # a benchmark script: refuse early
+    refuse_modified({"at_start": _CODE_AT_START, "at_end": _CODE_AT_START})
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -88,11 +117,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def write_results(name: str, metrics: dict, markdown: str, out_dir: Path | None = None) -> tuple[Path, Path]:
     """Write ``<out_dir>/<name>.json`` and ``<name>.md`` atomically; return their paths."""
     out_dir = Path(out_dir) if out_dir else RESULTS
+    code = {"at_start": _CODE_AT_START, "at_end": code_version()}
+    refuse_modified(code)
     record = {
         "command": command_line(),
         "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "machine": machine(),
-        "code": {"at_start": _CODE_AT_START, "at_end": code_version()},
+        "code": code,
         "metrics": metrics,
     }
     jpath, mpath = out_dir / f"{name}.json", out_dir / f"{name}.md"
