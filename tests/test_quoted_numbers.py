@@ -1,0 +1,68 @@
+"""Numbers the README and docs quote are the numbers in their benchmark result files: each quote below is
+formatted from its file and must appear, character for character, where it is quoted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _metrics(name: str) -> dict:
+    return json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())["metrics"]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _acc_se(cell: dict, n: int) -> str:
+    p = cell["closed_set_accuracy"]["mean"]
+    return f"{p:.3f} ± {(p * (1 - p) / n) ** 0.5:.3f}"
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "−")
+
+
+def demo_quotes():
+    m = _metrics("demo")
+    t = m["table_ii"]
+    return [f"{m['wall_s'] / 60:.1f} min", _pct(t["FO DES"]["accuracy"]), _pct(t["FO SDSS"]["accuracy"]),
+            _pct(t["HP DES"]["accuracy"]), _pct(m["fo_des_by_round"][-1])]
+
+
+def samples_quotes():
+    out = []
+    for when in ("before", "after"):
+        e = _metrics("samples")["source_only"][when]
+        cell = e["results"]["methods"]["source_only"]["summary"]
+        out += [_acc_se(cell["source_test"], e["test_sets"]["source"]["n"]),
+                _acc_se(cell["target_test"], e["test_sets"]["target"]["n"])]
+    return out
+
+
+def sim_to_real_quotes():
+    r = _metrics("sim_to_real")["results"]["gz"]
+    return [f"{_signed(r[s]['spearman_smooth']['rho'])} (p = {r[s]['spearman_smooth']['p_value']:.2f})"
+            for s in ("like", "default")] + [f"{r['like']['gap_after']:.3f}"]
+
+
+def owg_quotes():
+    paired = _metrics("owg")["paired"]["finetune"]
+    z = {f: paired[f]["mae"]["mean"] / paired[f]["mae"]["sem"] for f in ("0.2", "0.4", "0.7", "1.0")}
+    return [f"{max(z.values()):.1f} to {min(z.values()):.1f} standard errors".replace("-", "−")]
+
+
+QUOTES = [("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
+          ("README.md", sim_to_real_quotes), ("README.md", owg_quotes)]
+
+
+@pytest.mark.parametrize("doc, quotes", QUOTES, ids=[f"{d}:{q.__name__}" for d, q in QUOTES])
+def test_a_quoted_number_is_its_result_file_s(doc, quotes):
+    text = " ".join((ROOT / doc).read_text().split())  # line breaks inside a quote do not matter
+    missing = [q for q in quotes() if q not in text]
+    assert not missing, f"{doc} does not quote these numbers of its result file: {missing}"
