@@ -62,7 +62,10 @@ def report(a, results, mon):
                         "summary": {m: v["summary"] for m, v in res["methods"].items()},
                         "runs": {m: [{k: r[k] for k in ("seed", "source_test", "target_test", "rho", "margin",
                                                          "epochs_trained", "seconds", "grad_share")}
-                                     for r in v["runs"]] for m, v in res["methods"].items()}}
+                                     for r in v["runs"]] for m, v in res["methods"].items()},
+                        "pairs": {m: v["summary"].get("pairs", {}) for m, v in res["methods"].items()},
+                        "tuner_moves": {m: [len(r.get("tuner_history") or []) for r in v["runs"]]
+                                        for m, v in res["methods"].items()}}
         md.append(f"### {exp}: {res['source']} -> {res['target']}, known {', '.join(res['known'])}, unknown in "
                   f"target: {', '.join(sorted(set(res['target_classes']) - set(res['known'])))}; "
                   f"{len(res['config']['seeds'])} seeds, mean ± std; asinh stretch: {res['config']['stretch']}, "
@@ -70,8 +73,8 @@ def report(a, results, mon):
                   f"{res['config']['stamp_size']} px, up to {res['config']['epochs']} epochs\n")
         md.append("| variant | source acc | target acc | target class-avg acc | target known-class acc | "
                   "target unknown recall | target H-score | target AUROC | target closed-set acc | "
-                  "gradient share CE / DA / ES |")
-        md.append("|---|---|---|---|---|---|---|---|---|---|")
+                  "gradient share CE / DA / AC source pairs / ES | tuner moves per run |")
+        md.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for m, v in res["methods"].items():
             s, t = v["summary"]["source_test"], v["summary"]["target_test"]
 
@@ -80,16 +83,51 @@ def report(a, results, mon):
             g = v["summary"].get("grad_share", {})
             da = g.get("ac") or g.get("nc")
             shares = " / ".join("–" if d is None or d["mean"] is None else f"{d['mean']:.3f}"
-                                for d in (g.get("ce"), da, g.get("es")))
+                                for d in (g.get("ce"), da, g.get("acs"), g.get("es")))
+            moves = ", ".join(str(len(r.get("tuner_history") or [])) for r in v["runs"])
             md.append(f"| {m} | {f(s['accuracy'])} | {f(t['accuracy'])} | {f(t['class_mean_accuracy'])} | "
                       f"{f(t['known_mean_accuracy'])} | {f(t['unknown_accuracy'])} | {f(t['h_score'])} | "
-                      f"{f(t['auroc'])} | {f(t.get('closed_set_accuracy', {'mean': None}))} | {shares} |")
+                      f"{f(t['auroc'])} | {f(t.get('closed_set_accuracy', {'mean': None}))} | {shares} | {moves} |")
         md.append("")
+        md += pair_table(res)
         md.append("Closed-set acc: argmax accuracy on the target's known-class galaxies, ignoring the unknown "
                   "threshold (whether the classes are ranked right where the model is too uncertain to commit).\n")
         md.append("Claims (means): " + ", ".join(f"{k} = {v:.3f}" for k, v in res["claims"].items()
                                                  if v is not None) + f"; {res['seconds'] / 60:.0f} min.\n")
     write_results(name, metrics, "\n".join(md))
+
+
+RULES = ("ordered", "unordered", "features", "confident")
+
+
+def pair_table(res) -> list:
+    """Precision / recall of each pair rule's similarity labels at the last epoch, measured on the states of every
+    DeepAstroUDA run (all rules counted on the same pairs), against the simulated classes."""
+    md = []
+    for m, v in res["methods"].items():
+        pairs = v["summary"].get("pairs") or {}
+        if not pairs or not m.startswith("deepastrouda"):
+            continue
+
+        def g(key, pairs=pairs):
+            d = pairs.get(key)
+            return "–" if not d or d["mean"] is None else f"{d['mean']:.3f}"
+        md.append(f"Pair labels on the states of `{m}` (last epoch, mean over seeds; tt: target galaxy and target "
+                  "row, ts: target galaxy and source row; precision / recall of 'similar' against the true class, "
+                  "coverage = share of pairs counted, similar = share of counted pairs labelled similar):\n")
+        md.append("| rule | tt known P / R | ts known P / R | known coverage tt / ts | unknown galaxies: tt P / R "
+                  "| unknown: similar rate tt / ts | unknown coverage tt / ts |")
+        md.append("|---|---|---|---|---|---|---|")
+        for rule in RULES:
+            k = f"pairs_{rule}"
+            md.append(f"| {rule} | {g(k + '_tt_known_precision')} / {g(k + '_tt_known_recall')} | "
+                      f"{g(k + '_ts_known_precision')} / {g(k + '_ts_known_recall')} | "
+                      f"{g(k + '_tt_known_coverage')} / {g(k + '_ts_known_coverage')} | "
+                      f"{g(k + '_tt_unknown_precision')} / {g(k + '_tt_unknown_recall')} | "
+                      f"{g(k + '_tt_unknown_similar_rate')} / {g(k + '_ts_unknown_similar_rate')} | "
+                      f"{g(k + '_tt_unknown_coverage')} / {g(k + '_ts_unknown_coverage')} |")
+        md.append("")
+    return md
 
 
 if __name__ == "__main__":

@@ -13,7 +13,18 @@ variant                    training
 ``deepastrouda_no_es``     without entropy separation
 ``deepastrouda_no_ac``     without adaptive clustering
 ``deepastrouda_no_dsbn``   with one shared batch norm
+``deepastrouda_no_source_pairs``  without L_AC's source-pair term (source images against source rows)
+``deepastrouda_no_cross``  L_AC's target galaxies meet only target rows (no target-source pairs)
+``deepastrouda_no_tuner``  rho and m held at their starting values
+``deepastrouda_ordered``   the paper's pair rule (ordered top-k class probabilities)
+``deepastrouda_features``  pairs labelled by top-k feature dimensions
+``source_only_pairs``      regular training plus the source-pair term (the same source supervision)
+``dance_pairs``            DANCE plus the source-pair term
 =========================  ==============================================================
+
+Every run with a target (all but source-only) logs per epoch the precision and
+recall of every pair rule's similarity labels against the simulated classes
+(``pair_diagnostics``); ``results.json`` holds each run's values at its last epoch.
 
 
 ================  ==================  ===============================================  ====================
@@ -116,12 +127,19 @@ VARIANTS = {
     "deepastrouda_no_es": {"method": "deepastrouda", "es": False},
     "deepastrouda_no_ac": {"method": "deepastrouda", "ac": False},
     "deepastrouda_no_dsbn": {"method": "deepastrouda", "dsbn": False},
+    "deepastrouda_no_source_pairs": {"method": "deepastrouda", "source_pairs": False},
+    "deepastrouda_no_cross": {"method": "deepastrouda", "ac_cross": False},
+    "deepastrouda_no_tuner": {"method": "deepastrouda", "tuner": False},
+    "deepastrouda_ordered": {"method": "deepastrouda", "pair_rule": "ordered"},
+    "deepastrouda_features": {"method": "deepastrouda", "pair_rule": "features"},
+    "source_only_pairs": {"method": "source_only", "source_pairs": True},
+    "dance_pairs": {"method": "dance", "source_pairs": True},
 }
 METHOD_ORDER = tuple(VARIANTS)
 DEFAULT_VARIANTS = ("source_only", "dance", "deepastrouda")
 METRICS = ("accuracy", "class_mean_accuracy", "precision", "recall", "f1", "known_mean_accuracy", "unknown_accuracy",
            "h_score", "closed_set_accuracy", "auroc")
-GRAD_TERMS = ("ce", "ac", "nc", "es")
+GRAD_TERMS = ("ce", "ac", "acs", "nc", "es")
 
 
 def experiment_names() -> list:
@@ -261,7 +279,8 @@ def _loss_figure(path: Path, metrics: dict, history: list, title: str) -> None:
     from labelsky.measures.figures import save_figure
 
     fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(13, 3.2))
-    for key, label in (("grad_share_ce", "L_CE"), ("grad_share_ac", "lambda L_AC"), ("grad_share_nc", "eta L_NC"),
+    for key, label in (("grad_share_ce", "L_CE"), ("grad_share_ac", "lambda L_AC"),
+                       ("grad_share_acs", "lambda L_AC,source"), ("grad_share_nc", "eta L_NC"),
                        ("grad_share_es", "L_ES term")):
         if metrics.get(key):
             e, v = zip(*metrics[key])
@@ -362,7 +381,8 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
                                 noise_survey=exp.source if rc.stretch == "fixed" else None, lr=rc.lr,
                                 step_epochs=rc.step_epochs or exp.step_epochs, patience=rc.patience,
                                 batch_size=rc.batch_size, seed=seed, device=rc.device, num_workers=0,
-                                classes_known=known, save_embeddings=True)
+                                classes_known=known, save_embeddings=True,
+                                pair_diagnostics=VARIANTS[method]["method"] != "source_only")
                 parts = adaptation_rows(src, tgt, known, s_names, t_names)
                 _, rep = fit(run_dir, parts, cfg, overwrite=True, progress=progress)
                 rep["seconds"] = round(time.time() - t1, 1)
@@ -375,8 +395,10 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
             # each term's share of the gradient norm, averaged over the epochs trained
             rep["grad_share"] = {t: float(np.mean([v for _, v in metrics[f"grad_share_{t}"]]))
                                  for t in GRAD_TERMS if metrics.get(f"grad_share_{t}")}
+            # the pair rules' precision / recall / coverage at the last epoch trained
+            rep["pairs"] = {k: v[-1][1] for k, v in metrics.items() if k.startswith("pairs_") and v}
             runs.append({"seed": seed, **{k: rep[k] for k in ("rho", "margin", "tuner_history", "epochs_trained",
-                                                              "grad_share")},
+                                                              "grad_share", "pairs")},
                          "seconds": rep.get("seconds"),
                          "source_test": {k: rep["source_test"][k] for k in METRICS + ("per_class_accuracy",)},
                          "target_test": {k: rep["target_test"][k] for k in METRICS + ("per_class_accuracy",)}})
@@ -397,6 +419,8 @@ def run_deepastrouda(out: str | Path, rc: ReproConfig | None = None, progress: b
                    for dom in ("source_test", "target_test")}
         summary["grad_share"] = {t: _summary([r["grad_share"].get(t) for r in runs])
                                  for t in GRAD_TERMS if any(t in r["grad_share"] for r in runs)}
+        summary["pairs"] = {k: _summary([r["pairs"].get(k) for r in runs])
+                            for k in sorted({k for r in runs for k in r["pairs"]})}
         results["methods"][method] = {"runs": runs, "summary": summary}
     _roc_figure(figures / "roc_target.png", rocs, f"unknown detection in {exp.target} (seed {rc.seeds[0]})")
     results["claims"] = _claims(results)

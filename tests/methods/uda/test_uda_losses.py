@@ -13,6 +13,7 @@ from labelsky.methods.uda.losses import (
     class_weights,
     entropy,
     entropy_separation_loss,
+    pair_labels,
     rank_similarity_labels,
     weighted_cross_entropy,
 )
@@ -42,6 +43,73 @@ def test_rank_similarity_labels_ordered_sets_and_labels():
     s = rank_similarity_labels(bank, batch, k=2, bank_labels=torch.tensor([2, -1, 0]),
                                batch_labels=torch.tensor([2, -1]), ordered=True)
     assert s.tolist() == [[1, 0], [0, 0], [0, 0]]
+
+
+def _nine_class_galaxies(n_per_class=20, seed=0):
+    """Probability vectors of a separable nine-class case: each galaxy sure of its class (0.8-0.95), the rest of
+    its probability spread at random over the other eight, as a trained classifier's outputs look."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(9).repeat_interleave(n_per_class)
+    top = 0.8 + 0.15 * torch.rand(len(y), generator=g)
+    rest = torch.rand(len(y), 9, generator=g)
+    rest[torch.arange(len(y)), y] = 0
+    p = rest / rest.sum(1, keepdim=True) * (1 - top)[:, None]
+    p[torch.arange(len(y)), y] = top
+    return p, y
+
+
+def _precision_recall(s, mask, truth):
+    s, counted = s.bool(), mask.bool()
+    tp = (s & truth & counted).sum().item()
+    return tp / max((s & counted).sum().item(), 1), tp / max((truth & counted).sum().item(), 1)
+
+
+def test_pair_rules_on_a_separable_nine_class_case():
+    """At K = 9 the paper's ordered top-7 rule labels almost no pair similar, even when every galaxy is sure of
+    its class (what the clustering term then does is push every target galaxy away from every other); the
+    confident rule finds the same-class pairs."""
+    bank, y_bank = _nine_class_galaxies(seed=0)
+    query, y_query = _nine_class_galaxies(seed=1)
+    truth = y_bank[:, None] == y_query[None, :]
+    gate = math.log(9) / 4
+    rates = {}
+    for rule in ("ordered", "unordered", "confident"):
+        s, mask = pair_labels(rule, bank_probs=bank, query_probs=query, k=7, gate=gate)
+        rates[rule] = _precision_recall(s, mask, truth)
+    assert rates["ordered"][1] < 0.01  # recall: the defect, kept visible
+    assert rates["confident"] == (1.0, 1.0)
+    # features: the rank statistic on feature vectors (here the probabilities stand in for them)
+    s, _ = pair_labels("features", bank_probs=bank, query_probs=query, k=1, bank_features=bank,
+                       query_features=query)
+    assert torch.equal(s.bool(), truth)
+
+
+def test_confident_rule_pairs_with_source_rows_by_label_and_leaves_uncertain_galaxies_out():
+    bank = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.98, 0.02]])
+    bank_labels = torch.tensor([0, 1, -1])  # two source rows (their labels count, not their probabilities)
+    query = torch.tensor([[0.99, 0.01], [0.55, 0.45]], requires_grad=True)  # sure of class 0; uncertain
+    s, mask = pair_labels("confident", bank_probs=bank, query_probs=query.detach(), k=2, bank_labels=bank_labels,
+                          gate=0.2)
+    assert s.tolist() == [[1, 1], [0, 0], [1, 1]]
+    assert mask.tolist() == [[1, 0], [1, 0], [1, 0]]  # the uncertain galaxy is in no counted pair
+    adaptive_clustering_loss(query, bank, s, mask=mask).backward()
+    assert query.grad[0].abs().sum() > 0 and query.grad[1].abs().sum() == 0  # it may stay uncertain
+    # the paper's rule labels every pair of the uncertain galaxy too, so it is pulled to a class
+    s, mask = pair_labels("ordered", bank_probs=bank, query_probs=query.detach(), k=2, bank_labels=bank_labels)
+    assert mask.all()
+    with pytest.raises(ValueError, match="gate"):
+        pair_labels("confident", bank_probs=bank, query_probs=query, k=2)
+    with pytest.raises(ValueError, match="unknown pair rule"):
+        pair_labels("nearest", bank_probs=bank, query_probs=query, k=2)
+
+
+def test_adaptive_clustering_mask_leaves_pairs_out():
+    p_bank = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    p_batch = torch.tensor([[0.8, 0.2], [0.3, 0.7]])
+    s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = (-math.log(0.74) - math.log(0.62)) / 2
+    assert float(adaptive_clustering_loss(p_batch, p_bank, s, mask=mask)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_adaptive_clustering_sums_over_the_bank_and_averages_over_the_batch():

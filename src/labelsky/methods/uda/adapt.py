@@ -79,7 +79,8 @@ def adaptation_rows(source: LabelskyDataset, target: LabelskyDataset, known: Seq
     out = {}
     for name, (ds, rows) in parts.items():
         names = s_names if ds is source else t_names
-        out[name] = [Part(ds, rows, openset_labels(names[rows], known))]
+        labels = openset_labels(names[rows], known)
+        out[name] = [Part(ds, rows, np.where(names[rows] == "", -1, labels))]  # -1: a row without a class name
     return out
 
 
@@ -115,8 +116,9 @@ def fit(run_dir, parts: dict, cfg: UDAConfig, *, overwrite: bool = False, progre
     known = list(cfg.classes_known or part["source_train"].dataset.classes)
     cfg = dataclasses.replace(cfg, classes_known=known)
     target_val = part["target_val"] if len(part["target_val"].rows) else None
+    truth = part["target_train"].labels if cfg.pair_diagnostics else None  # counted, never a loss's input
     model = train_uda(run_dir, part["source_train"], Part(*part["target_train"][:2]), part["source_val"], known,
-                      cfg, target_val_part=target_val, overwrite=overwrite, progress=progress)
+                      cfg, target_val_part=target_val, overwrite=overwrite, progress=progress, target_truth=truth)
     if not is_global_zero():  # a distributed run: rank 0 evaluates and writes
         return Fitted(model, {})
     reports, arrays = {}, {}
@@ -181,12 +183,14 @@ def _metric(value) -> str:
 
 
 def train_uda(run_dir, source_part, target_part, source_val_part, class_names: Sequence[str], cfg: UDAConfig,
-            target_val_part=None, progress: bool = True, overwrite: bool = False) -> UDAModule:
+            target_val_part=None, progress: bool = True, overwrite: bool = False, target_truth=None) -> UDAModule:
     """Train a UDA model into ``run_dir`` (resumable); returns the best model by source validation accuracy.
 
     Parts are ``(dataset, rows, labels or None)``; ``target_part`` labels are
     never used for training. ``target_val_part`` (known-class index, K or -1 for
-    unknown) is only logged, never used to select the model.
+    unknown) is only logged, never used to select the model. ``target_truth``
+    (the same for every target training row, with ``cfg.pair_diagnostics``)
+    only counts the pair labels' precision and recall.
     """
     from labelsky.data.datasets import ImageDataset
     from labelsky.methods.uda.losses import class_weights
@@ -203,6 +207,11 @@ def train_uda(run_dir, source_part, target_part, source_val_part, class_names: S
                     inputs=[ds_s.path, target_part[0].path] + ([cfg.weights] if cfg.weights else []))
     model = UDAModule(cfg.to_dict(), len(class_names), n_bands, len(rows_s), len(target_part[1]), list(class_names),
                       class_weights=class_weights(labels, len(class_names)).tolist())
+    if cfg.pair_diagnostics:
+        if target_truth is None or not (np.asarray(target_truth) >= 0).any():
+            raise DatasetError(f"{target_part[0].path}: pair diagnostics need class names (label_name) on target "
+                               "training rows; this target has none")
+        model.set_pair_truth(target_truth)
     run.record(classes=list(class_names), weights_used=model.weights_info,
                source={"dataset": str(ds_s.path), "n": int(len(rows_s))},
                target={"dataset": str(target_part[0].path), "n": int(len(target_part[1]))})

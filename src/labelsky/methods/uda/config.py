@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from labelsky.errors import SettingsError
 from labelsky.methods.settings import InputSettings, TrainSettings, setting
+from labelsky.methods.uda.losses import PAIR_RULES
 
 __all__ = ["UDAConfig", "METHODS"]
 
@@ -24,14 +25,26 @@ class UDAConfig(TrainSettings, InputSettings):
     lam: float = 0.005  # DeepAstroUDA weight of the adaptive-clustering loss (paper's lambda)
     lam_es: float = 0.05  # DeepAstroUDA weight of entropy separation (DANCE's eta: the paper takes ES from DANCE)
     eta: float = 0.05  # DANCE weight of the DA losses
-    k_rank: int | None = None  # top-k feature dimensions of the rank statistics: 3 for <= 5 classes, 7 above
-    rank_ordered: bool = False  # True: the top-k dimensions must also come in the same order
-    rank_on: str = setting("probs", choices=["probs", "features"],
-                           help="deepastrouda: similarity labels of target pairs from ordered top-k class "
-                                "probabilities (the paper) or from top-k feature dimensions")
+    k_rank: int | None = None  # top-k of the rank statistics: 3 for <= 5 classes, 7 above (the paper)
+    pair_rule: str = setting("confident", choices=list(PAIR_RULES),
+                             help="deepastrouda: how a pair with a target galaxy is labelled similar: confident "
+                                  "(same class, both sure; uncertain galaxies left out; the default, chosen by "
+                                  "the pair labels' precision and recall, docs/uda.md), ordered (the paper: same "
+                                  "ordered top-k class probabilities), unordered (same top-k set), features "
+                                  "(same top-k feature dimensions)")
+    ac_cross: bool = setting(True, negate=True,
+                             help="ablation: target galaxies meet only target rows of the bank, not source rows")
     ac_balanced: bool = False  # weigh similar and dissimilar pairs equally
-    ac: bool = setting(True, negate=True, help="ablation: without the adaptation term (AC for deepastrouda, NC "
-                                               "for dance)")
+    ac: bool = setting(True, negate=True, help="ablation: without the adaptation term (AC's target pairs for "
+                                               "deepastrouda, NC for dance)")
+    source_pairs: bool | None = setting(None, optional=True,
+                                        help="the source pairs' part of L_AC (source galaxies against the bank's "
+                                             "source rows, similar when the labels agree) as its own term: default "
+                                             "on for deepastrouda, off for dance / source_only (on gives a baseline "
+                                             "the same source supervision)")
+    pair_diagnostics: bool = setting(False, help="log per epoch the precision and recall of the similarity labels "
+                                                 "of every pair rule against the target's class names (simulated or "
+                                                 "labelled targets; the names never enter a loss)")
     es: bool = setting(True, negate=True, help="ablation: without entropy separation")
     views: bool = True  # two transformed views of every image (rotation, zoom-crop)
     tuner: bool = setting(True, negate=True, help="hold rho and m fixed (no active tuner)")
@@ -59,8 +72,10 @@ class UDAConfig(TrainSettings, InputSettings):
             raise SettingsError(f"unknown adaptation method {self.method!r}; expected one of {METHODS}")
         if self.dsbn is None:
             self.dsbn = self.method == "deepastrouda"
-        if self.rank_on not in ("probs", "features"):
-            raise SettingsError(f"rank_on must be 'probs' or 'features', got {self.rank_on!r}")
+        if self.pair_rule not in PAIR_RULES:
+            raise SettingsError(f"unknown pair rule {self.pair_rule!r}; expected one of {list(PAIR_RULES)}")
+        if self.source_pairs is None:
+            self.source_pairs = self.method == "deepastrouda"
         if self.grad_log_every < 0:
             raise SettingsError(f"grad_log_every must be >= 0, got {self.grad_log_every}")
         if self.dsbn and self.method == "source_only":

@@ -13,20 +13,27 @@ Total DeepAstroUDA objective (paper eq. 5): ``L = L_CE + lambda (L_AC + L_ES)``,
 * :func:`adaptive_clustering_loss` (eq. 1): binary cross-entropy between the
   pairwise similarity labels ``s_ij`` and the similarity scores
   ``s^_ij = p_i . p_j`` of every query ``j`` of the current batch against every
-  reference ``i`` of the memory bank (earlier batches, source and target).
-  Eq. 1 *sums* over the pairs; labelsky sums over the bank and averages over the
-  queries, so the term does not grow with the batch size. With the paper's
-  ``lambda = 0.005`` this gives the adaptation term a gradient comparable with
-  the classification term (``benchmarks/results/deepastrouda.md`` logs the
-  ratio per epoch); a mean over the pairs divides it by the bank size, i.e. makes it inert.
-* :func:`rank_similarity_labels`: ``s_ij`` of a pair with two labels (source
-  with source) is ``y_i == y_j``; a pair of unlabelled (target) samples is
-  similar when the top-``k`` elements of the two vectors come in the same order
-  (paper section 2.2: the classifier's probability vectors, rank statistics of
-  Han et al. 2020). A target sample is never made similar to a source sample
-  through its arg-max: that pulls every target sample, unknowns included, to a
-  known class. ``ordered=False`` compares the top-``k`` sets (Han et al.'s
-  rank statistics on feature vectors, the module's ``rank_on="features"``).
+  reference ``i`` of the memory bank (earlier batches, source *and* target: "current
+  target samples are pushed towards the source and target samples with which they
+  share the most similar features"). Eq. 1 *sums* over the pairs; labelsky sums over
+  the bank and averages over the queries, so the term does not grow with the batch
+  size. With the paper's ``lambda = 0.005`` this gives the adaptation term a gradient
+  comparable with the classification term (``benchmarks/results/deepastrouda.md``
+  logs the ratio per epoch); a mean over the pairs divides it by the bank size, i.e.
+  makes it inert. An optional 0/1 ``mask`` leaves pairs out (a pair rule that
+  cannot tell).
+* :func:`pair_labels`: ``s_ij`` and the mask of one pair rule (:data:`PAIR_RULES`).
+  A pair of two labelled samples (source with source) is similar when the labels
+  agree (paper section 2.2). For a pair with an unlabelled (target) query:
+  ``ordered``, the paper's rule: the top-``k`` elements of the two probability
+  vectors come in the same order (rank statistics of Han et al. 2020; k = 3 for
+  three classes, 7 for ten); ``unordered``: the same top-``k`` set; ``features``:
+  the same top-``k`` set of feature dimensions (Han et al.'s statistics on the
+  features); ``confident``: the same class, counted only where both members are
+  confident (entropy below ``gate``; a source row is its label), the other pairs
+  left out (mask 0), so an uncertain galaxy (an unknown) is neither pulled to a
+  class nor pushed away from one. :func:`rank_similarity_labels` is the rank
+  statistic alone.
 * :func:`entropy_separation_loss` (eqs. 2-3): ``-|H(p_i) - rho|`` for target
   samples whose entropy is more than ``m`` away from the boundary ``rho``,
   0 otherwise, averaged over the batch: confident samples are made more
@@ -44,10 +51,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["class_weights", "weighted_cross_entropy", "rank_similarity_labels", "adaptive_clustering_loss",
+__all__ = ["class_weights", "weighted_cross_entropy", "rank_similarity_labels", "pair_labels", "PAIR_RULES",
+           "adaptive_clustering_loss",
            "entropy", "entropy_separation_loss", "neighbourhood_clustering_loss", "MemoryBank"]
 
 _EPS = 1e-7
+
+#: the rules that label a pair with an unlabelled member similar or not (:func:`pair_labels`)
+PAIR_RULES = ("ordered", "unordered", "features", "confident")
 
 
 def class_weights(labels, n_classes: int) -> torch.Tensor:
@@ -90,24 +101,68 @@ def rank_similarity_labels(f_bank: torch.Tensor, f_batch: torch.Tensor, k: int,
     return s
 
 
+def pair_labels(rule: str, *, bank_probs: torch.Tensor, query_probs: torch.Tensor, k: int,
+                bank_features: torch.Tensor | None = None, query_features: torch.Tensor | None = None,
+                bank_labels: torch.Tensor | None = None, query_labels: torch.Tensor | None = None,
+                gate: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Similarity labels ``s`` [n_bank, n_query] and the mask of the pairs counted, by ``rule`` (:data:`PAIR_RULES`).
+
+    Rows and queries with a label >= 0 (source samples) are compared by label
+    with each other. ``k`` is the rank statistics' top-k (ranks of the
+    probabilities, or of the features for ``features``); ``gate`` the entropy
+    (nats) below which ``confident`` counts a sample as sure of its class (the
+    entropy separation's known side, ``rho - m``).
+    """
+    if rule not in PAIR_RULES:
+        raise ValueError(f"unknown pair rule {rule!r}; expected one of {PAIR_RULES}")
+    n_bank, n_query = len(bank_probs), len(query_probs)
+    none = torch.full((n_bank,), -1, dtype=torch.long, device=bank_probs.device)
+    bank_labels = none if bank_labels is None else bank_labels
+    query_labels = torch.full((n_query,), -1, dtype=torch.long, device=query_probs.device) \
+        if query_labels is None else query_labels
+    mask = torch.ones(n_bank, n_query, device=query_probs.device)
+    if rule == "confident":
+        if gate is None:
+            raise ValueError("the confident pair rule needs a gate (an entropy in nats)")
+        cls_b = torch.where(bank_labels >= 0, bank_labels, bank_probs.argmax(1))
+        cls_q = torch.where(query_labels >= 0, query_labels, query_probs.argmax(1))
+        sure_b = (bank_labels >= 0) | (entropy(bank_probs) < gate)
+        sure_q = (query_labels >= 0) | (entropy(query_probs) < gate)
+        s = (cls_b[:, None] == cls_q[None, :]).float()
+        mask = (sure_b[:, None] & sure_q[None, :]).float()
+    else:
+        on_features = rule == "features"
+        fb, fq = (bank_features, query_features) if on_features else (bank_probs, query_probs)
+        if fb is None or fq is None:
+            raise ValueError("the features pair rule needs the bank's and the queries' features")
+        s = rank_similarity_labels(fb, fq, min(k, fq.shape[1]), ordered=rule == "ordered")
+    both = (bank_labels[:, None] >= 0) & (query_labels[None, :] >= 0)
+    s = torch.where(both, (bank_labels[:, None] == query_labels[None, :]).float(), s)
+    mask = torch.where(both, torch.ones_like(mask), mask)
+    return s, mask
+
+
 def adaptive_clustering_loss(p_batch: torch.Tensor, p_bank: torch.Tensor, s: torch.Tensor,
-                             balanced: bool = False) -> torch.Tensor:
+                             balanced: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 1: ``-sum_i [s_ij log s^_ij + (1 - s_ij) log(1 - s^_ij)]`` with ``s^_ij = p_i . p_j``,
     summed over the bank rows ``i`` and averaged over the batch queries ``j``.
 
     ``p_bank`` [n_bank, K] are stored (detached) probabilities; ``p_batch``
     [n, K] the current ones (gradients flow through them); ``s`` [n_bank, n]
-    the similarity labels (:func:`rank_similarity_labels`). ``balanced``
-    weights the similar and the dissimilar pairs of each query so that each
-    group carries half of the query's bank sum.
+    the similarity labels (:func:`pair_labels`); ``mask`` [n_bank, n] (0/1)
+    leaves pairs out. ``balanced`` weights the similar and the dissimilar
+    pairs of each query so that each group carries half of the query's bank sum.
     """
     if not len(p_bank):
         return p_batch.sum() * 0.0
     s_hat = (p_bank.detach() @ p_batch.T).clamp(_EPS, 1 - _EPS)
     bce = F.binary_cross_entropy(s_hat, s, reduction="none")
+    if mask is not None:
+        bce = bce * mask
     if balanced:
-        n = float(len(p_bank))
-        n_pos = s.sum(dim=0, keepdim=True)
+        counted = mask if mask is not None else torch.ones_like(s)
+        n = counted.sum(dim=0, keepdim=True)
+        n_pos = (s * counted).sum(dim=0, keepdim=True)
         w = torch.where(s > 0, n / (2 * n_pos.clamp_min(1)), n / (2 * (n - n_pos).clamp_min(1)))
         bce = bce * w
     return bce.sum(dim=0).mean()
@@ -164,14 +219,16 @@ class MemoryBank:
             setattr(self, name, getattr(self, name).to(device))
         return self
 
-    def entries(self, exclude: torch.Tensor | None = None, target_only: bool = False):
+    def entries(self, exclude: torch.Tensor | None = None, target_only: bool = False, labelled_only: bool = False):
         """(features, probs, labels, slot indices) of the filled slots, without the slots in ``exclude``
-        (the current batch: the bank then holds earlier batches only) and, with ``target_only``, without
-        the labelled (source) slots."""
+        (the current batch: the bank then holds earlier batches only); with ``target_only``, only the
+        unlabelled (target) slots; with ``labelled_only``, only the labelled (source) ones."""
         keep = self.filled.clone()
         if exclude is not None and len(exclude):
             keep[exclude] = False
         if target_only:
             keep &= self.labels < 0
+        if labelled_only:
+            keep &= self.labels >= 0
         idx = keep.nonzero(as_tuple=True)[0]
         return self.features[idx], self.probs[idx], self.labels[idx], idx

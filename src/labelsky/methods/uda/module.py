@@ -2,18 +2,23 @@
 
 One module, three ``method`` settings, trained on identical data and augmentation:
 
-``deepastrouda``  L = L_CE + lambda L_AC + lambda_ES L_ES (paper eq. 5 with lambda = 0.005 for
-                  L_AC; see below for lambda_ES). Every source and target image comes with two
+``deepastrouda``  L = L_CE + lambda (L_AC + L_AC,source) + lambda_ES L_ES (paper eq. 5 with lambda =
+                  0.005; see below for lambda_ES). Every source and target image comes with two
                   transformed views (90 deg rotation; zoom by 300/256 then crop back, as the
-                  paper). The adaptation term compares every target image and view (queries) with
-                  the target rows of the memory bank of *earlier* batches (ordered top-k class
-                  probabilities, ``rank_on="probs"``; or the whole bank by feature ranks,
-                  ``"features"``), and every source image and view with the source rows by class
-                  label. The entropy separation acts on the un-augmented target images; its
-                  boundary and margin follow the active tuner (:mod:`.tuner`). With eq. 1 summed
-                  over the bank, eq. 3's batch mean is ~0.1 % of the gradient at the paper's single
-                  lambda, so entropy separation gets DANCE's weight lambda_ES = 0.05 (the paper
-                  takes this loss from DANCE); ``grad_share_*`` shows what each term does.
+                  paper). L_AC (eq. 1) compares every target image and view (queries) with the
+                  source *and* target rows of the memory bank of *earlier* batches; a pair is
+                  labelled similar by ``pair_rule`` (:func:`.losses.pair_labels`: ``confident``,
+                  the default, or the paper's ``ordered`` top-k, ``unordered``, ``features``).
+                  L_AC,source (term ``acs``, ``source_pairs``) compares every source image and view
+                  with the bank's source rows by class label: it is extra supervision, which a
+                  baseline can be given too (``source_pairs=True``). The entropy separation acts
+                  on the un-augmented target images; its boundary and margin follow the active
+                  tuner (:mod:`.tuner`). With eq. 1 summed over the bank, eq. 3's batch mean is
+                  ~0.1 % of the gradient at the paper's single lambda, so entropy separation gets
+                  DANCE's weight lambda_ES = 0.05 (the paper takes this loss from DANCE);
+                  ``grad_share_*`` shows what each term does. With ``pair_diagnostics`` and a
+                  target with class names, the precision and recall of every pair rule's labels
+                  are logged per epoch (``pairs_<rule>_<tt|ts>_<known|unknown>_*``).
 ``dance``         L = L_CE + eta (L_NC + L_ES), eta = 0.05 (Saito et al. 2020): neighbourhood
                   clustering over the class prototypes, the target memory bank and the other
                   samples of the batch; fixed rho = log(K)/2 and the same initial margin as
@@ -21,7 +26,8 @@ One module, three ``method`` settings, trained on identical data and augmentatio
                   switch entropy separation off).
 ``source_only``   L = L_CE ("regular training").
 
-``ac=False`` / ``es=False`` drop the adaptation / entropy-separation term (ablations); ``dsbn``
+``ac=False`` / ``es=False`` drop the adaptation / entropy-separation term (ablations), ``ac_cross=False``
+L_AC's target-source pairs, ``source_pairs=False`` the source pairs' term; ``dsbn``
 switches domain-specific batch norm (source = domain 0, target = domain 1) on or off for any
 method except source-only (default: on for deepastrouda, off for dance, as published). All
 methods train the cross-entropy on the source images *and* their two views (``views``), so a
@@ -49,6 +55,7 @@ import math
 from typing import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,12 +64,13 @@ from labelsky.methods.base import LabelskyModule
 from labelsky.methods.epochs import EpochSampler, KeyedDataset
 from labelsky.methods.uda.config import METHODS, UDAConfig
 from labelsky.methods.uda.losses import (
+    PAIR_RULES,
     MemoryBank,
     adaptive_clustering_loss,
     entropy,
     entropy_separation_loss,
     neighbourhood_clustering_loss,
-    rank_similarity_labels,
+    pair_labels,
     weighted_cross_entropy,
 )
 from labelsky.methods.uda.tuner import EntropyTuner
@@ -105,6 +113,8 @@ class UDAModule(LabelskyModule):
         self.bank = MemoryBank(n_source + n_target, self.backbone.num_features, n_classes)
         self.k_rank = self.cfg.k_rank or (3 if n_classes <= 5 else 7)
         self.tuner = EntropyTuner(n_classes, self.cfg.margin, self.cfg.rho)
+        self.target_truth = None  # pair-label diagnostics only (set_pair_truth)
+        self._pairs = {}
 
     # ------------------------------------------------------------------ model
     def features(self, x: torch.Tensor, domain: int) -> torch.Tensor:
@@ -139,31 +149,23 @@ class UDAModule(LabelskyModule):
         ls_all = self.logits(fs_all)
         ys_all = ys.repeat(len(vs))
         terms = {"ce": weighted_cross_entropy(ls_all, ys_all, self.class_weights)}
-        self._diagnostic_terms = {}
         ps_all = F.softmax(ls_all, dim=1)
         t_slots = self.n_source + it
+        current = torch.cat([is_, t_slots])  # the references are the bank of *earlier* batches
         if method == "deepastrouda":
             vt = self._views(xt)
             ft_all = self.features(torch.cat(vt), 1)
             pt_all = F.softmax(self.logits(ft_all), dim=1)
             ft, pt = ft_all[:n_t], pt_all[:n_t]  # the un-augmented target images
-            if c.ac:  # queries: the current batch; references: the bank of earlier batches
-                bank_f, bank_p, bank_y, _ = self.bank.entries(exclude=torch.cat([is_, t_slots]))
-                unl = torch.full((len(ft_all),), -1, dtype=torch.long, device=ft_all.device)
-                src = bank_y >= 0
-                if c.rank_on == "probs":  # target rows only, ordered top-k of the class probabilities
-                    ref_p, ref_q = bank_p[~src], pt_all.detach()
-                    s_t = rank_similarity_labels(ref_p, ref_q, min(self.k_rank, self.n_classes), ordered=True)
-                else:
-                    ref_p = bank_p
-                    s_t = rank_similarity_labels(bank_f, ft_all.detach(), self.k_rank, bank_y, unl, c.rank_ordered)
-                s_s = rank_similarity_labels(bank_f[src], fs_all.detach(), self.k_rank, bank_y[src], ys_all)
-                ac_target = c.lam * adaptive_clustering_loss(pt_all, ref_p, s_t, c.ac_balanced)
-                terms["ac"] = ac_target + c.lam * adaptive_clustering_loss(ps_all, bank_p[src], s_s, c.ac_balanced)
-                # the target pairs' part alone, for the gradient diagnostics (not added to the loss again)
-                self._diagnostic_terms = {"ac_target": ac_target}
+            if c.ac:  # queries: every target image and view; references: source and target rows (eq. 1)
+                bank_f, bank_p, bank_y, _ = self.bank.entries(exclude=current, target_only=not c.ac_cross)
+                s_t, counted = pair_labels(c.pair_rule, bank_probs=bank_p, query_probs=pt_all.detach(),
+                                           k=self.k_rank, bank_features=bank_f, query_features=ft_all.detach(),
+                                           bank_labels=bank_y, gate=self.pair_gate)
+                terms["ac"] = c.lam * adaptive_clustering_loss(pt_all, bank_p, s_t, c.ac_balanced, counted)
             if c.es:
                 terms["es"] = c.lam_es * entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
+            self._count_pairs(pt_all.detach(), ft_all.detach(), it.repeat(len(vt)), current)
         elif method == "dance":
             ft = self.features(xt, 1)
             pt = F.softmax(self.logits(ft), dim=1)
@@ -173,6 +175,11 @@ class UDAModule(LabelskyModule):
                                                                     c.temperature)
             if c.es:
                 terms["es"] = c.eta * entropy_separation_loss(pt, self.tuner.rho, self.tuner.m)
+            self._count_pairs(pt.detach(), ft.detach(), it, current)
+        if c.source_pairs:  # source images and views against the bank's source rows, by label (section 2.2)
+            _, bank_p, bank_y, _ = self.bank.entries(exclude=current, labelled_only=True)
+            s_s = (bank_y[:, None] == ys_all[None, :]).float()
+            terms["acs"] = c.lam * adaptive_clustering_loss(ps_all, bank_p, s_s, c.ac_balanced)
         if method != "source_only":
             self.bank.update(t_slots, ft, pt)
             with torch.no_grad():
@@ -180,6 +187,65 @@ class UDAModule(LabelskyModule):
         self.bank.update(is_, fs_all[:n_s], ps_all[:n_s], ys)
         self._source_acc = (ls_all[:n_s].argmax(1) == ys).float().mean()
         return terms
+
+    @property
+    def pair_gate(self) -> float:
+        """The entropy below which the ``confident`` pair rule counts a galaxy as sure of its class: the known
+        side of the entropy separation (``rho - m``)."""
+        return max(float(self.tuner.rho) - float(self.tuner.m), 0.0)
+
+    # ------------------------------------------------------------------ pair-label diagnostics
+    def set_pair_truth(self, labels) -> None:
+        """The open-set class (known index, K for unknown, -1 for none) of every target training slot, for
+        :meth:`pair_counts` only: the similarity labels of every pair rule are then counted against it each
+        step. Never used by a loss."""
+        self.target_truth = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self._pairs = {}
+
+    @torch.no_grad()
+    def _count_pairs(self, q_probs, q_feats, q_slots, current) -> None:
+        truth = getattr(self, "target_truth", None)
+        if truth is None:
+            return
+        truth = truth.to(q_probs.device)
+        bank_f, bank_p, bank_y, idx = self.bank.entries(exclude=current)
+        is_target_row = bank_y < 0
+        row_truth = torch.where(is_target_row, truth[(idx - self.n_source).clamp_min(0)], bank_y)
+        q_truth = truth[q_slots]
+        true = (row_truth[:, None] == q_truth[None, :]) & (row_truth[:, None] >= 0) & (q_truth[None, :] >= 0)
+        valid = (row_truth[:, None] >= 0) & (q_truth[None, :] >= 0)
+        for rule in PAIR_RULES:
+            s, counted = pair_labels(rule, bank_probs=bank_p, query_probs=q_probs, k=self.k_rank,
+                                     bank_features=bank_f, query_features=q_feats, bank_labels=bank_y,
+                                     gate=self.pair_gate)
+            s, counted = s > 0, (counted > 0) & valid
+            for group, rows in (("tt", is_target_row), ("ts", ~is_target_row)):
+                for kind, queries in (("known", q_truth < self.n_classes), ("unknown", q_truth == self.n_classes)):
+                    m = rows[:, None] & queries[None, :] & valid
+                    c = m & counted
+                    acc = self._pairs.setdefault((rule, group, kind), [0.0] * 5)
+                    for j, v in enumerate(((s & true & c).sum(), (s & ~true & c).sum(), (~s & true & c).sum(),
+                                           c.sum(), m.sum())):
+                        acc[j] += float(v)
+
+    def pair_counts(self) -> dict:
+        """Precision, recall, coverage (share of the pairs a rule counts) and similar rate (share of the counted
+        pairs labelled similar) of every pair rule since the last call, by pair group (``tt``: target query and
+        target row; ``ts``: target query and source row) and query kind (``known`` / ``unknown`` class):
+        ``{"pairs_<rule>_<group>_<kind>_<measure>": value}``; resets the counts."""
+        out = {}
+        for (rule, group, kind), (tp, fp, fn, counted, total) in getattr(self, "_pairs", {}).items():
+            name = f"pairs_{rule}_{group}_{kind}"
+            if tp + fp:
+                out[f"{name}_precision"] = tp / (tp + fp)
+            if tp + fn:
+                out[f"{name}_recall"] = tp / (tp + fn)
+            if total:
+                out[f"{name}_coverage"] = counted / total
+            if counted:
+                out[f"{name}_similar_rate"] = (tp + fp) / counted
+        self._pairs = {}
+        return out
 
     def gradient_norms(self, terms: dict) -> dict:
         """L2 norm of the gradient of every loss term with respect to the trainable parameters."""
@@ -207,8 +273,6 @@ class UDAModule(LabelskyModule):
                 self.log(f"grad_norm_{name}", v, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
                 self.log(f"grad_share_{name}", v / total, on_step=False, on_epoch=True, batch_size=n,
                          sync_dist=True)
-            for name, v in self.gradient_norms(self._diagnostic_terms).items():  # parts of a term: norms only
-                self.log(f"grad_norm_{name}", v, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         self.log("train_source_acc", self._source_acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         if self.cfg.method != "source_only":
@@ -220,6 +284,13 @@ class UDAModule(LabelskyModule):
 
     def on_fit_start(self):
         self.bank.to(self.device)
+
+    def on_train_epoch_start(self):
+        self._pairs = {}
+
+    def on_train_epoch_end(self):
+        for name, v in self.pair_counts().items():
+            self.log(name, v)
 
     def on_validation_epoch_start(self):
         self._val = {}
