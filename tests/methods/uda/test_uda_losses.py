@@ -71,7 +71,7 @@ def test_pair_rules_on_a_separable_nine_class_case():
     bank, y_bank = _nine_class_galaxies(seed=0)
     query, y_query = _nine_class_galaxies(seed=1)
     truth = y_bank[:, None] == y_query[None, :]
-    gate = math.log(9) / 4
+    gate = math.log(9) / 2  # rho
     rates = {}
     for rule in ("ordered", "unordered", "confident"):
         s, mask = pair_labels(rule, bank_probs=bank, query_probs=query, k=7, gate=gate)

@@ -89,7 +89,7 @@ def test_deepastrouda_terms_match_the_paper_equations(rule):
     current = set(is_.tolist()) | {16 + i for i in it.tolist()}
     rows = [i for i in range(32) if before["filled"][i] and i not in current]
     assert any(before["labels"][i] >= 0 for i in rows) and any(before["labels"][i] < 0 for i in rows)
-    gate = math.log(3) / 2 - math.log(3) / 4  # rho - m: the known side of the entropy separation
+    gate = math.log(3) / 2  # rho: the galaxies the model calls known
     h_bank = _entropy(before["probs"])
     ac, n_counted, n_pairs = 0.0, 0, 0
     for j in range(len(pt)):  # target queries against source *and* target rows
@@ -228,7 +228,7 @@ def test_pair_diagnostics_count_against_the_truth_and_never_touch_the_loss():
     """The precision and recall of the pair labels, counted against the target's classes, match a count by hand;
     the classes never change a loss."""
     truth = np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, -1, 0, 1, 2, 3])  # 3 = unknown, -1 = no class name
-    # a wide known side (gate rho - m = 0.85 nats) so that some galaxies of an untrained network count as sure
+    # a wide known side (gate rho = 0.95 nats) so that some galaxies of an untrained network count as sure
     plain, counted_model = _module("deepastrouda", rho=0.95, margin=0.1), _module("deepastrouda", rho=0.95, margin=0.1)
     counted_model.set_pair_truth(truth)
     b1, b2 = _batch([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], seed=1), _batch([6, 7, 8, 9, 10, 11],

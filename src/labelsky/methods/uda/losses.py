@@ -30,7 +30,7 @@ Total DeepAstroUDA objective (paper eq. 5): ``L = L_CE + lambda (L_AC + L_ES)``,
   three classes, 7 for ten); ``unordered``: the same top-``k`` set; ``features``:
   the same top-``k`` set of feature dimensions (Han et al.'s statistics on the
   features); ``confident``: the same class, counted only where both members are
-  confident (entropy below ``gate``; a source row is its label), the other pairs
+  confident (entropy below ``gate``, the open-set boundary; a source row is its label), the other pairs
   left out (mask 0), so an uncertain galaxy (an unknown) is neither pulled to a
   class nor pushed away from one. :func:`rank_similarity_labels` is the rank
   statistic alone.
@@ -111,7 +111,7 @@ def pair_labels(rule: str, *, bank_probs: torch.Tensor, query_probs: torch.Tenso
     with each other. ``k`` is the rank statistics' top-k (ranks of the
     probabilities, or of the features for ``features``); ``gate`` the entropy
     (nats) below which ``confident`` counts a sample as sure of its class (the
-    entropy separation's known side, ``rho - m``).
+    open-set boundary ``rho``: the galaxies the model calls known).
     """
     if rule not in PAIR_RULES:
         raise ValueError(f"unknown pair rule {rule!r}; expected one of {PAIR_RULES}")

@@ -190,9 +190,9 @@ class UDAModule(LabelskyModule):
 
     @property
     def pair_gate(self) -> float:
-        """The entropy below which the ``confident`` pair rule counts a galaxy as sure of its class: the known
-        side of the entropy separation (``rho - m``)."""
-        return max(float(self.tuner.rho) - float(self.tuner.m), 0.0)
+        """The entropy below which the ``confident`` pair rule counts a galaxy as sure of its class: the open-set
+        boundary rho (the galaxies the model calls known; an unknown-side galaxy is in no counted pair)."""
+        return float(self.tuner.rho)
 
     # ------------------------------------------------------------------ pair-label diagnostics
     def set_pair_truth(self, labels) -> None:
