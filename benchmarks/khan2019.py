@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMonitor, write_results  # noqa: E402
 
-PRETRAININGS = {"selfsup": "self-supervised (channel order, LSST galaxies)",
+PRETRAININGS = {"selfsup": "self-supervised (channel order of histogram-equalised bands, LSST galaxies)",
                 "labelled": "ablation: supervised on labelled DECaLS classes",
                 "none": "random initialisation"}
 
@@ -33,7 +33,7 @@ def main(argv=None):
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/khan2019"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one full run per seed; mean and std")
-    ap.add_argument("--pretrain", nargs="+", default=["selfsup", "labelled"], choices=list(PRETRAININGS))
+    ap.add_argument("--pretrain", nargs="+", default=["none", "selfsup", "labelled"], choices=list(PRETRAININGS))
     ap.add_argument("--name", default=None, help="results name (default: khan2019[_quick])")
     a = ap.parse_args(argv)
     import torch
@@ -49,8 +49,8 @@ def main(argv=None):
             common = dict(workers=a.workers, seed=seed, pretrain=p, allow_labelled_pretraining=p == "labelled",
                           pretrain_dir=str(a.work_dir / f"pretrain-{p}"))
             kc = KhanConfig.quick(**common) if a.quick else KhanConfig(n_objects=a.n, epochs=a.epochs, **common)
-            out = a.work_dir / (f"seed{seed}" if p == "selfsup" else f"seed{seed}-{p}")
-            first = a.work_dir / f"seed{seed}"
+            out = a.work_dir / f"seed{seed}-{p}"
+            first = a.work_dir / f"seed{seed}-{a.pretrain[0]}"
             if out != first and (first / "sim").exists() and not (out / "sim").exists():  # the same galaxies
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "sim").symlink_to(first.resolve() / "sim", target_is_directory=True)
@@ -69,7 +69,7 @@ def _summary(values):
 
 def report(a, runs, mon):
     name = a.name or ("khan2019_quick" if a.quick else "khan2019")
-    keys = ("n", "accuracy", "f1", "top50_accuracy")
+    keys = ("n", "accuracy", "f1", "top50_accuracy", "per_class_accuracy", "n_per_class")
     metrics = {"cpu": mon.as_dict(), "pretraining": {}}
     md = []
     for p, done in runs.items():
@@ -93,6 +93,10 @@ def report(a, runs, mon):
             for m in ("accuracy", "f1", "top50_accuracy"):
                 summary[f"round0/{s}/{m}"] = _summary([q["table_ii_round0"][s][m] for q in per_seed])
                 summary[f"last/{s}/{m}"] = _summary([q["table_ii_last_round"][s][m] for q in per_seed])
+            for c in ("elliptical", "spiral"):
+                summary[f"round0/{s}/{c}_accuracy"] = _summary([q["table_ii_round0"][s]["per_class_accuracy"][c]
+                                                                for q in per_seed])
+                summary[f"n/{s}/{c}"] = _summary([q["table_ii_round0"][s]["n_per_class"][c] for q in per_seed])
             summary[f"n/{s}"] = _summary([q["table_ii_round0"][s]["n"] for q in per_seed])
         summary["recursion_gain_fo_des"] = _summary([q["recursion_fo_des"][-1]["accuracy"]
                                                      - q["recursion_fo_des"][0]["accuracy"] for q in per_seed])
@@ -113,12 +117,22 @@ def report(a, runs, mon):
 
         md += [f"### Pretraining: {p} ({PRETRAININGS[p]}); {len(per_seed)} seed(s) "
                f"{[q['seed'] for q in per_seed]}, mean ± std", "",
-               "| set | n (mean) | accuracy (round 0) | top-50 % accuracy (round 0) | accuracy (after recursion) | "
-               "top-50 % (after recursion) |", "|---|---|---|---|---|---|"]
+               "| set | n (mean; elliptical / spiral) | accuracy (round 0) | elliptical | spiral | top-50 % accuracy "
+               "(round 0) | accuracy (after recursion) | top-50 % (after recursion) |",
+               "|---|---|---|---|---|---|---|---|"]
         for s in sets:
-            md.append(f"| {s} | {summary[f'n/{s}']['mean']:.0f} | {f(f'round0/{s}/accuracy')} | "
+            md.append(f"| {s} | {summary[f'n/{s}']['mean']:.0f} ({summary[f'n/{s}/elliptical']['mean']:.0f} / "
+                      f"{summary[f'n/{s}/spiral']['mean']:.0f}) | {f(f'round0/{s}/accuracy')} | "
+                      f"{f(f'round0/{s}/elliptical_accuracy')} | {f(f'round0/{s}/spiral_accuracy')} | "
                       f"{f(f'round0/{s}/top50_accuracy')} | {f(f'last/{s}/accuracy')} | "
                       f"{f(f'last/{s}/top50_accuracy')} |")
+        pt = (per_seed[0]["pretraining"] or {}).get("pretext")
+        if pt:
+            md += ["", f"Pretext (channel order, {per_seed[0]['pretraining'].get('pretext_stretch')} stretch; "
+                       f"{pt.get('n_test')} held-out galaxies x 6 orders): CNN accuracy {pt.get('test_accuracy'):.3f}; "
+                       f"gradient boosting on per-channel summary statistics {pt.get('stats_accuracy'):.3f} (of the "
+                       f"same images), {pt.get('stats_raw_accuracy'):.3f} (of the fluxes); chance "
+                       f"{pt.get('chance'):.3f}."]
         pl = "; ".join(f"{k.replace('_', ' ')}: {summary[f'pseudo_labels/{k}/n']['mean']:.0f} galaxies, "
                        f"{f(f'pseudo_labels/{k}/accuracy')} correct"
                        for k in ("top_confident", "cluster_filtered") if f"pseudo_labels/{k}/n" in summary)

@@ -111,3 +111,24 @@ def test_pseudo_label_budget_is_five_percent_of_the_training_set(tmp_path):
     assert cm.sum(axis=1).tolist() == res["sizes"]["train_per_true_class"]
     # (the check bites: some vote labels of the training galaxies differ from the truth)
     assert res["sizes"]["train_per_true_class"] != res["sizes"]["train_per_class"]
+    # Table II gives each class's accuracy: the diagonal of the confusion matrix over its row
+    for row in r0["table"].values():
+        cm = np.array(row["confusion_matrix"], dtype=float)
+        for k, c in enumerate(["elliptical", "spiral"]):
+            assert row["n_per_class"][c] == cm[k].sum()
+            if cm[k].sum():
+                assert row["per_class_accuracy"][c] == pytest.approx(cm[k, k] / cm[k].sum())
+
+
+def test_selfsup_pretraining_records_a_pretext_that_statistics_cannot_solve(tmp_path):
+    """The channel-order pretext runs on histogram-equalised bands: a classifier on per-channel summary statistics
+    is at chance exactly, while on the fluxes it is not; both are recorded beside the weights."""
+    from labelsky.reproduce.khan2019 import pretrain_backbone
+
+    kc = KhanConfig.quick(pretrain_objects=60, workers=1, backbone="resnet10t")
+    pretrain_backbone(tmp_path, kc, progress=False)
+    record = json.loads((tmp_path / "backbone.json").read_text())
+    assert record["kind"] == "selfsup" and record["pretext_stretch"] == "equalize" and record["classes"] == []
+    pt = record["pretext"]
+    assert pt["stats_accuracy"] == pytest.approx(1 / 6) and pt["stats_raw_accuracy"] > 1 / 6 + 0.2
+    assert pt["n_test"] >= 10 and 0 <= pt["test_accuracy"] <= 1

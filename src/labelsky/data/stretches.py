@@ -3,4 +3,4 @@ from the torch code, so that settings and options can list them cheaply."""
 
 __all__ = ["STRETCHES"]
 
-STRETCHES = ("asinh", "khan", "standardize", "robust_asinh", "none")
+STRETCHES = ("asinh", "khan", "standardize", "robust_asinh", "equalize", "none")

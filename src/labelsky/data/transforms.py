@@ -14,6 +14,10 @@ Stretches
 ``robust_asinh``  per band and image: ``asinh((x - median) / (k sigma_MAD))`` with the noise from the
            median absolute deviation: sky level, noise level and flux scale of the band are divided
            out, so what is left is structure (used by the band-identity pretext).
+``equalize``  per band and image, each pixel replaced by its rank among the band's valid pixels, mapped
+           to [-1, 1] (histogram equalisation): every band of every image has the same distribution of
+           values, so no per-band statistic (flux, colour, noise level, percentiles) tells bands apart;
+           what is left is where the pixels are bright (used by the channel-order pretext).
 ``none``   flux as it is (also for 8-bit colour pictures, already stretched).
 
 Bad pixels
@@ -21,7 +25,7 @@ Bad pixels
 Pixels stored as NaN (masked on import: NaN, inf, masked or outside the
 image) never reach a model: every statistic above uses the valid pixels only,
 and bad pixels are filled with 0 *after* normalisation (the sky level for
-``asinh`` and ``none``, the mean for ``khan`` and ``standardize``).
+``asinh`` and ``none``, the mean for ``khan`` and ``standardize``, the middle rank for ``equalize``).
 ``mask_channel`` appends a channel that is 1 where any band was bad.
 """
 
@@ -160,6 +164,14 @@ class Preprocess:
                     med = float(np.median(valid))
                     sigma = 1.4826 * float(np.median(np.abs(valid - med)))
                     x[b] = _asinh_ratio(x[b] - med, max(self.softening * sigma, 1e-12))
+        elif self.stretch == "equalize":
+            for b in range(len(x)):
+                ok = ~bad[b]
+                n = int(ok.sum())
+                if n:
+                    ranks = np.empty(n)
+                    ranks[np.argsort(x[b][ok], kind="stable")] = np.arange(n)
+                    x[b][ok] = 2 * ranks / max(n - 1, 1) - 1
         return x
 
     def batch(self, images: np.ndarray) -> torch.Tensor:

@@ -344,3 +344,34 @@ def test_train_from_pretext_weights_can_train_every_block_from_the_first_epoch(t
     config, w = trained_stem("all", "--head-epochs", "0", "--unfreeze-groups", "100")
     assert config["unfreeze_groups"] == 100 and config["head_epochs"] == 0
     assert not torch.equal(w, start.state_dict()[stem])  # the stem trained in the first epoch
+
+
+def test_equalize_gives_every_band_the_same_values_and_fills_bad_pixels_with_the_middle_rank():
+    rng = np.random.default_rng(0)
+    img = np.stack([rng.normal(0, s, (6, 6)) + m for s, m in ((1.0, 0.0), (10.0, 5.0), (0.1, -3.0))]).astype(np.float32)
+    out = Preprocess([0, 1, 2], stretch="equalize")(img).numpy()
+    for b in range(3):
+        np.testing.assert_allclose(np.sort(out[b].ravel()), np.linspace(-1, 1, 36), atol=1e-6)
+        assert np.array_equal(np.argsort(out[b].ravel()), np.argsort(img[b].ravel()))  # the order is kept
+    img[1, 2, 3] = np.nan
+    out = Preprocess([0, 1, 2], stretch="equalize")(img).numpy()
+    assert out[1, 2, 3] == 0.0
+    np.testing.assert_allclose(np.sort(np.delete(out[1].ravel(), 2 * 6 + 3)), np.linspace(-1, 1, 35), atol=1e-6)
+
+
+def test_channel_order_pretext_after_equalize_is_not_solvable_from_per_channel_statistics(clusters):
+    """After ``equalize`` the six orders of a galaxy have the same per-channel statistics, so a classifier on
+    them is at chance exactly (one order in six right per galaxy); the paper's ``khan`` stretch keeps the colour
+    ratios, which differ between the orders."""
+    from labelsky.methods.selfsup.pretext import _dataset, pretext_statistics_baseline
+
+    ds = clusters["sdss"]
+    cfg = PretextConfig(task="channel_order", bands=["g", "r", "i"], stretch="equalize")
+    feats = [summary_statistics(x.numpy()[:, None]).reshape(-1) for x, _ in (_dataset(ds, [0], cfg)[k]
+                                                                              for k in range(6))]
+    assert all(np.allclose(f, feats[0]) for f in feats)
+    assert pretext_statistics_baseline(ds, np.arange(8), np.arange(8, 12), cfg) == pytest.approx(1 / 6)
+    khan = PretextConfig(task="channel_order", bands=["g", "r", "i"], stretch="khan")
+    feats = [summary_statistics(x.numpy()[:, None]).reshape(-1) for x, _ in (_dataset(ds, [0], khan)[k]
+                                                                              for k in range(6))]
+    assert len({tuple(np.round(f, 6)) for f in feats}) == 6  # every order has its own statistics

@@ -3,7 +3,11 @@
 ``bands``          every single-band image of a multi-band cutout is an example whose label is its band
                    (u, g, r, i, z, or any survey's bands); one-channel extractor.
 ``channel_order``  the paper's RGB variant: three bands (e.g. g, r, i as RGB) are shuffled by one of the six
-                   permutations; the label is the permutation; three-channel extractor.
+                   permutations; the label is the permutation; three-channel extractor. Colour and noise
+                   level tell the channels apart without any structure (a classifier on per-channel
+                   statistics solves it after ``khan``, ``robust_asinh`` or ``standardize``); after the
+                   ``equalize`` stretch every channel has the same distribution of values and only the
+                   arrangement of the pixels is left (:func:`pretext_statistics_baseline` measures both).
 
 A pretext that a trivial statistic solves teaches nothing. Raw fluxes give
 the band away through the sky noise and flux scale alone, so images are
@@ -42,7 +46,8 @@ from labelsky.methods.training import build_trainer
 from labelsky.models.bandnet import PretextClassifier
 
 __all__ = ["PretextConfig", "PretextModule", "BandPretextDataset", "ChannelOrderDataset", "PERMUTATIONS",
-           "summary_statistics", "statistics_baseline", "fit", "summary", "select_rows", "pretext_accuracy",
+           "summary_statistics", "statistics_baseline", "pretext_statistics_baseline",
+           "fit", "summary", "select_rows", "pretext_accuracy",
            "split_groups", "TASKS", "SPLIT_FRACTIONS"]
 
 #: shares of the groups (clusters, else objects) in the pretext's training, validation and test parts
@@ -270,6 +275,9 @@ def fit(run_dir, parts: dict, cfg: PretextConfig, *, overwrite: bool = False, pr
         test = pretext_accuracy(best, ds, test_rows, cfg)
         atomic_write_json(run_dir / "test.json", test)
         report["test_accuracy"], report["chance"] = test["accuracy"], test["chance"]
+    if cfg.baseline and cfg.task == "channel_order" and test_rows is not None and len(test_rows):
+        report["stats_accuracy"] = pretext_statistics_baseline(ds, train_rows, test_rows, cfg)
+        report["stats_raw_accuracy"] = pretext_statistics_baseline(ds, train_rows, test_rows, cfg, raw=True)
     if cfg.baseline and cfg.task == "bands" and test_rows is not None and len(test_rows):
         report["stats_raw_accuracy"] = statistics_baseline(ds, train_rows, test_rows, seed=cfg.seed)
         report["stats_normalised_accuracy"] = statistics_baseline(
@@ -328,6 +336,30 @@ def summary_statistics(images: np.ndarray) -> np.ndarray:
     p = np.percentile(x, [1, 50, 99], axis=1).T
     frac = ((x - med) > 5 * np.maximum(mad, 1e-30)).mean(axis=1, keepdims=True)
     return np.concatenate([x.mean(1, keepdims=True), p, x.std(1, keepdims=True), mad, frac], axis=1)
+
+
+def pretext_statistics_baseline(ds: LabelskyDataset, train_rows, test_rows, cfg: PretextConfig, *,
+                                raw: bool = False) -> float:
+    """Test accuracy of a gradient-boosting classifier on the :func:`summary_statistics` of every channel of the
+    pretext's own examples (as the network sees them; ``raw``: fluxes, no stretch): what the pretext gives away
+    without any structure. With ``channel_order`` the three channels' statistics side by side (21 numbers)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    use = cfg if not raw else PretextConfig.from_dict({**cfg.to_dict(), "stretch": "none"})
+
+    def table(rows):
+        data = _dataset(ds, rows, use)
+        feats, labels = [], []
+        for k in range(len(data)):
+            x, y = data[k]
+            feats.append(summary_statistics(x.numpy()[:, None]).reshape(-1))
+            labels.append(y)
+        return np.asarray(feats), np.asarray(labels)
+
+    xtr, ytr = table(train_rows)
+    xte, yte = table(test_rows)
+    clf = HistGradientBoostingClassifier(random_state=cfg.seed).fit(xtr, ytr)
+    return float((clf.predict(xte) == yte).mean())
 
 
 def statistics_baseline(ds: LabelskyDataset, train_rows, test_rows, normalise: Preprocess | None = None,
