@@ -57,7 +57,18 @@ def owg_quotes():
     return [f"{max(z.values()):.1f} to {min(z.values()):.1f} standard errors".replace("-", "−")]
 
 
-QUOTES = [("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
+def uda_lsst_quotes():
+    summary = _metrics("deepastrouda_lsst")["lsst-y1-y10"]["summary"]
+    out = []
+    for variant in ("source_only", "deepastrouda", "deepastrouda_ordered", "deepastrouda_no_ac",
+                    "deepastrouda_no_source_pairs"):
+        t = summary[variant]["target_test"]["accuracy"]
+        out.append(f"{t['mean']:.3f} ± {t['std']:.3f}")
+    a = summary["deepastrouda"]["target_test"]["auroc"]
+    return out + [f"{a['mean']:.3f} ± {a['std']:.3f}"]
+
+
+QUOTES = [("README.md", uda_lsst_quotes), ("docs/uda.md", uda_lsst_quotes), ("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
           ("README.md", sim_to_real_quotes), ("README.md", owg_quotes)]
 
 
