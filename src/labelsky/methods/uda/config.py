@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from labelsky.errors import SettingsError
 from labelsky.methods.settings import InputSettings, TrainSettings, setting
-from labelsky.methods.uda.losses import PAIR_RULES
 
-__all__ = ["UDAConfig", "METHODS"]
+__all__ = ["UDAConfig", "METHODS", "PAIR_RULES"]
 
 METHODS = ("deepastrouda", "dance", "source_only")
+#: the rules that label a pair with an unlabelled member similar or not (:func:`.losses.pair_labels`)
+PAIR_RULES = ("ordered", "unordered", "features", "confident")
 
 
 @dataclass

@@ -55,10 +55,9 @@ __all__ = ["class_weights", "weighted_cross_entropy", "rank_similarity_labels", 
            "adaptive_clustering_loss",
            "entropy", "entropy_separation_loss", "neighbourhood_clustering_loss", "MemoryBank"]
 
-_EPS = 1e-7
+from labelsky.methods.uda.config import PAIR_RULES
 
-#: the rules that label a pair with an unlabelled member similar or not (:func:`pair_labels`)
-PAIR_RULES = ("ordered", "unordered", "features", "confident")
+_EPS = 1e-7
 
 
 def class_weights(labels, n_classes: int) -> torch.Tensor:
