@@ -68,7 +68,16 @@ def uda_lsst_quotes():
     return out + [f"{a['mean']:.3f} ± {a['std']:.3f}"]
 
 
-QUOTES = [("README.md", uda_lsst_quotes), ("docs/uda.md", uda_lsst_quotes), ("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
+def uda_sdss_quotes():
+    summary = _metrics("deepastrouda_sdss_decals")["sdss-decals"]["summary"]
+    out = []
+    for variant in ("source_only", "deepastrouda", "deepastrouda_ordered", "deepastrouda_no_ac"):
+        t = summary[variant]["target_test"]["accuracy"]
+        out.append(f"{t['mean']:.3f} ± {t['std']:.3f}")
+    return out
+
+
+QUOTES = [("README.md", uda_sdss_quotes), ("docs/uda.md", uda_sdss_quotes), ("README.md", uda_lsst_quotes), ("docs/uda.md", uda_lsst_quotes), ("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
           ("README.md", sim_to_real_quotes), ("README.md", owg_quotes)]
 
 
