@@ -77,7 +77,13 @@ def uda_sdss_quotes():
     return out
 
 
-QUOTES = [("README.md", uda_sdss_quotes), ("docs/uda.md", uda_sdss_quotes), ("README.md", uda_lsst_quotes), ("docs/uda.md", uda_lsst_quotes), ("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
+def pretext_statistics_quotes():
+    m = _metrics("pretext_statistics")
+    return [f"{m['stats_accuracy'][s]:.3f}" for s in ("khan", "robust_asinh", "standardize", "equalize")] + [
+        f"{m['cnn']['test_accuracy']:.3f}"]
+
+
+QUOTES = [("docs/transfer.md", pretext_statistics_quotes), ("README.md", uda_sdss_quotes), ("docs/uda.md", uda_sdss_quotes), ("README.md", uda_lsst_quotes), ("docs/uda.md", uda_lsst_quotes), ("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
           ("README.md", sim_to_real_quotes), ("README.md", owg_quotes)]
 
 
