@@ -1,5 +1,7 @@
 """Band-identity pretext, richness network and loss, grouped folds, occlusion maps."""
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -375,3 +377,28 @@ def test_channel_order_pretext_after_equalize_is_not_solvable_from_per_channel_s
     feats = [summary_statistics(x.numpy()[:, None]).reshape(-1) for x, _ in (_dataset(ds, [0], khan)[k]
                                                                               for k in range(6))]
     assert len({tuple(np.round(f, 6)) for f in feats}) == 6  # every order has its own statistics
+
+
+def test_base_from_random_weights_beats_the_mean_where_the_images_carry_the_signal():
+    """Richness as the number of bright sources in five-band fields: Base (random initialisation) must learn it
+    clearly better than predicting the training mean, on held-out fields."""
+    from labelsky.methods.selfsup.richness import make_richness_net, predict_richness, train_richness
+
+    rng = np.random.default_rng(0)
+    n, side = 200, 16
+    counts = rng.integers(1, 13, n)
+    yy, xx = np.mgrid[:side, :side]
+    images = rng.normal(0, 1, (n, 5, side, side)).astype(np.float32)
+    for i, k in enumerate(counts):
+        for cy, cx in rng.uniform(2, side - 2, (k, 2)):
+            images[i] += 6 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 2.0)[None]
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=16, fc_widths=[32], max_epochs=12, lr=3e-3, seed=0)
+    pre = cfg.preprocess(types.SimpleNamespace(bands=list("ugriz")))
+    x = torch.stack([pre(im) for im in images])
+    y = torch.tensor(np.log(counts), dtype=torch.float32)
+    tr, te = np.arange(150), np.arange(150, n)
+    torch.manual_seed(0)
+    net = train_richness(make_richness_net(cfg, 5), x[tr], y[tr], cfg)
+    mae = float(np.abs(predict_richness(net, x[te]).ravel() - y[te].numpy()).mean())
+    mean_mae = float(np.abs(y[tr].mean() - y[te]).mean())
+    assert mae < 0.7 * mean_mae, (mae, mean_mae)  # measured: 0.39 against 0.65
