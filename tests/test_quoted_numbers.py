@@ -83,8 +83,18 @@ def pretext_statistics_quotes():
         f"{m['cnn']['test_accuracy']:.3f}"]
 
 
-QUOTES = [("docs/transfer.md", pretext_statistics_quotes), ("README.md", uda_sdss_quotes), ("docs/uda.md", uda_sdss_quotes), ("README.md", uda_lsst_quotes), ("docs/uda.md", uda_lsst_quotes), ("README.md", demo_quotes), ("README.md", samples_quotes), ("docs/samples.md", samples_quotes),
-          ("README.md", sim_to_real_quotes), ("README.md", owg_quotes)]
+QUOTES = [
+    ("docs/transfer.md", pretext_statistics_quotes),
+    ("README.md", uda_sdss_quotes),
+    ("docs/uda.md", uda_sdss_quotes),
+    ("README.md", uda_lsst_quotes),
+    ("docs/uda.md", uda_lsst_quotes),
+    ("README.md", demo_quotes),
+    ("README.md", samples_quotes),
+    ("docs/samples.md", samples_quotes),
+    ("README.md", sim_to_real_quotes),
+    ("README.md", owg_quotes),
+]
 
 
 @pytest.mark.parametrize("doc, quotes", QUOTES, ids=[f"{d}:{q.__name__}" for d, q in QUOTES])
