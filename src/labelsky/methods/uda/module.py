@@ -140,7 +140,8 @@ class UDAModule(LabelskyModule):
         return [x, torch.rot90(x, 1, dims=(2, 3)), _zoom_crop(x, self.cfg.zoom)]
 
     def loss_terms(self, batch) -> dict:
-        """The weighted loss terms of one step (``{"ce": ..., "ac"/"nc": ..., "es": ...}``); updates the bank."""
+        """The weighted loss terms of one step (``{"ce", "ac"/"nc", "acs", "es"}``, as the settings switch them on);
+        updates the bank (and, with pair diagnostics, the pair counts)."""
         (xs, ys, is_), (xt, _, it) = batch["source"], batch["target"]
         c, method = self.cfg, self.cfg.method
         n_s, n_t = len(xs), len(xt)
