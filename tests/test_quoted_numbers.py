@@ -83,7 +83,16 @@ def pretext_statistics_quotes():
         f"{m['cnn']['test_accuracy']:.3f}"]
 
 
+def khan_none_quotes():
+    s = _metrics("khan2019_pretrain_none")["pretraining"]["none"]["summary"]
+    fo = s["round0/FO DES/accuracy"]
+    return [f"{100 * fo['mean']:.1f} ± {100 * fo['std']:.1f} %",
+            f"{100 * s['round0/FO DES/spiral_accuracy']['mean']:.2f} %"]
+
+
 QUOTES = [
+    ("README.md", khan_none_quotes),
+    ("docs/transfer.md", khan_none_quotes),
     ("docs/transfer.md", pretext_statistics_quotes),
     ("README.md", uda_sdss_quotes),
     ("docs/uda.md", uda_sdss_quotes),
