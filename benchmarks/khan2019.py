@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMonitor, write_results  # noqa: E402
 
-PRETRAININGS = {"selfsup": "self-supervised (channel order of histogram-equalised bands, LSST galaxies)",
+PRETRAININGS = {"selfsup": "self-supervised (channel order, LSST galaxies)",
                 "labelled": "ablation: supervised on labelled DECaLS classes",
                 "none": "random initialisation"}
 

@@ -125,7 +125,7 @@ def test_selfsup_pretraining_records_a_pretext_that_statistics_cannot_solve(tmp_
     is at chance exactly, while on the fluxes it is not; both are recorded beside the weights."""
     from labelsky.reproduce.khan2019 import pretrain_backbone
 
-    kc = KhanConfig.quick(pretrain_objects=60, workers=1, backbone="resnet10t")
+    kc = KhanConfig.quick(pretrain_objects=60, workers=1, backbone="resnet10t", pretext_stretch="equalize")
     pretrain_backbone(tmp_path, kc, progress=False)
     record = json.loads((tmp_path / "backbone.json").read_text())
     assert record["kind"] == "selfsup" and record["pretext_stretch"] == "equalize" and record["classes"] == []
