@@ -91,7 +91,7 @@ def main(argv=None):
           f"{rc.richness_epochs} epochs (patience {rc.patience}); the epoch with the lowest loss on "
           f"{100 * cv['config']['val_fraction']:g} % held-out training clusters kept. Sigma = std(|y - y_hat|) "
           "(the paper's); scatter = std(y - y_hat).\n",
-          table(cv), "", reference_line(res["reference"]), "", claims_text(res["claims"]),
+          table(cv, res["reference"]), "", reference_line(res["reference"]), "", claims_text(res["claims"]),
           f"\nTimings (s): {res['timings']}."]
     name = a.name or ("owg_quick" if a.quick else "owg")
     write_results(name, {"pretext": pt, "richness_summary": cv["summary"], "paired": cv["paired"],

@@ -33,11 +33,16 @@ def test_quick_reproduction_base_trained_ours_fine_tuned_frozen_unchanged(quick)
         assert s["ours_frozen"][str(q)]["extractor_change"]["mean"] == 0
         for model in s:
             assert {"mae", "sigma", "scatter"} <= set(s[model][str(q)])
-    assert set(res["claims"]) == {"finetune", "frozen"}
+    assert set(res["claims"]) == {"finetune", "frozen", "base_learns"}
     assert {"sigma", "scatter"} <= set(res["reference"]["constant"])
+    # both references at every fraction, on the networks' clusters
+    for ref in ("constant", "statistics"):
+        assert set(res["reference"]["by_fraction"][ref]) == {str(q) for q in res["richness"]["fractions"]}
+    assert set(res["claims"]["base_learns"]["mean_minus_base_mae"]) == {str(q) for q in res["richness"]["fractions"]}
     for fig in ("richness_vs_fraction.png", "occlusion.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
     text = (out / "table.md").read_text()
+    assert "| MAE | training mean (no learning) |" in text and "Does Base learn?" in text
     assert "| MAE | Ours |" in text and "| Sigma | Base (frozen extractor) |" in text and "| scatter | Base |" in text
 
 
@@ -82,3 +87,18 @@ def test_claims_by_hand():
     assert c["sigma_smallest_fraction_ours_matches_base_at_100"] is None
     assert c["mae_ours_minus_base"]["0.1"] == pytest.approx(-0.10)
     assert np.isclose(c["sigma_ours_minus_base"]["0.1"], 0.05)
+
+
+def test_base_learns_by_hand():
+    from labelsky.reproduce.owg import claims
+
+    cv = _cv([0.50, 0.35, 0.30], [0.40, 0.30, 0.25], [0.40, 0.30, 0.20], [0.45, 0.25, 0.21])
+    const = {str(q): {"mae": {"mean": m, "std": 0.0}} for q, m in zip(cv["fractions"], (0.45, 0.45, 0.45))}
+    c = claims(cv, {"by_fraction": {"constant": const}})["base_learns"]
+    # Base is worse than the mean predictor at 10 % (0.50 > 0.45): it does not learn at every fraction
+    assert c["mean_minus_base_mae"]["0.1"] == pytest.approx(-0.05)
+    assert c["mean_minus_base_mae"]["1.0"] == pytest.approx(0.15)
+    assert not c["base_below_mean_everywhere"]
+    const["0.1"]["mae"]["mean"] = 0.55
+    assert claims(cv, {"by_fraction": {"constant": const}})["base_learns"]["base_below_mean_everywhere"]
+    assert "base_learns" not in claims(cv)

@@ -76,6 +76,51 @@ def test_grouped_folds_never_split_a_cluster(clusters):
     assert counts.min() == counts.max() == 20
 
 
+def test_fraction_rows_are_nested_whole_clusters_of_the_pool():
+    from labelsky.methods.selfsup.richness import fraction_rows
+
+    groups = np.repeat([f"c{i}" for i in range(40)], 3)
+    pool = np.flatnonzero(~np.isin(groups, ["c0", "c1", "c2", "c3"]))
+    prev = set()
+    for q in (0.1, 0.25, 0.5, 1.0):
+        fit, val = fraction_rows(groups, pool, q, seed=0, repeat=1, fold=2, val_fraction=0.2)
+        chosen = set(groups[fit]) | set(groups[val])
+        assert len(chosen) == max(2, round(q * 36)) and not set(groups[fit]) & set(groups[val])
+        assert set(np.concatenate([fit, val])) <= set(pool) and prev <= chosen  # a larger fraction adds clusters
+        for g in chosen:  # clusters are whole
+            assert set(np.flatnonzero(groups == g)) <= set(fit) | set(val)
+        prev = chosen
+    assert len(set(groups[val])) == round(0.2 * 36)
+    other = fraction_rows(groups, pool, 0.25, seed=0, repeat=2, fold=2, val_fraction=0.2)
+    assert set(groups[np.concatenate(other)]) != set(groups[np.concatenate(
+        fraction_rows(groups, pool, 0.25, seed=0, repeat=1, fold=2, val_fraction=0.2))])
+
+
+def test_reference_predictions_per_fraction_against_sklearn(clusters):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from labelsky.methods.selfsup.pretext import summary_statistics
+    from labelsky.methods.selfsup.richness import fraction_rows, reference_predictions
+
+    ds = clusters["sdss"]
+    ref = reference_predictions(ds, folds=2, repeats=1, seed=0, fractions=[0.5, 1.0], val_fraction=0.2)
+    y = np.log(ds.column("richness"))
+    groups = ds.column("cluster_id")
+    feats = np.stack([summary_statistics(ds.image(i)).ravel() for i in range(len(ds))])
+    fold = grouped_folds(groups, 2, seed=0)
+    pred_c, pred_s = np.zeros(len(ds)), np.zeros(len(ds))
+    for f in range(2):
+        test, pool = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        train = np.concatenate(fraction_rows(groups, pool, 0.5, seed=0, repeat=0, fold=f, val_fraction=0.2))
+        assert len(np.unique(groups[train])) < len(np.unique(groups[pool]))
+        pred_c[test] = y[train].mean()
+        pred_s[test] = HistGradientBoostingRegressor(random_state=0).fit(feats[train], y[train]).predict(feats[test])
+    assert ref["by_fraction"]["constant"]["0.5"]["mae"]["mean"] == pytest.approx(np.abs(pred_c - y).mean())
+    assert ref["by_fraction"]["statistics"]["0.5"]["mae"]["mean"] == pytest.approx(np.abs(pred_s - y).mean())
+    # all the training clusters: the same as the reference without fractions
+    assert ref["by_fraction"]["constant"]["1.0"]["mae"] == ref["constant"]["mae"]
+
+
 def test_richness_loss_and_metrics_by_hand():
     y = torch.tensor([3.0, 2.0, 4.0, 1.0])
     p = torch.tensor([2.5, 2.0, 5.0, 1.5])

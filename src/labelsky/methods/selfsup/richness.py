@@ -45,7 +45,7 @@ from labelsky.utils import stable_hash
 
 __all__ = ["RichnessConfig", "RichnessModel", "richness_loss", "richness_metrics", "grouped_folds", "cross_validate",
            "make_richness_net", "train_richness", "predict_richness", "band_features", "reference_predictions",
-           "select_rows", "fit", "summary", "load_extractor_state", "PROTOCOLS", "OPTIMIZERS", "METRICS",
+           "fraction_rows", "select_rows", "fit", "summary", "load_extractor_state", "PROTOCOLS", "OPTIMIZERS", "METRICS",
            "model_key"]
 
 #: what :func:`richness_metrics` reports and :func:`cross_validate` summarises
@@ -304,6 +304,21 @@ def _mean_std(values) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
+def fraction_rows(groups, pool, fraction: float, *, seed: int, repeat: int, fold: int,
+                  val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows of one fold at one fraction of its training clusters, as (fit, val).
+
+    The clusters of ``pool`` are put in an order fixed by (seed, repeat, fold); a fraction takes the first
+    ``fraction`` of them (at least 2), so a smaller fraction is a subset of a larger one and every model (and
+    every reference) sees the same clusters. ``val_fraction`` of the chosen clusters (when there are at least
+    5) are held out whole to pick the training epoch."""
+    groups, pool = np.asarray(groups), np.asarray(pool)
+    order = sorted(np.unique(groups[pool]), key=lambda g: stable_hash(seed, repeat, fold, "subset", g))
+    chosen = list(order[:max(2, int(round(fraction * len(order))))])
+    n_val = int(round(val_fraction * len(chosen))) if len(chosen) >= 5 else 0
+    return pool[np.isin(groups[pool], chosen[n_val:])], pool[np.isin(groups[pool], chosen[:n_val])]
+
+
 def cross_validate(ds: LabelskyDataset, cfg: RichnessConfig, fractions=(0.01, 0.05, 0.1, 0.2, 0.5, 1.0),
                    folds: int = 10, repeats: int = 3, pretrained: dict | None = None, rows=None,
                    progress: bool = True, protocols=None) -> dict:
@@ -348,13 +363,10 @@ def cross_validate(ds: LabelskyDataset, cfg: RichnessConfig, fractions=(0.01, 0.
         preds = {(k, q): np.full(len(rows), np.nan) for k, _, _ in keys for q in fractions}
         for f in range(folds):
             test, pool = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-            pool_groups = np.unique(groups[pool])
-            order = np.array(sorted(pool_groups, key=lambda gname: stable_hash(cfg.seed, r, f, "subset", gname)))
             for q in fractions:
-                chosen = list(order[:max(2, int(round(q * len(order))))])
-                n_val = int(round(cfg.val_fraction * len(chosen))) if len(chosen) >= 5 else 0
-                fit_rows = pool[np.isin(groups[pool], chosen[n_val:])]
-                val_rows = pool[np.isin(groups[pool], chosen[:n_val])]
+                fit_rows, val_rows = fraction_rows(groups, pool, q, seed=cfg.seed, repeat=r, fold=f,
+                                                   val_fraction=cfg.val_fraction)
+                n_val = len(val_rows)
                 for key, init, protocol in keys:
                     frozen = protocol == "frozen"
                     run_cfg = dataclasses.replace(cfgs[protocol], seed=cfg.seed + 7919 * r + 31 * f)
@@ -395,7 +407,8 @@ def cross_validate(ds: LabelskyDataset, cfg: RichnessConfig, fractions=(0.01, 0.
             "folds": folds, "repeats": repeats, "config": cfg.to_dict()}
 
 
-def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3, seed: int = 0, rows=None) -> dict:
+def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3, seed: int = 0, rows=None,
+                          fractions=None, val_fraction: float = 0.2) -> dict:
     """What needs no network, on the folds :func:`cross_validate` uses with all training data.
 
     ``constant``: the training folds' mean ln(lambda) (a model that learned
@@ -403,6 +416,11 @@ def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3
     summary statistics of the raw images (total flux, percentiles, fraction of
     pixels above 5 sigma) — how much richness a trivial photometric summary
     carries. Returns every metric of :data:`METRICS`, mean ± std over repeats, for each.
+
+    With ``fractions`` (and the ``seed``/``val_fraction`` of the networks' :class:`RichnessConfig`), also
+    ``by_fraction``: ``{name: {fraction: metrics}}``, both references fitted on exactly the clusters the
+    networks train on at that fraction (:func:`fraction_rows`; the epoch-choice clusters included, as a
+    reference has no epochs to choose).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -412,18 +430,30 @@ def reference_predictions(ds: LabelskyDataset, folds: int = 10, repeats: int = 3
     y = np.log(ds.column("richness")[rows]).astype(float)
     groups = ds.column("cluster_id")[rows]
     feats = np.stack([summary_statistics(ds.image(int(r))).ravel() for r in rows])  # 7 statistics per band
-    per = {"constant": [], "statistics": []}
+    qs = [None] + [float(q) for q in (fractions or [])]
+    per = {(k, q): [] for k in ("constant", "statistics") for q in qs}
     for rep in range(repeats):
         fold = grouped_folds(groups, folds, seed=seed * 1000 + rep)
-        pred = {k: np.zeros(len(rows)) for k in per}
+        pred = {key: np.zeros(len(rows)) for key in per}
         for f in range(folds):
-            test, train = fold == f, fold != f
-            pred["constant"][test] = y[train].mean()
-            gbm = HistGradientBoostingRegressor(random_state=seed).fit(feats[train], y[train])
-            pred["statistics"][test] = gbm.predict(feats[test])
-        for k in per:
-            per[k].append(richness_metrics(pred[k], y))
-    return {k: {m: _mean_std([v[m] for v in vals]) for m in METRICS} for k, vals in per.items()}
+            test, pool = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+            for q in qs:
+                if q is None:
+                    train = pool
+                else:
+                    fit_rows, val_rows = fraction_rows(groups, pool, q, seed=seed, repeat=rep, fold=f,
+                                                       val_fraction=val_fraction)
+                    train = np.concatenate([fit_rows, val_rows])
+                pred[("constant", q)][test] = y[train].mean()
+                gbm = HistGradientBoostingRegressor(random_state=seed).fit(feats[train], y[train])
+                pred[("statistics", q)][test] = gbm.predict(feats[test])
+        for key in per:
+            per[key].append(richness_metrics(pred[key], y))
+    out = {k: {m: _mean_std([v[m] for v in per[(k, None)]]) for m in METRICS} for k in ("constant", "statistics")}
+    if fractions:
+        out["by_fraction"] = {k: {str(q): {m: _mean_std([v[m] for v in per[(k, float(q))]]) for m in METRICS}
+                                  for q in fractions} for k in ("constant", "statistics")}
+    return out
 
 
 def load_extractor_state(path: str | Path) -> dict:
