@@ -92,7 +92,8 @@ class OWGConfig:
         """The paper's settings where it gives them: 512-wide features, FC 1024/512, SGD (pretext lr 1e-4 for
         100 epochs, richness 5e-6), momentum 0.9, 10 folds, 3 repeats, 1-100 % of the labels. It states neither
         the richness epochs, alpha, nor the image size; 64 px here."""
-        base = dict(n_clusters=2000, npix=64, backbone="resnet18", pretext_epochs=100, pretext_optimizer="sgd", pretext_lr=1e-4,
+        base = dict(n_clusters=2000, npix=64, backbone="resnet18", pretext_epochs=100, pretext_optimizer="sgd",
+                    pretext_lr=1e-4,
                     feature_dim=512, fc_widths=[1024, 512], optimizer="sgd", lr=5e-6, richness_epochs=100,
                     patience=None, fractions=[0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
                     folds=10, repeats=3)
@@ -175,7 +176,8 @@ def claims(cv: dict, reference: dict | None = None) -> dict:
     const = (reference or {}).get("by_fraction", {}).get("constant")
     if const and "base" in s:
         gain = {q: const[q]["mae"]["mean"] - s["base"][q]["mae"]["mean"] for q in qs}
-        out["base_learns"] = {"mean_minus_base_mae": gain, "base_below_mean_everywhere": all(g > 0 for g in gain.values())}
+        out["base_learns"] = {"mean_minus_base_mae": gain,
+                              "base_below_mean_everywhere": all(g > 0 for g in gain.values())}
     for protocol in cv.get("protocols", ["finetune"]):
         base, ours = ("base", "ours") if protocol == "finetune" else (f"base_{protocol}", f"ours_{protocol}")
         if ours not in s:

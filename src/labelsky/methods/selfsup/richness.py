@@ -45,8 +45,8 @@ from labelsky.utils import stable_hash
 
 __all__ = ["RichnessConfig", "RichnessModel", "richness_loss", "richness_metrics", "grouped_folds", "cross_validate",
            "make_richness_net", "train_richness", "predict_richness", "band_features", "reference_predictions",
-           "fraction_rows", "select_rows", "fit", "summary", "load_extractor_state", "PROTOCOLS", "OPTIMIZERS", "METRICS",
-           "model_key"]
+           "fraction_rows", "select_rows", "fit", "summary", "load_extractor_state", "PROTOCOLS", "OPTIMIZERS",
+           "METRICS", "model_key"]
 
 #: what :func:`richness_metrics` reports and :func:`cross_validate` summarises
 METRICS = ("mae", "sigma", "scatter", "bias")
