@@ -11,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: where result files go; LABELSKY_BENCH_RESULTS redirects them (``gpu_suite.sh --smoke`` writes to a scratch folder)
+RESULTS = Path(os.environ.get("LABELSKY_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def command_line() -> str:

@@ -58,7 +58,7 @@ def make_dataset(path: Path, n: int, size: int, shard: int, seed: int = 0):
     return w.finalize()
 
 
-def train_run(run: Path, ds, backbone: str):
+def train_run(run: Path, ds, backbone: str, device: str = "cpu"):
     from labelsky.methods.parts import Part
     from labelsky.methods.transfer import TransferConfig, fit
 
@@ -66,19 +66,22 @@ def train_run(run: Path, ds, backbone: str):
         return
     split = ds.column("split")
     tr, va = np.flatnonzero(split == "train")[:512], np.flatnonzero(split == "val")[:128]
-    cfg = TransferConfig(backbone=backbone, max_epochs=1, batch_size=64, device="cpu")
+    cfg = TransferConfig(backbone=backbone, max_epochs=1, batch_size=64, device=device)
     fit(run, {"train": [Part(ds, tr)], "val": [Part(ds, va)]}, cfg, progress=False)
 
 
-def forward_rate(run: Path, batch: int, size: int, seconds: float = 20.0, channels_last: bool = True) -> float:
-    """Images/s of the model alone on one in-memory batch (repeated), as the catalog calls it."""
+def forward_rate(run: Path, batch: int, size: int, seconds: float = 20.0, channels_last: bool = True,
+                 device: str = "cpu") -> float:
+    """Images/s of the model alone on one batch already on the device (repeated), as the catalog calls it
+    (outputs copied back to the host, which also waits for a GPU to finish)."""
     import torch
 
     from labelsky.methods.predict import Predictor
 
-    pred = Predictor(run, device="cpu", channels_last=channels_last)
-    x = torch.randn(batch, 3, size, size)
-    pred(x)  # warm-up
+    pred = Predictor(run, device=device, channels_last=channels_last)
+    x = torch.randn(batch, 3, size, size, device=device)
+    for _ in range(3):
+        pred(x)  # warm-up (cuDNN picks its kernels)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         pred(x)
@@ -139,7 +142,8 @@ class TreeMemory:
         self._t.join()
 
 
-def catalog_job(run: Path, data: Path, out: Path, engine: str, batch: int, workers: int | None = None) -> dict:
+def catalog_job(run: Path, data: Path, out: Path, engine: str, batch: int, workers: int | None = None,
+                device: str = "cpu") -> dict:
     """`labelsky catalog` in a child process; wall time, steady-state rate from the parts' times, peak memory."""
     import shutil
 
@@ -147,9 +151,11 @@ def catalog_job(run: Path, data: Path, out: Path, engine: str, batch: int, worke
 
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "labelsky", "catalog", "--run", str(run), "--data", str(data), "--out", str(out),
-           "--batch-size", str(batch), "--engine", engine, "--device", "cpu"]
+           "--batch-size", str(batch), "--engine", engine, "--device", device]
     if engine == "ray":
-        cmd += ["--ray-workers", str(workers), "--cpus-per-worker", str(max(1, 2 // workers))]
+        cmd += ["--ray-workers", str(workers), "--cpus-per-worker", str(max(1, (os.cpu_count() or 2) // workers))]
+        if device != "cpu":
+            cmd += ["--gpus-per-worker", str(1 / workers)]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -166,7 +172,7 @@ def catalog_job(run: Path, data: Path, out: Path, engine: str, batch: int, worke
             "rate_total": sum(rows) / wall, "rate_steady": steady, "peak_rss_mb": round(mem.peak / 2 ** 20, 1)}
 
 
-def naive_rate(run: Path, data: Path, n: int) -> float:
+def naive_rate(run: Path, data: Path, n: int, device: str = "cpu") -> float:
     """One image at a time: read, preprocess, forward, collect; Parquet written at the end."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -176,20 +182,20 @@ def naive_rate(run: Path, data: Path, n: int) -> float:
     from labelsky.methods.run import load_run
 
     ds = open_dataset(data)
-    model = load_run(run).eval()
+    model = load_run(run).eval().to(device)
     pre = model.preprocess(ds)
     rows = []
     t0 = time.perf_counter()
     for i in range(n):
-        x = pre(ds.image(i))[None]
+        x = pre(ds.image(i))[None].to(device)
         with torch.no_grad():
-            p = model.predict_step(x, 0)["probs"][0].numpy()
+            p = model.predict_step(x, 0)["probs"][0].cpu().numpy()
         rows.append({"id_str": str(ds.column("id_str")[i]), **{f"p_{c}": float(v) for c, v in zip(ds.classes, p)}})
     pq.write_table(pa.Table.from_pylist(rows), data.parent / "naive.parquet")
     return n / (time.perf_counter() - t0)
 
 
-def profile_local(run: Path, data: Path, out: Path, batch: int, top: int = 14) -> str:
+def profile_local(run: Path, data: Path, out: Path, batch: int, top: int = 14, device: str = "cpu") -> str:
     import shutil
 
     from labelsky.catalog.writer import write_catalog
@@ -198,7 +204,7 @@ def profile_local(run: Path, data: Path, out: Path, batch: int, top: int = 14) -
 
     shutil.rmtree(out, ignore_errors=True)
     ds = open_dataset(data)
-    pred = Predictor(run, device="cpu", channels_last=True)
+    pred = Predictor(run, device=device, channels_last=True)
     prof = cProfile.Profile()
     prof.enable()
     write_catalog(ds, out, pred, batch_size=batch, progress=False)
@@ -217,6 +223,12 @@ def main(argv=None):
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--naive-n", type=int, default=1000)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/catalog"))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...: the model's device in every measurement")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads of this process")
+    ap.add_argument("--goal", type=float, default=None,
+                    help="images/s the local engine's steady rate should reach (e.g. 20000 for ResNet-18 at 64 px "
+                         "on one H100); recorded with whether it was met, and the goal of >= 0.8 of the forward rate")
+    ap.add_argument("--name", default=None, help="result name (default catalog_throughput[_quick])")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script (results *_quick)")
     a = ap.parse_args(argv)
     if a.quick:
@@ -224,25 +236,27 @@ def main(argv=None):
         a.work_dir = a.work_dir.with_name(a.work_dir.name + "_quick")
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     work = a.work_dir
     work.mkdir(parents=True, exist_ok=True)
     small, big = (make_dataset(work / f"ds{n}", n, a.image_size, a.shard_size) for n in a.sizes)
     run = work / "run"
-    train_run(run, small, a.backbone)
+    train_run(run, small, a.backbone, a.device)
 
     res = {"config": vars(a) | {"work_dir": str(a.work_dir)}}
-    res["forward_rate"] = forward_rate(run, a.batch_size, a.image_size)
-    res["forward_rate_contiguous"] = forward_rate(run, a.batch_size, a.image_size, seconds=10, channels_last=False)
-    res["naive_rate"] = naive_rate(run, small.path, a.naive_n)
+    dev = a.device
+    res["forward_rate"] = forward_rate(run, a.batch_size, a.image_size, device=dev)
+    res["forward_rate_contiguous"] = forward_rate(run, a.batch_size, a.image_size, seconds=10, channels_last=False,
+                                                  device=dev)
+    res["naive_rate"] = naive_rate(run, small.path, a.naive_n, dev)
     jobs = []
     for ds in (small, big):
-        jobs.append(catalog_job(run, ds.path, work / f"cat_local_{len(ds)}", "local", a.batch_size))
+        jobs.append(catalog_job(run, ds.path, work / f"cat_local_{len(ds)}", "local", a.batch_size, device=dev))
     for w in (1, 2):
-        jobs.append(catalog_job(run, big.path, work / f"cat_ray{w}_{len(big)}", "ray", a.batch_size, w))
-    jobs.append(catalog_job(run, small.path, work / f"cat_ray2_{len(small)}", "ray", a.batch_size, 2))
+        jobs.append(catalog_job(run, big.path, work / f"cat_ray{w}_{len(big)}", "ray", a.batch_size, w, dev))
+    jobs.append(catalog_job(run, small.path, work / f"cat_ray2_{len(small)}", "ray", a.batch_size, 2, dev))
     res["jobs"] = jobs
-    res["profile_local"] = profile_local(run, big.path, work / "cat_profile", a.batch_size)
+    res["profile_local"] = profile_local(run, big.path, work / "cat_profile", a.batch_size, device=dev)
     fwd = res["forward_rate"]
     for j in jobs:
         j["steady_over_forward"] = j["rate_steady"] / fwd
@@ -250,13 +264,22 @@ def main(argv=None):
         j["steady_over_naive"] = j["rate_steady"] / res["naive_rate"]
     ray = {j["workers"]: j for j in jobs if j["engine"] == "ray" and j["rows"] == len(big)}
     res["ray_scaling_1_to_2"] = ray[2]["rate_steady"] / ray[1]["rate_steady"]
+    local_big = next(j for j in jobs if j["engine"] == "local" and j["rows"] == len(big))
+    res["goal"] = {"images_per_s": a.goal, "local_steady_rate": local_big["rate_steady"],
+                   "met_rate": None if a.goal is None else bool(local_big["rate_steady"] >= a.goal),
+                   "over_forward": local_big["steady_over_forward"],
+                   "met_over_forward_0.8": bool(local_big["steady_over_forward"] >= 0.8)}
 
     rows = [[j["engine"] + (f" ({j['workers']} actor{'s' if j['workers'] > 1 else ''})" if j["workers"] else ""),
              j["rows"], f"{j['wall_s']:.1f}", f"{j['rate_total']:.0f}", f"{j['rate_steady']:.0f}",
              f"{j['steady_over_forward']:.2f}", f"{j['steady_over_naive']:.1f}", f"{j['peak_rss_mb']:.0f}"]
             for j in jobs]
+    g = res["goal"]
     md = [f"### `labelsky catalog` throughput: {a.backbone}, 3 x {a.image_size} px, batch {a.batch_size}, "
-          f"shards of {a.shard_size}\n",
+          f"shards of {a.shard_size}, device {a.device}\n",
+          f"Goal: local engine steady rate {g['local_steady_rate']:.0f} images/s"
+          + (f" against {g['images_per_s']:.0f} (met: {g['met_rate']})" if g["images_per_s"] else "")
+          + f"; {g['over_forward']:.2f} of the forward rate against 0.8 (met: {g['met_over_forward_0.8']}).\n",
           f"(a) forward rate on an in-memory batch (inference mode, channels-last): **{fwd:.0f} images/s** "
           f"(contiguous memory format: {res['forward_rate_contiguous']:.0f}/s).  ",
           f"(c) naive per-image loop: **{res['naive_rate']:.0f} images/s** ({a.naive_n} images).\n",
@@ -267,7 +290,7 @@ def main(argv=None):
           f"\nRay engine scaling from 1 to 2 actors (steady rate): x{res['ray_scaling_1_to_2']:.2f}.",
           "\nProfile of the local engine (cProfile, by own time; the model's compute is in torch's C++ "
           f"calls):\n\n```\n{res['profile_local'].strip()[:3500]}\n```"]
-    write_results("catalog_throughput_quick" if a.quick else "catalog_throughput", res, "\n".join(md))
+    write_results(a.name or ("catalog_throughput_quick" if a.quick else "catalog_throughput"), res, "\n".join(md))
     print(json.dumps({k: v for k, v in res.items() if k != "profile_local"}, indent=1, default=float))
 
 

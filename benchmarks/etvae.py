@@ -32,6 +32,7 @@ def main(argv=None):
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/labelsky_bench/etvae15"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--name", default=None, help="result name (default etvae[_quick])")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 when another job shares the cores)")
     a = ap.parse_args(argv)
     import torch
@@ -70,13 +71,9 @@ def main(argv=None):
     lines.append(f"\nTraining + evaluation time summed over the {len(res['runs'])} runs: "
                  f"{res['run_seconds'] / 60:.0f} min (this invocation: {res['seconds'] / 60:.0f} min; "
                  "finished runs are reused).")
-    write_results("etvae_quick" if a.quick else "etvae", {"summary": res["summary"], "claims": res["claims"],
-                                                          "runs": res["runs"], "config": res["config"],
-                                                          "budget": res["budget"],
-                                                          "n_pool": res["n_pool"], "n_test": res["n_test"],
-                                                          "seconds": res["seconds"], "run_seconds": res["run_seconds"],
-                                                          "cpu": mon.as_dict()},
-                  "\n".join(lines))
+    keep = ("summary", "claims", "runs", "config", "budget", "n_pool", "n_test", "seconds", "run_seconds")
+    write_results(a.name or ("etvae_quick" if a.quick else "etvae"),
+                  {**{k: res[k] for k in keep}, "cpu": mon.as_dict()}, "\n".join(lines))
 
 
 if __name__ == "__main__":

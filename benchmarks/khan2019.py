@@ -39,10 +39,13 @@ def main(argv=None):
     ap.add_argument("--pretrain", nargs="+", default=["none", "selfsup", "selfsup_equalize", "labelled"],
                     choices=list(PRETRAININGS))
     ap.add_argument("--name", default=None, help="results name (default: khan2019[_quick])")
+    ap.add_argument("--backbone", default=None, help="timm backbone (default KhanConfig's; the paper: xception41)")
+    ap.add_argument("--image-size", type=int, default=None, help="resize the stamps (the paper: 224)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     a = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     from labelsky.reproduce.khan2019 import KhanConfig, run_khan2019
 
     runs = {p: [] for p in a.pretrain}
@@ -52,7 +55,9 @@ def main(argv=None):
         for seed in a.seeds:
             common = dict(workers=a.workers, seed=seed, pretrain=p.split("_")[0],
                           allow_labelled_pretraining=p == "labelled", pretrain_dir=str(a.work_dir / f"pretrain-{p}"),
-                          **({"pretext_stretch": "equalize"} if p == "selfsup_equalize" else {}))
+                          **({"pretext_stretch": "equalize"} if p == "selfsup_equalize" else {}),
+                          **({"backbone": a.backbone} if a.backbone else {}),
+                          **({"image_size": a.image_size} if a.image_size else {}))
             kc = KhanConfig.quick(**common) if a.quick else KhanConfig(n_objects=a.n, epochs=a.epochs, **common)
             out = a.work_dir / f"seed{seed}-{p}"
             first = a.work_dir / f"seed{seed}-{a.pretrain[0]}"

@@ -66,3 +66,18 @@ def test_every_committed_result_traces_to_a_commit_or_is_listed_for_regeneration
             problems[path.stem] = why
     assert set(problems) - LEGACY == set(), {k: v for k, v in problems.items() if k not in LEGACY}
     assert LEGACY - set(problems) == set(), "regenerated cleanly: remove from LEGACY"
+
+
+def test_gpu_suite_is_valid_bash_and_refuses_a_machine_without_a_gpu(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    script = ROOT / "benchmarks" / "gpu_suite.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the suite would run")
+    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "GPU_SUITE_WORK": str(tmp_path)})
+    assert res.returncode == 2 and "no CUDA GPU" in res.stderr

@@ -447,3 +447,15 @@ def test_base_from_random_weights_beats_the_mean_where_the_images_carry_the_sign
     mae = float(np.abs(predict_richness(net, x[te]).ravel() - y[te].numpy()).mean())
     mean_mae = float(np.abs(y[tr].mean() - y[te]).mean())
     assert mae < 0.7 * mean_mae, (mae, mean_mae)  # measured: 0.39 against 0.65
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_richness_trains_and_predicts_on_the_gpu():
+    from labelsky.methods.selfsup.richness import make_richness_net, predict_richness, train_richness
+
+    cfg = RichnessConfig(backbone="resnet10t", feature_dim=8, fc_widths=[8], max_epochs=2, batch_size=4,
+                         device="cuda")
+    x, y = torch.randn(12, 5, 16, 16), torch.randn(12)
+    net = train_richness(make_richness_net(cfg, 5), x, y, cfg, val=(x[:4], y[:4]))
+    assert next(net.parameters()).is_cuda
+    assert predict_richness(net, x).shape[0] == 12

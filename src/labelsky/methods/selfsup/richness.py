@@ -41,7 +41,7 @@ from labelsky.methods.parts import Part, describe_parts, one
 from labelsky.methods.registry import Fitted
 from labelsky.methods.selfsup.config import OPTIMIZERS, PROTOCOLS, RichnessConfig
 from labelsky.models.bandnet import BandExtractor, RichnessNet
-from labelsky.utils import stable_hash
+from labelsky.utils import default_device, stable_hash
 
 __all__ = ["RichnessConfig", "RichnessModel", "richness_loss", "richness_metrics", "grouped_folds", "cross_validate",
            "make_richness_net", "train_richness", "predict_richness", "band_features", "reference_predictions",
@@ -213,7 +213,9 @@ def _images(ds: LabelskyDataset, rows, cfg: RichnessConfig) -> torch.Tensor:
 def band_features(net: RichnessNet, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """[N, feature_dim, bands] features of the (frozen) extractor."""
     net.extractor.eval()
-    return torch.cat([net.band_features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    dev = net.target_mean.device
+    return torch.cat([net.band_features(images[i:i + batch_size].to(dev)).cpu()
+                      for i in range(0, len(images), batch_size)])
 
 
 def _optimizer(params, cfg: RichnessConfig) -> torch.optim.Optimizer:
@@ -236,6 +238,9 @@ def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: Rich
     """
     import copy
 
+    dev = torch.device(default_device(cfg.device))
+    net = net.to(dev)
+    y = y.to(dev)
     g = torch.Generator().manual_seed(cfg.seed)
     net.target_mean.fill_(float(y.mean()))
     net.target_std.fill_(float(y.std()) if len(y) > 1 and float(y.std()) > 0 else 1.0)
@@ -257,14 +262,15 @@ def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: Rich
             idx = perm[i:i + bs]
             if len(idx) < 2:
                 continue
-            pred = net.head(x[idx]) if features else net(x[idx])
+            xb = x[idx].to(dev, non_blocking=True)
+            pred = net.head(xb) if features else net(xb)
             loss = richness_loss(pred, y[idx], cfg.alpha)
             opt.zero_grad()
             loss.backward()
             opt.step()
         if val is not None and len(val[1]) > 1:
-            pred = torch.as_tensor(predict_richness(net, val[0], features=features))
-            vloss = float(richness_loss(pred, torch.as_tensor(val[1], dtype=pred.dtype), cfg.alpha))
+            pred = torch.as_tensor(predict_richness(net, val[0], features=features)).to(dev)
+            vloss = float(richness_loss(pred, torch.as_tensor(val[1], dtype=pred.dtype, device=dev), cfg.alpha))
             if vloss < best:
                 best, best_state, since_best = vloss, copy.deepcopy(net.state_dict()), 0
             else:
@@ -279,11 +285,12 @@ def train_richness(net: RichnessNet, x: torch.Tensor, y: torch.Tensor, cfg: Rich
 @torch.inference_mode()
 def predict_richness(net: RichnessNet, x: torch.Tensor, features: bool = False, batch_size: int = 128) -> np.ndarray:
     net.eval()
-    out = [net.head(x[i:i + batch_size]) if features else net(x[i:i + batch_size])
+    dev = net.target_mean.device
+    out = [net.head(x[i:i + batch_size].to(dev)) if features else net(x[i:i + batch_size].to(dev))
            for i in range(0, len(x), batch_size)]
     if not out:
         return np.zeros(0)
-    return (torch.cat(out) * net.target_std + net.target_mean).numpy()
+    return (torch.cat(out) * net.target_std + net.target_mean).cpu().numpy()
 
 
 def model_key(init: str, protocol: str) -> str:
@@ -294,7 +301,7 @@ def model_key(init: str, protocol: str) -> str:
 
 def _extractor_change(before: list, net: RichnessNet) -> float:
     """Relative change of the extractor's weights, ``|theta_after - theta_before| / |theta_before|``."""
-    num = sum(float((p.detach() - b).pow(2).sum()) for b, p in zip(before, net.extractor.parameters()))
+    num = sum(float((p.detach().to(b.device) - b).pow(2).sum()) for b, p in zip(before, net.extractor.parameters()))
     den = sum(float(b.pow(2).sum()) for b in before)
     return float(np.sqrt(num / den)) if den > 0 else 0.0
 
@@ -354,7 +361,8 @@ def cross_validate(ds: LabelskyDataset, cfg: RichnessConfig, fractions=(0.01, 0.
     feats = {}
     if "frozen" in protocols:  # one pass of each extractor over every image
         for name, state in inits.items():
-            feats[name] = band_features(make_richness_net(cfgs["frozen"], len(ds.bands), state), x_all)
+            net = make_richness_net(cfgs["frozen"], len(ds.bands), state).to(default_device(cfg.device))
+            feats[name] = band_features(net, x_all)
     keys = [(model_key(i, p), i, p) for p in protocols for i in inits]
     per_repeat, fold_metrics, change, epochs_run = [], {}, {}, {}
     bar = tqdm(total=repeats * folds * len(fractions) * len(keys), desc="richness CV", disable=not progress)
