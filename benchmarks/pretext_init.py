@@ -1,6 +1,6 @@
 """Benchmark: the band-pretext backbone as the starting point of the transfer-learning classifier.
 
-The generality row of the band-identity pretext (Liang et al.): the ResNet-18 trained by `labelsky pretrain` on
+The generality row of the band-identity pretext (Liang et al.): the backbone trained by `labelsky pretrain` on
 simulated SDSS cluster fields (``RUN/backbone.safetensors``, one input band, first convolution adapted to the
 classifier's bands) initialises `labelsky train` on simulated SDSS galaxies (elliptical vs spiral, ugriz), against
 the same network from random initialisation, over seeds; test accuracy on the SDSS test split. Both starts train
@@ -50,8 +50,11 @@ def main(argv=None):
     random_file = a.work_dir / "random_backbone.safetensors"  # random weights of the pretext's shapes
     a.work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(12345)
-    shapes = load_file(str(weights))
-    rnd = create_backbone("resnet18", int(shapes["conv1.weight"].shape[1]))[0].state_dict()
+    import json
+
+    backbone = json.loads((a.pretext_run / "config.json").read_text())["config"]["backbone"]
+    first_conv = next(v for v in load_file(str(weights)).values() if v.ndim == 4)
+    rnd = create_backbone(backbone, int(first_conv.shape[1]))[0].state_dict()
     save_file({k: v.contiguous() for k, v in rnd.items()}, str(random_file))
     ds = simulate_galaxies(a.work_dir / "sim", n_objects=a.n, surveys=["sdss"],
                            classes={"elliptical": 0.5, "spiral": 0.5}, stamp_size=64, workers=2, progress=False,
@@ -65,7 +68,7 @@ def main(argv=None):
     for init, (w, protocol) in starts.items():
         for seed in a.seeds:
             every = dict(head_epochs=0, unfreeze_groups=10_000) if protocol == "all" else {}
-            cfg = TransferConfig(backbone="resnet18", weights=w, max_epochs=a.epochs, batch_size=32, seed=seed,
+            cfg = TransferConfig(backbone=backbone, weights=w, max_epochs=a.epochs, batch_size=32, seed=seed,
                                  patience=a.epochs, device="cpu", **every)
             run = a.work_dir / "runs" / f"{init.replace(', ', '_').replace(' ', '_')}_seed{seed}"
             model = fit(run, {"train": [Part(ds, tr)], "val": [Part(ds, va)]}, cfg, progress=False).model
@@ -81,11 +84,11 @@ def main(argv=None):
     rows = [[init, "every block from epoch 0" if starts[init][1] == "all" else "head first, progressive unfreezing",
              f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}", f"{s['f1_mean']:.3f} ± {s['f1_std']:.3f}"]
             for init, s in summary.items()]
-    md = (f"### ResNet-18 morphology classifier (elliptical vs spiral, SDSS ugriz 64 px, {len(tr)} training / "
+    md = (f"### {backbone} morphology classifier (elliptical vs spiral, SDSS ugriz 64 px, {len(tr)} training / "
           f"{len(te)} test galaxies, {a.epochs} epochs, {len(a.seeds)} seeds): random initialisation vs the band-"
           f"pretext backbone ({weights})\n\n" + md_table(["initialisation", "protocol", "test accuracy", "F1"], rows))
-    write_results("pretext_init", {"summary": summary, "runs": runs, "n_train": int(len(tr)), "n_test": int(len(te))},
-                  md)
+    write_results("pretext_init", {"summary": summary, "runs": runs, "n_train": int(len(tr)), "n_test": int(len(te)),
+                                   "backbone": backbone}, md)
 
 
 if __name__ == "__main__":
