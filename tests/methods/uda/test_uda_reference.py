@@ -200,7 +200,7 @@ def test_adaptation_term_carries_a_real_share_of_the_gradient():
     fraction of the classification term's (a mean over bank x batch pairs gave ~6e-4). Eq. 1 sums over the
     bank, so the share grows with it: a bank of 288 target and 288 source rows, the size of a small data set.
     The paper's pair rule, which counts every pair (the confident rule counts only sure galaxies, few in an
-    untrained network on noise; its share during training is in benchmarks/results/deepastrouda.md)."""
+    untrained network on noise; its share during training is in benchmarks/results/deepastrouda_lsst_ablations.md)."""
     torch.manual_seed(0)
     cfg = UDAConfig(method="deepastrouda", backbone="resnet10t", pair_rule="ordered")
     m = UDAModule(cfg.to_dict(), n_classes=2, in_chans=3, n_source=320, n_target=320).train()

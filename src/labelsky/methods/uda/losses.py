@@ -18,7 +18,7 @@ Total DeepAstroUDA objective (paper eq. 5): ``L = L_CE + lambda (L_AC + L_ES)``,
   share the most similar features"). Eq. 1 *sums* over the pairs; labelsky sums over
   the bank and averages over the queries, so the term does not grow with the batch
   size. With the paper's ``lambda = 0.005`` this gives the adaptation term a gradient
-  comparable with the classification term (``benchmarks/results/deepastrouda.md``
+  comparable with the classification term (``benchmarks/results/deepastrouda_lsst*.md``
   logs the ratio per epoch); a mean over the pairs divides it by the bank size, i.e.
   makes it inert. An optional 0/1 ``mask`` leaves pairs out (a pair rule that
   cannot tell).
