@@ -68,6 +68,17 @@ def uda_lsst_quotes():
     return out + [f"{a['mean']:.3f} ± {a['std']:.3f}"]
 
 
+def uda_ablation_quotes():
+    summary = _metrics("deepastrouda_lsst_ablations")["lsst-y1-y10"]["summary"]
+    out = []
+    for variant in ("dance", "dance_dsbn", "deepastrouda_no_es", "deepastrouda_no_dsbn", "deepastrouda_no_cross"):
+        t = summary[variant]["target_test"]["accuracy"]
+        out.append(f"{t['mean']:.3f} ± {t['std']:.3f}")
+    return out + [f"{summary['deepastrouda_features']['target_test']['accuracy']['mean']:.3f}",
+                  f"{summary['deepastrouda_no_es']['target_test']['auroc']['mean']:.3f}",
+                  f"{summary['dance_dsbn']['target_test']['unknown_accuracy']['mean']:.3f}"]
+
+
 def uda_sdss_quotes():
     summary = _metrics("deepastrouda_sdss_decals")["sdss-decals"]["summary"]
     out = []
@@ -97,6 +108,8 @@ QUOTES = [
     ("README.md", uda_sdss_quotes),
     ("docs/uda.md", uda_sdss_quotes),
     ("README.md", uda_lsst_quotes),
+    ("README.md", uda_ablation_quotes),
+    ("docs/uda.md", uda_ablation_quotes),
     ("docs/uda.md", uda_lsst_quotes),
     ("README.md", demo_quotes),
     ("README.md", samples_quotes),
