@@ -52,9 +52,23 @@ def sim_to_real_quotes():
 
 
 def owg_quotes():
-    paired = _metrics("owg")["paired"]["finetune"]
-    z = {f: paired[f]["mae"]["mean"] / paired[f]["mae"]["sem"] for f in ("0.2", "0.4", "0.7", "1.0")}
-    return [f"{max(z.values()):.1f} to {min(z.values()):.1f} standard errors".replace("-", "−")]
+    m = _metrics("owg")
+    paired = m["paired"]["finetune"]
+    later = ("0.1", "0.2", "0.4", "0.7", "1.0")
+    z = [paired[f]["mae"]["mean"] / paired[f]["mae"]["sem"] for f in later]
+    diff = [paired[f]["mae"]["mean"] for f in later]
+    s = m["richness_summary"]
+    return [f"{max(z):.1f} to {min(z):.1f} standard errors".replace("-", "−"),
+            f"{max(diff):.3f} to {min(diff):.3f}".replace("-", "−"),
+            f"{s['base']['1.0']['mae']['mean']:.3f} against the mean's "
+            f"{m['reference']['by_fraction']['constant']['1.0']['mae']['mean']:.3f}",
+            f"{m['reference']['statistics']['mae']['mean']:.3f}", f"{m['pretext']['cnn_test_accuracy']:.3f}"]
+
+
+def pretext_init_quotes():
+    s = _metrics("pretext_init")["summary"]
+    return [f"{s[k]['accuracy_mean']:.3f} ± {s[k]['accuracy_std']:.3f}" for k in ("pretext", "random")] + [
+        f"{s[k]['accuracy_mean']:.3f}" for k in ("pretext, progressive", "random file, progressive")]
 
 
 def uda_lsst_quotes():
@@ -116,6 +130,9 @@ QUOTES = [
     ("docs/samples.md", samples_quotes),
     ("README.md", sim_to_real_quotes),
     ("README.md", owg_quotes),
+    ("docs/selfsup.md", owg_quotes),
+    ("README.md", pretext_init_quotes),
+    ("docs/selfsup.md", pretext_init_quotes),
 ]
 
 
