@@ -115,7 +115,39 @@ def khan_none_quotes():
             f"{100 * s['round0/FO DES/spiral_accuracy']['mean']:.2f} %"]
 
 
+def khan_quotes():
+    pre = _metrics("khan2019")["pretraining"]
+    out = []
+    for p, keys in (("selfsup", ("FO DES", "HP SDSS", "HP DES")), ("selfsup_equalize", ("FO DES",)),
+                    ("labelled", ("FO DES",))):
+        for k in keys:
+            c = pre[p]["summary"][f"round0/{k}/accuracy"]
+            out.append(f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f} %")
+    g = pre["selfsup"]["summary"]["recursion_gain_fo_des"]
+    pt = pre["selfsup_equalize"]["per_seed"][0]["pretraining"]["pretext"]
+    return out + [f"{100 * g['mean']:+.1f} ± {100 * g['std']:.1f}", f"{pt['test_accuracy']:.3f}"]
+
+
+def throughput_quotes():
+    c = _metrics("catalog_throughput")
+    local = next(j for j in c["jobs"] if j["engine"] == "local" and j["rows"] == max(k["rows"] for k in c["jobs"]))
+    ray = {j["workers"]: j for j in c["jobs"] if j["engine"] == "ray" and j["rows"] == local["rows"]}
+    f = _metrics("import_fits")["runs"]
+    st = _metrics("sim_throughput")
+    return [f"writes {local['rate_steady']:.0f} images/s", f"{100 * local['steady_over_forward']:.0f} % of the model's",
+            f"({c['forward_rate']:.0f}/s)", f"{local['steady_over_naive']:.1f}× a naive", f"({c['naive_rate']:.0f}/s)",
+            f"{ray[1]['rate_steady']:.0f} / {ray[2]['rate_steady']:.0f} images/s",
+            f"at {f[0]['objects_per_s']:.0f} objects/s", f"and {f[1]['objects_per_s']:.0f} objects/s",
+            f"({f[0]['peak_rss_mb']:.0f} MB and {f[1]['peak_rss_mb']:.0f} MB",
+            f"{st['labelsky_2_workers']['stamps_per_s']:.0f} stamps/s",
+            f"{st['labelsky_1_worker']['stamps_per_s']:.0f} stamps/s on one",
+            f"{st['naive_galsim_1_process']['stamps_per_s']:.0f} stamps/s for a naive"]
+
+
 QUOTES = [
+    ("README.md", throughput_quotes),
+    ("README.md", khan_quotes),
+    ("docs/transfer.md", khan_quotes),
     ("README.md", khan_none_quotes),
     ("docs/transfer.md", khan_none_quotes),
     ("docs/transfer.md", pretext_statistics_quotes),
