@@ -67,6 +67,27 @@ def code_version() -> dict:
     return {"commit": commit or "unknown", "src_modified": bool(dirty)}
 
 
+def stamp_runs(runs: list[dict], work_dir: Path, name: str = "benchmark_provenance.json") -> str | None:
+    """Record which commit and command trained each run of a benchmark that reuses finished runs.
+
+    ``runs``: dicts with ``run_dir`` (relative to ``work_dir``) and ``trained_now``. A run trained by this
+    invocation gets ``<run_dir>/<name>`` with this commit and command line; every run's record is added to its
+    dict as ``trained_by`` (None where the run has none). Returns why the runs cannot be traced to this commit
+    (reused runs trained at another commit, or with no record), or None."""
+    stamp = {"commit": code_version()["commit"], "command": command_line()}
+    for r in runs:
+        f = Path(work_dir) / r["run_dir"] / name
+        if r.get("trained_now"):
+            _atomic_write_text(f, json.dumps(stamp) + "\n")
+        r["trained_by"] = json.loads(f.read_text()) if f.exists() else None
+    other = sorted({(r["trained_by"] or {}).get("commit", "no record") for r in runs} - {stamp["commit"]})
+    if other:
+        return (f"{sum((r['trained_by'] or {}).get('commit') != stamp['commit'] for r in runs)} of {len(runs)} "
+                f"reused runs were trained at another commit or have no record ({', '.join(other)}); "
+                "use a fresh --work-dir")
+    return None
+
+
 #: set to 1 to write result files from a modified tree anyway (they record that they were)
 ALLOW_MODIFIED = "LABELSKY_BENCH_ALLOW_MODIFIED"
 

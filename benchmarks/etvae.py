@@ -12,11 +12,12 @@ shrinking as labels grow. Writes benchmarks/results/etvae.json and etvae.md.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CpuMonitor, write_results  # noqa: E402
+from _common import ALLOW_MODIFIED, CpuMonitor, stamp_runs, write_results  # noqa: E402
 
 
 def main(argv=None):
@@ -46,6 +47,10 @@ def main(argv=None):
                            optimisers=a.optimisers, patience=a.patience))
     with CpuMonitor() as mon:
         res = run_etvae(a.work_dir, rc, progress=False)
+    why = stamp_runs(res["runs"], a.work_dir)
+    if why and os.environ.get(ALLOW_MODIFIED) != "1":
+        raise SystemExit(f"etvae: not writing results: {why} (or set {ALLOW_MODIFIED}=1)")
+    commands = sorted({(r["trained_by"] or {}).get("command", "unrecorded") for r in res["runs"]})
     labels = rc.label_counts
     lines = [f"### ET-VAE on the simulator: RMSE of vote fractions on {res['n_test']} test galaxies "
              f"({rc.survey}, {rc.stamp_size} px, pool {res['n_pool']}, {len(rc.seeds)} seeds, mean ± std)\n",
@@ -70,10 +75,12 @@ def main(argv=None):
                                               for c in cells.values()) + " |")
     lines.append(f"\nTraining + evaluation time summed over the {len(res['runs'])} runs: "
                  f"{res['run_seconds'] / 60:.0f} min (this invocation: {res['seconds'] / 60:.0f} min; "
-                 "finished runs are reused).")
+                 "finished runs are reused). Commands that trained the runs: "
+                 + "; ".join(f"`{c}`" for c in commands) + ".")
     keep = ("summary", "claims", "runs", "config", "budget", "n_pool", "n_test", "seconds", "run_seconds")
     write_results(a.name or ("etvae_quick" if a.quick else "etvae"),
-                  {**{k: res[k] for k in keep}, "cpu": mon.as_dict()}, "\n".join(lines))
+                  {**{k: res[k] for k in keep}, "trained_by_commands": commands, "cpu": mon.as_dict()},
+                  "\n".join(lines))
 
 
 if __name__ == "__main__":

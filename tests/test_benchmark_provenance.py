@@ -57,6 +57,25 @@ def test_a_result_from_a_modified_tree_is_refused_unless_told(common, tmp_path, 
         common.write_results("y", {"m": 1}, "table", out_dir=tmp_path)
 
 
+def test_reused_runs_must_have_been_trained_at_this_commit(common, tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "code_version", lambda: {"commit": "a" * 40, "src_modified": False})
+    runs = [{"run_dir": "r0", "trained_now": True}, {"run_dir": "r1", "trained_now": True}]
+    for r in runs:
+        (tmp_path / r["run_dir"]).mkdir()
+    assert common.stamp_runs(runs, tmp_path) is None
+    assert runs[0]["trained_by"]["commit"] == "a" * 40 and runs[0]["trained_by"]["command"]
+    # a second invocation at the same commit reuses them
+    again = [{"run_dir": "r0", "trained_now": False}, {"run_dir": "r1", "trained_now": False}]
+    assert common.stamp_runs(again, tmp_path) is None
+    # at another commit, the reused runs are refused by commit
+    monkeypatch.setattr(common, "code_version", lambda: {"commit": "b" * 40, "src_modified": False})
+    why = common.stamp_runs([dict(r) for r in again], tmp_path)
+    assert why and "2 of 2" in why and "a" * 40 in why
+    # a run without a record (made before runs were stamped) is refused too
+    (tmp_path / "old").mkdir()
+    assert "no record" in common.stamp_runs([{"run_dir": "old", "trained_now": False}], tmp_path)
+
+
 def test_every_committed_result_traces_to_a_commit_or_is_listed_for_regeneration(common):
     problems = {}
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):

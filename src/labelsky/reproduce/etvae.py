@@ -157,7 +157,8 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
                     key = f"{regime}{'' if et else '_no_et'}"
                     run_dir = out / "runs" / f"seed{seed}" / f"n{n}" / key
                     done = run_dir / "eval.json"
-                    if not done.exists():
+                    trained_now = not done.exists()
+                    if trained_now:
                         t1 = time.time()
                         cfg = SemiSupConfig(regime=regime, latent_dim=rc.latent_dim, width=rc.width,
                                             et_groups=["translation", "rotation_scale"] if et else [],
@@ -175,6 +176,7 @@ def run_etvae(out: str | Path, rc: ETVAEReproConfig | None = None, progress: boo
                                                  "elbo_updates": int(model.n_elbo_updates),
                                                  "seconds": round(time.time() - t1, 1)})
                     runs.append({"seed": seed, "n_labels": n, "regime": regime, "et": et,
+                                 "run_dir": str(run_dir.relative_to(out)), "trained_now": trained_now,
                                  **json.loads(done.read_text())})
     summary = {}
     for et in rc.et_variants:
