@@ -3,8 +3,8 @@
 Every variant (source-only, DANCE with and without domain-specific batch norm, DeepAstroUDA and
 DeepAstroUDA without L_ES, without L_AC, without DSBN) on identical simulated data, seeds, augmentation
 and optimiser budget, for LSST Y1 -> Y10 (known: elliptical, spiral; unknown: mergers) and SDSS -> DECaLS
-(nine Galaxy10 classes; unknown: lenses). Writes benchmarks/results/deepastrouda.json and
-deepastrouda.md: per-sample and class-averaged accuracy, unknown recall, AUROC, and each loss term's
+(nine Galaxy10 classes; unknown: lenses). Writes benchmarks/results/<--name>.json (default deepastrouda) and
+.md: per-sample and class-averaged accuracy, unknown recall, AUROC, and each loss term's
 share of the gradient norm. The paper's claims to test: DA raises target accuracy far above regular
 training (paper: 0.33-0.36 -> 0.73-0.74), detects the unknown class, and DeepAstroUDA >= DANCE.
 """
