@@ -57,8 +57,8 @@ class OWGConfig:
     # z = 0.33 (the ``owg`` sample of labelsky.data.simulate.samples)
     lambda_range: tuple = (20.0, 150.0)
     z_range: tuple = (0.08, 0.33)
-    # resnet10t: trained from random weights on ~350 clusters, resnet18 never beat predicting the training mean
-    # (MAE 0.527 against 0.559 on one split; resnet10t 0.456); the paper's resnet18 is in :meth:`paper`
+    # resnet10t: trained from random weights on a few hundred clusters, resnet18 never beat predicting the training
+    # mean (owg.json at ec4e1f8; resnet10t: docs/selfsup.md); the paper's resnet18 is in :meth:`paper`
     backbone: str = "resnet10t"
     pretext_epochs: int = 15
     pretext_optimizer: str = "adam"  # the paper: SGD, lr 1e-4, momentum 0.9, 100 epochs
