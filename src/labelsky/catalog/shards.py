@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import torch
 
 from labelsky.data.io import LabelskyDataset
+from labelsky.data.vote_trees import tree_of_columns
 from labelsky.errors import OutputError
 from labelsky.measures.metrics import entropy
 from labelsky.utils import atomic_path
@@ -45,8 +46,10 @@ def catalog_table(ds: LabelskyDataset, rows: np.ndarray, output: np.ndarray | No
 
     ``kind`` is what ``output`` holds: class probabilities or vote fractions
     (columns ``p_<name>``, then ``pred_label``, ``pred_class``, ``confidence``,
-    ``entropy``), regression ``values`` (one column per name, as named), or
-    nothing (``embedding``: a self-supervised extractor, whose catalog is its
+    ``entropy``; for the answers of a whole Galaxy Zoo decision tree, ``p_<question>_<answer>``
+    is the fraction among the volunteers asked that question, ``p_<question>_<answer>_unconditional`` the
+    product along the tree, and the class columns follow the first question), regression ``values`` (one column
+    per name, as named), or nothing (``embedding``: a self-supervised extractor, whose catalog is its
     embedding column).
     """
     ids = ds.column("id_str")[rows]
@@ -67,6 +70,12 @@ def catalog_table(ds: LabelskyDataset, rows: np.ndarray, output: np.ndarray | No
         return _finish(cols, extra, embedding)
     for k, n in enumerate(names):
         cols[f"p_{n}"] = pa.array(output[:, k], pa.float32())
+    tree = tree_of_columns(names) if kind == "fractions" else None
+    if tree is not None:  # every answer of a decision tree: unconditional probabilities; classes from the first
+        for k, n in enumerate(names):
+            cols[f"p_{n}_unconditional"] = pa.array(tree.unconditional(output)[:, k], pa.float32())
+        first = len(tree.questions[0].answers)
+        output, names = output[:, :first], names[:first]
     pred = output.argmax(axis=1)
     cols["pred_label"] = pa.array(pred.astype(np.int16), pa.int16())
     cols["pred_class"] = pa.array([names[k] for k in pred], pa.string())

@@ -14,6 +14,8 @@ train      train a transfer-learning classifier (timm backbone, progressive unfr
 evaluate   metrics of a trained run on a dataset split (classifiers: accuracy, F1, confusion, confidence curve;
            vote fractions: RMSE; regressions: MAE, Sigma) and its domain gap to a reference dataset
 catalog    run a trained model over a whole dataset into a Parquet / FITS catalog (resumable)
+browse     a static web site of a catalog (mosaics by class and confidence, uncertain, unknown, vote tree,
+           a page per galaxy) that opens from file://
 cluster    t-SNE / UMAP map and k-means / HDBSCAN clusters of a run's embeddings of a dataset (named by class
            when the run predicts classes)
 adapt      universal domain adaptation (DeepAstroUDA, DANCE, source-only) with unknown-class detection
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_method_commands(sub)  # train, adapt, semisup, pretrain, richness: one per registered method
     predict.add_evaluate(sub)
     predict.add_catalog(sub)
+    predict.add_browse(sub)
     cluster.add_cluster(sub)
     reproduce.add_reproduce(sub)
     reproduce.add_demo(sub)

@@ -350,6 +350,10 @@ def add_import(sub):
     p.add_argument("--classes", nargs="+", default=None, help="class names in label order (integer labels)")
     p.add_argument("--votes", type=Path, default=None, help="a Galaxy Zoo vote table to join by id (id_str, GZ "
                    "DECaLS iauname, GZ DESI dr8_id, GZ2 dr7objid, objid; galaxy10: or by position)")
+    p.add_argument("--schema", default=None, choices=["gz2", "decals-dr5", "desi"],
+                   help="keep every answer of this Galaxy Zoo decision tree from the vote columns (of --votes or "
+                        "the catalog): GZ2 (Hart+16 *_count), GZ DECaLS DR5, GZ DESI (-dr8 columns); default: only "
+                        "smooth / featured / artifact")
     p.add_argument("--votes-id", default=None, metavar="COLUMN", help="the vote table's id column (default: the "
                    "first of id_str, iauname, dr8_id, dr7objid, objid it has)")
     p.add_argument("--catalog-id", default=None, metavar="COLUMN", help="the catalog's column matching --votes-id "
@@ -417,7 +421,9 @@ def cmd_import(a) -> int:
                               classes=a.classes, shard_size=a.shard_size, max_masked=a.max_masked,
                               reject_masked=a.reject_masked, seed=a.seed, max_abs_flux=a.max_flux,
                               max_file_bytes=int(a.max_file_mb * 1024 ** 2), max_pixels=a.max_pixels,
-                              allow_outside_base=a.allow_outside_base)
+                              allow_outside_base=a.allow_outside_base, vote_schema=a.schema)
+    if a.schema and a.kind not in ("fits-cutouts", "pictures"):
+        raise DatasetError(f"--schema is for fits-cutouts and pictures (import {a.kind} has no decision-tree votes)")
     if a.votes is not None and a.kind == "fits-images":
         raise DatasetError("--votes is for fits-cutouts, galaxy10 and pictures; put vote columns in the catalog")
     if a.kind == "detect":
@@ -472,7 +478,8 @@ def cmd_import(a) -> int:
 
         source = a.source
         if a.votes is not None:
-            source = join_votes(read_table(a.source), a.votes, votes_id=a.votes_id, catalog_id=a.catalog_id)
+            source = join_votes(read_table(a.source), a.votes, votes_id=a.votes_id, catalog_id=a.catalog_id,
+                                schema=a.schema)
             j = source.meta["votes_join"]
             print(f"votes: {j['n_matched']} of {j['n_catalog']} objects matched on {j['votes']}:{j['votes_id']} = "
                   f"catalog {j['catalog_id']}")

@@ -1,4 +1,4 @@
-"""Commands that use a trained run: evaluate, catalog."""
+"""Commands that use a trained run or its catalog: evaluate, catalog, browse."""
 
 from __future__ import annotations
 
@@ -110,4 +110,32 @@ def cmd_catalog(a) -> int:
     out = write_catalog(ds, a.out, predictor, transform=pre, batch_size=a.batch_size, embedding=a.embedding,
                         fmt=a.format, job=_job_identity(a.run, pre), engine=engine, overwrite=a.overwrite)
     print(f"{len(ds)} rows -> {out}")
+    return 0
+
+
+def add_browse(sub):
+    p = sub.add_parser("browse", help="a static web site of a catalog: class mosaics by confidence, the least "
+                       "certain, the unknown-flagged, vote-tree answers, a page per galaxy (opens from file://)")
+    p.add_argument("catalog", type=Path, help="a Parquet catalog (file or folder) written by labelsky catalog")
+    p.add_argument("--data", required=True, type=Path, help="the dataset the catalog was made from (its images)")
+    add_out(p, "the site's folder (open OUT/index.html)")
+    p.add_argument("--rendering", default="auto", help="how flux images become pictures: auto (the survey's "
+                   "viewer), legacysurvey, sdss, hsc, lupton, desi (8-bit picture datasets are shown as stored)")
+    p.add_argument("--per-page", type=positive_int, default=120, help="tiles per listing page (default 120)")
+    p.add_argument("--n-uncertain", type=int, default=600, help="galaxies in the least-certain listing (default 600)")
+    p.add_argument("--per-answer", type=positive_int, default=12, help="galaxies per vote-tree answer (default 12)")
+    p.add_argument("--no-galaxy-pages", dest="galaxy_pages", action="store_false",
+                   help="no page per galaxy (listings only)")
+    add_overwrite(p)
+    p.set_defaults(func=cmd_browse)
+
+
+def cmd_browse(a) -> int:
+    from labelsky.catalog.browse import BrowseSettings, build_site
+
+    st = BrowseSettings(per_page=a.per_page, n_uncertain=max(0, a.n_uncertain), per_answer=a.per_answer,
+                        rendering=a.rendering, galaxy_pages=a.galaxy_pages)
+    res = build_site(a.catalog, a.data, a.out, settings=st, overwrite=a.overwrite)
+    print(f"{res['n']} galaxies, {res['thumbnails_written']} thumbnails written, {res['files']} files; open "
+          f"{Path(res['index']).resolve().as_uri()}")
     return 0

@@ -16,9 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
+from labelsky.data.vote_trees import tree_of_columns
 from labelsky.errors import SettingsError
 from labelsky.measures.figures import confusion_figure, curve_figure
-from labelsky.measures.metrics import classification_report, confident_accuracy_curve, regression_metrics, vote_rmse
+from labelsky.measures.metrics import (
+    classification_report,
+    confident_accuracy_curve,
+    question_rmse,
+    regression_metrics,
+    vote_rmse,
+)
 from labelsky.methods.predict import Predictor
 from labelsky.methods.run import load_run
 from labelsky.utils import atomic_write_json
@@ -36,7 +43,8 @@ def scored_rows(model, ds: LabelskyDataset, split: str = "test") -> np.ndarray:
     if model.output == "probs":
         return np.flatnonzero(in_split & (ds.column("label") >= 0))
     if model.output == "fractions":
-        if any(c not in ds.catalog.column_names for c in VOTE_COLUMNS):
+        tree = tree_of_columns(model.output_names())
+        if any(c not in ds.catalog.column_names for c in (tree.columns() if tree else VOTE_COLUMNS)):
             return np.zeros(0, np.int64)
         return np.flatnonzero(in_split & (sum(ds.column(c) for c in VOTE_COLUMNS) > 0))
     if model.output == "values":
@@ -88,9 +96,13 @@ def evaluate_run(run: str | Path, ds: LabelskyDataset, *, split: str = "test", d
         rep = classification_report(label, out.argmax(1), len(ds.classes), ds.classes)
         rep["confidence_curve"] = confident_accuracy_curve(out, label)
     elif model.output == "fractions":
-        counts = np.stack([ds.column(c)[rows] for c in VOTE_COLUMNS], 1)
-        rep = {"n": int(len(rows)), "rmse": vote_rmse(out, counts),
+        tree = tree_of_columns(names)
+        counts = np.stack([ds.column(c)[rows] for c in (tree.columns() if tree else VOTE_COLUMNS)], 1)
+        # the first question's RMSE (the first three answers of every tree), then each answer's and question's
+        rep = {"n": int(len(rows)), "rmse": vote_rmse(out[:, :3], counts[:, :3]),
                "rmse_per_answer": {n: _answer_rmse(out, counts, k) for k, n in enumerate(names)}}
+        if tree is not None:
+            rep["rmse_per_question"] = question_rmse(out, counts, tree)
     else:
         truth = model.truth(ds)[rows]
         rep = {n: regression_metrics(out[:, k], truth[:, k]) for k, n in enumerate(names)}

@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-__all__ = ["classification_report", "confident_accuracy_curve", "entropy", "vote_rmse", "regression_metrics"]
+__all__ = ["classification_report", "confident_accuracy_curve", "entropy", "vote_rmse", "question_rmse",
+           "regression_metrics"]
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
@@ -55,6 +56,13 @@ def confident_accuracy_curve(probs: np.ndarray, y_true, fractions=None) -> dict:
         k = max(1, int(round(f * len(order))))
         out.append(float(correct[:k].mean()) if len(order) else float("nan"))
     return {"fraction": [float(f) for f in fractions], "accuracy": out}
+
+
+def question_rmse(fractions, counts, tree) -> dict:
+    """``{question: RMSE of its answer fractions}`` over the galaxies asked it (:func:`vote_rmse` per question of a
+    :class:`labelsky.data.vote_trees.VoteTree`; ``fractions`` and ``counts`` [N, A] in the tree's column order)."""
+    fractions, counts = np.asarray(fractions), np.asarray(counts)
+    return {q.name: vote_rmse(fractions[:, s], counts[:, s]) for q, s in zip(tree.questions, tree.slices())}
 
 
 def vote_rmse(fractions, counts) -> float:

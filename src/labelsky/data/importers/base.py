@@ -79,6 +79,8 @@ class ImportSettings:
     max_pixels: int = 25_000_000
     # 'file' paths outside --base-dir (absolute, or with ..) are refused unless allowed
     allow_outside_base: bool = False
+    # keep every answer of this Galaxy Zoo decision tree (gz2, decals-dr5, desi; labelsky.data.vote_trees)
+    vote_schema: str | None = None
 
     def __post_init__(self):
         self.check()
@@ -412,10 +414,18 @@ def catalog_records(table, source: str, settings: ImportSettings, file_column: s
     else:
         split = assign_splits(ids, labelled, settings.splits, settings.seed)
     votes = read_votes(table, source)
+    tree_votes = {}
+    if settings.vote_schema:
+        from labelsky.data.importers.votes import read_tree_votes
+        from labelsky.data.vote_trees import get_tree
+
+        if not set(get_tree(settings.vote_schema).columns()) <= set(table.colnames):  # not joined already
+            tree_votes = read_tree_votes(table, settings.vote_schema, source)
     skip = {"id_str", "ra", "dec", "split", "label", "label_name", "shard", "row", "survey", *VOTE_COLUMNS}
-    extra = {}
+    dropped = set(votes.get("_source_columns", ())) | set(tree_votes.get("_source_columns", ()))
+    extra = {c: v.tolist() for c, v in tree_votes.items() if not c.startswith("_")}
     for c in table.colnames:
-        if c in skip or c.startswith("_") or c in votes.get("_source_columns", ()):
+        if c in skip or c.startswith("_") or c in dropped:
             continue
         col = table[c]
         if getattr(col, "ndim", 1) != 1 or np.asarray(col).dtype.kind not in "biufUSO":

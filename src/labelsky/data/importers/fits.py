@@ -255,7 +255,7 @@ def import_fits_cutouts(catalog: str | Path, out: str | Path, settings: ImportSe
     catalog = Path(catalog)
     table = read_table(catalog)
     if votes is not None:
-        table = join_votes(table, votes, votes_id=votes_id, catalog_id=catalog_id)
+        table = join_votes(table, votes, votes_id=votes_id, catalog_id=catalog_id, schema=settings.vote_schema)
     records, classes = catalog_records(table, str(catalog), settings, file_column=file_column,
                                        base_dir=Path(base_dir) if base_dir else catalog.parent)
     settings.classes = classes

@@ -50,7 +50,7 @@ import numpy as np
 from labelsky.data.importers.tables import ID_COLUMNS, _text, read_table
 from labelsky.data.io import VOTE_COLUMNS, DatasetError
 
-__all__ = ["VOTE_CONVENTIONS", "ID_COLUMNS", "read_votes", "read_vote_table", "rows_by_id",
+__all__ = ["VOTE_CONVENTIONS", "ID_COLUMNS", "read_votes", "read_tree_votes", "read_vote_table", "rows_by_id",
            "find_column", "table_column", "resolve_id_columns", "join_votes"]
 
 VOTE_CONVENTIONS = {
@@ -134,6 +134,31 @@ def read_votes(table, source: str = "<table>") -> dict:
         raise DatasetError(f"{source}: vote column(s) {partial} found but not the whole smooth / featured / "
                            f"artifact set of any convention {list(VOTE_CONVENTIONS)}")
     return {"_convention": None, "_source_columns": (), **{v: np.full(n, -1, np.int64) for v in VOTE_COLUMNS}}
+
+
+def read_tree_votes(table, schema: str, source: str = "<table>") -> dict:
+    """``{votes_<question>_<answer>: int array}`` for every answer of ``schema``'s decision tree
+    (:mod:`labelsky.data.vote_trees`), -1 where a count is missing; an error naming the table and the first
+    missing columns when the table lacks some of the schema's columns."""
+    from labelsky.data.vote_trees import SCHEMAS, get_tree, schema_columns
+
+    if schema not in SCHEMAS:
+        raise DatasetError(f"unknown vote schema {schema!r} (--schema); expected one of {sorted(SCHEMAS)}")
+    tree = get_tree(schema)
+    src_cols = schema_columns(schema)
+    missing = [c for c in src_cols if find_column(table, c) is None]
+    if missing:
+        hint = ("; the table holds vote fractions, not counts (the Kaggle Galaxy Zoo challenge's Class1.1 ... are "
+                "fractions): labelsky needs counts" if any(c.startswith("Class1.") for c in table.colnames) else "")
+        raise DatasetError(f"{source}: --schema {schema}: {len(missing)} of the {len(src_cols)} count columns of "
+                           f"the {tree.name} tree are missing, e.g. {missing[:4]}; columns are "
+                           f"{_columns_hint(table.colnames)}{hint}")
+    out = {}
+    for src, dst in zip(src_cols, tree.columns()):
+        v = _counts(table, find_column(table, src), source)
+        out[dst] = np.where(np.isfinite(v), v, -1).astype(np.int64)
+    out["_source_columns"] = tuple(find_column(table, c) for c in src_cols)
+    return out
 
 
 def read_vote_table(path) -> tuple:
@@ -287,7 +312,8 @@ def resolve_id_columns(catalog, table, votes_id: str | None = None, catalog_id: 
     return best
 
 
-def join_votes(catalog, votes_path, votes_id: str | None = None, catalog_id: str | None = None):
+def join_votes(catalog, votes_path, votes_id: str | None = None, catalog_id: str | None = None,
+               schema: str | None = None):
     """``catalog`` (astropy Table) with labelsky vote columns joined from a vote table.
 
     The vote table may use any convention of :data:`VOTE_CONVENTIONS`. The
@@ -297,10 +323,12 @@ def join_votes(catalog, votes_path, votes_id: str | None = None, catalog_id: str
     ``id_str``). Objects without a row in the table get -1; a join that
     matches no object, or duplicate ids in the vote table, is an error.
     ``meta["votes_join"]`` of the result records the columns and the number
-    matched.
+    matched. With ``schema`` (``gz2``, ``decals-dr5``, ``desi``) every answer
+    of that decision tree is joined too (:func:`read_tree_votes`).
     """
     table, v = read_vote_table(votes_path)
     source = str(votes_path)
+    tree = read_tree_votes(table, schema, source) if schema else {}
     vcol, ccol = resolve_id_columns(catalog, table, votes_id, catalog_id, source)
     cat_ids = np.asarray(catalog[ccol])
     idx = rows_by_id(table, vcol, cat_ids, source)
@@ -314,10 +342,13 @@ def join_votes(catalog, votes_path, votes_id: str | None = None, catalog_id: str
     out = catalog.copy(copy_data=False)
     for c in VOTE_COLUMNS:
         out[c] = np.where(idx >= 0, v[c][np.maximum(idx, 0)], -1)
+    for c, counts in tree.items():
+        if not c.startswith("_"):
+            out[c] = np.where(idx >= 0, counts[np.maximum(idx, 0)], -1)
     for conv in VOTE_CONVENTIONS.values():  # the joined counts replace any in the catalog
         for c in conv:
             if c in out.colnames and c not in VOTE_COLUMNS:
                 out.remove_column(c)
     out.meta["votes_join"] = {"votes": source, "votes_id": vcol, "catalog_id": ccol, "n_matched": n_matched,
-                              "n_catalog": len(cat_ids)}
+                              "n_catalog": len(cat_ids), "schema": schema}
     return out

@@ -52,8 +52,9 @@ from labelsky.data.simulate.runner import (
     run_shards,
     start_run,
 )
-from labelsky.data.simulate.votes import feature_visibility, sample_votes
+from labelsky.data.simulate.votes import feature_visibility, sample_tree_votes, sample_votes
 from labelsky.data.surveys import Survey, get_survey
+from labelsky.data.vote_trees import DECALS_DR5
 from labelsky.utils import object_seed
 
 __all__ = ["GalaxySimConfig", "simulate_galaxies", "DEFAULT_PROPORTIONS", "render_object"]
@@ -320,6 +321,7 @@ def render_object(i: int, config: dict) -> dict:
         image = np.stack(bands).astype(np.float32)
         vis = feature_visibility(truth["true_mag_r"], truth["true_hlr"], seen_as)
         votes = sample_votes(cls, vis, object_seed(cfg.seed, i, "votes", survey.name))
+        tree_votes = sample_tree_votes(cls, truth, vis, votes, object_seed(cfg.seed, i, "votes-tree", survey.name))
         flux_r = band_flux(components, survey.filters[rb])
         n_eff = survey.n_eff(rb, scale) * psf_scale ** 2 if levels else survey.n_eff(rb, scale)
         snr = flux_r / (survey.noise_sigma(rb, scale) * math.sqrt(n_eff + (hlr_t / scale) ** 2 * 4))
@@ -333,6 +335,7 @@ def render_object(i: int, config: dict) -> dict:
             "in_surveys": ",".join(surveys[j].name for j in seen),
         }
         row.update({k2: (float(v) if isinstance(v, (float, np.floating)) else v) for k2, v in truth.items()})
+        row.update({c: int(v) for c, v in zip(DECALS_DR5.columns(), tree_votes)})
         if levels:
             row.update(level_columns(sky_levels, levels, survey))
         out[survey.name] = (image, row)

@@ -8,12 +8,15 @@ from labelsky.data.io import VOTE_COLUMNS
 from labelsky.errors import SettingsError
 from labelsky.methods.settings import InputSettings, TrainSettings, setting
 
-__all__ = ["SemiSupConfig", "REGIMES", "OPTIMISERS", "LIKELIHOODS", "ANSWERS"]
+__all__ = ["SemiSupConfig", "REGIMES", "OPTIMISERS", "LIKELIHOODS", "ANSWERS", "QUESTIONS", "vote_columns",
+           "answer_names"]
 
 REGIMES = ("supervised", "semi", "two_step")
 OPTIMISERS = ("separate", "shared")
 #: vote likelihoods (:mod:`labelsky.methods.semisup.losses`)
 LIKELIHOODS = ("multinomial", "dirichlet_multinomial")
+#: what the vote head learns: the first question, or every question of a decision tree (labelsky.data.vote_trees)
+QUESTIONS = ("first", "gz2", "decals-dr5")
 #: the answers whose vote fractions the model predicts, in column order
 ANSWERS = [c.removeprefix("votes_") for c in VOTE_COLUMNS]
 
@@ -41,6 +44,10 @@ class SemiSupConfig(TrainSettings, InputSettings):
     head_on: str = setting("latent", choices=["latent", "features"],
                            help="the vote classifier reads the latent mean (default) or the encoder's features")
     likelihood: str = setting("multinomial", choices=list(LIKELIHOODS), help="the likelihood of the vote counts")
+    questions: str = setting("first", choices=list(QUESTIONS),
+                             help="learn the first question only (smooth / featured / artifact, default) or every "
+                                  "question of a Galaxy Zoo decision tree (gz2, decals-dr5: the dataset needs its "
+                                  "votes_<question>_<answer> columns, e.g. labelsky import --schema, or simulated)")
     beta: float = 1.0  # weight of the KL term
     batch_size: int = 64
     max_epochs: int = 20
@@ -54,6 +61,8 @@ class SemiSupConfig(TrainSettings, InputSettings):
     log_every: int = 5  # semi: measure the encoder's update from each loss every this many steps
 
     def _check(self):
+        if self.questions not in QUESTIONS:
+            raise SettingsError(f"unknown questions {self.questions!r}; expected one of {QUESTIONS}")
         if self.regime not in REGIMES:
             raise SettingsError(f"unknown regime {self.regime!r}; expected one of {REGIMES}")
         if self.optimisers not in OPTIMISERS:
@@ -70,3 +79,21 @@ class SemiSupConfig(TrainSettings, InputSettings):
             if given:
                 raise SettingsError(f"{' and '.join(given)} only apply with --labels N (a label budget); without "
                                     f"it the model is selected on the voted galaxies of split 'val'")
+
+
+def _tree(questions: str):
+    from labelsky.data.vote_trees import get_tree
+
+    return None if questions == "first" else get_tree(questions)
+
+
+def vote_columns(questions: str = "first") -> list[str]:
+    """The dataset's count columns the vote head learns from."""
+    tree = _tree(questions)
+    return list(VOTE_COLUMNS) if tree is None else tree.columns()
+
+
+def answer_names(questions: str = "first") -> list[str]:
+    """The names of the predicted fractions (catalog columns ``p_<name>``)."""
+    tree = _tree(questions)
+    return list(ANSWERS) if tree is None else tree.names()

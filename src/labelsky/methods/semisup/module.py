@@ -40,15 +40,17 @@ import numpy as np
 import torch
 
 from labelsky.data.io import VOTE_COLUMNS, DatasetError, LabelskyDataset
+from labelsky.data.vote_trees import get_tree
 from labelsky.errors import RunFolderError, SettingsError
-from labelsky.measures.metrics import vote_rmse
+from labelsky.measures.metrics import question_rmse, vote_rmse
 from labelsky.methods.base import LabelskyModule
 from labelsky.methods.epochs import EpochSampler, KeyedDataset
 from labelsky.methods.parts import Part, describe_parts, one
 from labelsky.methods.registry import Fitted
 from labelsky.methods.run import Run
-from labelsky.methods.semisup.config import ANSWERS, REGIMES, SemiSupConfig
+from labelsky.methods.semisup.config import ANSWERS, REGIMES, SemiSupConfig, answer_names, vote_columns
 from labelsky.methods.semisup.losses import predicted_fractions, vote_loss
+from labelsky.methods.semisup.tree_loss import tree_fractions, tree_vote_nll
 from labelsky.methods.training import build_trainer, is_global_zero
 from labelsky.models.etvae import ETVAE
 
@@ -58,11 +60,12 @@ __all__ = ["SemiSupConfig", "SemiSupModule", "VoteDataset", "fit", "select_rows"
 
 
 class VoteDataset(torch.utils.data.Dataset):
-    """``(image, vote counts [3] float)`` of rows of a dataset (counts -1 where a galaxy has no votes)."""
+    """``(image, vote counts [A] float)`` of rows of a dataset (counts -1 where a galaxy has no votes); ``columns``:
+    the count columns (default: the first question's)."""
 
-    def __init__(self, ds: LabelskyDataset, rows, transform):
+    def __init__(self, ds: LabelskyDataset, rows, transform, columns=VOTE_COLUMNS):
         self.ds, self.rows, self.transform = ds, np.asarray(rows, dtype=np.int64), transform
-        self.counts = np.stack([ds.column(c)[self.rows] for c in VOTE_COLUMNS], 1).astype(np.float32)
+        self.counts = np.stack([ds.column(c)[self.rows] for c in columns], 1).astype(np.float32)
 
     def __len__(self):
         return len(self.rows)
@@ -85,8 +88,10 @@ class SemiSupModule(LabelskyModule):
         self.save_hyperparameters()
         self.stage = stage
         self.automatic_optimization = False
+        self.tree = None if self.cfg.questions == "first" else get_tree(self.cfg.questions)
+        self._slices = self.tree.slices() if self.tree is not None else None
         self.model = ETVAE(in_chans, size, self.cfg.latent_dim, self.cfg.width, self.cfg.et_groups,
-                           head_on=self.cfg.head_on)
+                           head_on=self.cfg.head_on, n_outputs=len(answer_names(self.cfg.questions)))
         self.figure_dir: Path | None = None
         self._fig_batch = None
         self.register_buffer("n_vote_updates", torch.zeros((), dtype=torch.long))
@@ -107,7 +112,15 @@ class SemiSupModule(LabelskyModule):
     def vote_step(self, x, counts):
         enc = self.model.encode(x)
         out = self.model.classify(enc)
+        if self.tree is not None:  # every question of the tree, each with its own volunteers
+            return tree_vote_nll(out, counts, self._slices, self.cfg.likelihood), out
         return vote_loss(out, counts, self.cfg.likelihood), out
+
+    def fractions(self, out: torch.Tensor) -> torch.Tensor:
+        """Predicted answer fractions (of every question of the tree, each summing to 1)."""
+        if self.tree is not None:
+            return tree_fractions(out, self._slices, self.cfg.likelihood)
+        return predicted_fractions(out, self.cfg.likelihood)
 
     def elbo_step(self, x):
         r = self.model.elbo(x)
@@ -185,7 +198,8 @@ class SemiSupModule(LabelskyModule):
         else:
             loss, out = self.vote_step(x, counts)
             self.log("val_loss", loss, batch_size=len(x), prog_bar=True, sync_dist=True)
-            self.log("val_rmse", vote_rmse(predicted_fractions(out, self.cfg.likelihood), counts), batch_size=len(x),
+            # the first question's RMSE whatever the head learns (its first three columns in every tree)
+            self.log("val_rmse", vote_rmse(self.fractions(out)[:, :3], counts[:, :3]), batch_size=len(x),
                      sync_dist=True)
         if batch_idx == 0:
             self._fig_batch = x[:8].detach()
@@ -203,11 +217,11 @@ class SemiSupModule(LabelskyModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         enc = self.model.encode(x)
         out = self.model.classify(enc)
-        return {"fractions": predicted_fractions(out, self.cfg.likelihood), "embedding": enc["mu"], "mu": enc["mu"],
+        return {"fractions": self.fractions(out), "embedding": enc["mu"], "mu": enc["mu"],
                 "pose": enc["pose"]}
 
     def output_names(self) -> list[str]:
-        return list(ANSWERS)
+        return answer_names(self.cfg.questions)
 
     @classmethod
     def upgrade_checkpoint(cls, ckpt: dict, path) -> dict:
@@ -249,7 +263,8 @@ def steps_per_epoch(cfg: SemiSupConfig, n_labelled: int, n_unlabelled: int) -> i
 def _loader(ds, rows, cfg, shuffle, steps: int | None = None, seed_offset: int = 0):
     """Evaluation order (``shuffle=False``), or ``steps`` full batches drawn as successive shuffles of all
     ``rows``: no galaxy is dropped and none repeats before every one was drawn."""
-    data = VoteDataset(ds, rows, cfg.preprocess(ds, train=shuffle))  # training batches: with --randomise
+    # training batches: with --randomise
+    data = VoteDataset(ds, rows, cfg.preprocess(ds, train=shuffle), vote_columns(cfg.questions))
     if not shuffle:
         return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     # successive shuffles whose order (and nuisances) depend on (seed, epoch) only: an exact resume
@@ -298,9 +313,11 @@ def select_rows(datasets: dict, cfg: SemiSupConfig | None = None) -> dict:
     """
     cfg = cfg or SemiSupConfig()
     (ds,) = datasets["data"]
-    missing = [c for c in VOTE_COLUMNS if c not in ds.catalog.column_names]
+    missing = [c for c in vote_columns(cfg.questions) if c not in ds.catalog.column_names]
     if missing:
-        raise DatasetError(f"{ds.path}: no vote column(s) {missing}; semisup needs Galaxy Zoo votes")
+        hint = "" if cfg.questions == "first" else (f" of the {cfg.questions} tree ({len(missing)} missing; import "
+                                                    f"them with labelsky import --votes TABLE --schema SCHEMA)")
+        raise DatasetError(f"{ds.path}: no vote column(s) {missing[:4]}{hint}; semisup needs Galaxy Zoo votes")
     split = ds.column("split").astype(str)
     voted = sum(ds.column(c) for c in VOTE_COLUMNS) > 0
     pool = np.flatnonzero(np.isin(split, ["train", "unlabelled"]))
@@ -342,9 +359,12 @@ def fit(run_dir, parts: dict, cfg: SemiSupConfig, *, overwrite: bool = False, pr
     if report["n_test"] and is_global_zero():
         predictor = Predictor(model, device=cfg.device)
         fractions = np.concatenate([predictor.predict(p.dataset, p.rows, embed=False)["output"] for p in test])
-        counts = np.concatenate([np.stack([p.dataset.column(c)[np.asarray(p.rows)] for c in VOTE_COLUMNS], 1)
+        columns = vote_columns(cfg.questions)
+        counts = np.concatenate([np.stack([p.dataset.column(c)[np.asarray(p.rows)] for c in columns], 1)
                                  for p in test])
-        report["test_rmse"] = vote_rmse(fractions, counts)
+        report["test_rmse"] = vote_rmse(fractions[:, :3], counts[:, :3])  # the first question, in every tree
+        if cfg.questions != "first":
+            report["test_rmse_questions"] = question_rmse(fractions, counts, get_tree(cfg.questions))
     if is_global_zero():
         from labelsky.utils import atomic_write_json
 
