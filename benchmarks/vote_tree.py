@@ -58,6 +58,8 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     from labelsky.data.simulate import simulate_galaxies
     from labelsky.data.simulate.samples import sample_settings
+    from labelsky.data.vote_trees import DECALS_DR5
+    from labelsky.measures.metrics import question_rmse
     from labelsky.methods.parts import Part
     from labelsky.methods.semisup.module import SemiSupConfig, fit, split_label_budget
     from labelsky.utils import atomic_write_json
@@ -70,10 +72,24 @@ def main(argv=None):
         split = ds.column("split").astype(str)
         voted = sum(ds.column(c) for c in ("votes_smooth", "votes_featured", "votes_artifact")) > 0
         pool, test = np.flatnonzero((split == "train") & voted), np.flatnonzero((split == "test") & voted)
-        runs = []
+        counts = np.stack([ds.column(c) for c in DECALS_DR5.columns()], 1).astype(float)
+
+        def mean_fractions(rows):
+            """Each question's mean observed answer fractions over ``rows`` asked it (the mean predictor)."""
+            out = []
+            for s in DECALS_DR5.slices():
+                c = counts[rows][:, s]
+                ok = (c >= 0).all(1) & (c.sum(1) > 0)
+                out.append((c[ok] / c[ok].sum(1, keepdims=True)).mean(0))
+            return np.concatenate(out)
+
+        runs, reference = [], []
         for seed in a.seeds:
             for n in a.label_counts:
                 labelled, val = split_label_budget(pool, n, val_fraction=0.2, seed=seed)
+                const = np.tile(mean_fractions(labelled), (len(test), 1))
+                reference.append({"seed": seed, "n_labels": n,
+                                  "rmse_questions": question_rmse(const, counts[test], DECALS_DR5)})
                 for arm in ARMS:
                     rel = Path("runs") / f"seed{seed}" / f"n{n}" / arm
                     done = a.work_dir / rel / "result.json"
@@ -99,14 +115,17 @@ def main(argv=None):
                      for n in a.label_counts} for arm in ARMS}
     rmse = {(r["seed"], r["n_labels"], r["questions"]): r["rmse_first"] for r in runs}
     paired = {str(n): _cell([rmse[s, n, ARMS[1]] - rmse[s, n, ARMS[0]] for s in a.seeds]) for n in a.label_counts}
-    questions = {}
+    names = [q.name for q in DECALS_DR5.questions]
+    questions, mean_ref = {}, {}
     for n in a.label_counts:
         tree_runs = [r for r in runs if r["questions"] == ARMS[1] and r["n_labels"] == n]
-        questions[str(n)] = {q: _cell([r["rmse_questions"][q] for r in tree_runs])
-                             for q in tree_runs[0]["rmse_questions"]}
+        questions[str(n)] = {q: _cell([r["rmse_questions"][q] for r in tree_runs]) for q in names}
+        mean_ref[str(n)] = {q: _cell([r["rmse_questions"][q] for r in reference if r["n_labels"] == n])
+                            for q in names}
     metrics = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
                "n_pool": int(len(pool)), "n_test": int(len(test)), "runs": runs, "summary": summary,
-               "tree_minus_first": paired, "tree_questions": questions, "cpu": mon.as_dict(),
+               "tree_minus_first": paired, "tree_questions": questions, "mean_predictor_questions": mean_ref,
+               "cpu": mon.as_dict(),
                "wall_s": round(time.time() - t0, 1)}
 
     def fmt(c):
@@ -114,13 +133,15 @@ def main(argv=None):
 
     md = [f"### First-question RMSE: one question vs the whole GZ DECaLS tree ({a.survey}, {a.stamp_size} px, "
           f"{len(test)} test galaxies, {len(a.seeds)} seeds, mean ± std, regime {a.regime})\n",
-          md_table(["labelled galaxies", "first question only", "whole tree", "tree − first (paired)"],
-                   [[n, fmt(summary["first"][str(n)]), fmt(summary["decals-dr5"][str(n)]), fmt(paired[str(n)])]
-                    for n in a.label_counts]),
-          "\n### Whole-tree runs: RMSE of every question's answer fractions (galaxies asked it)\n",
-          md_table(["question"] + [str(n) for n in a.label_counts],
-                   [[q] + [fmt(questions[str(n)][q]) for n in a.label_counts]
-                    for q in questions[str(a.label_counts[0])]])]
+          md_table(["labelled galaxies", "first question only", "whole tree", "tree − first (paired)",
+                    "mean predictor"],
+                   [[n, fmt(summary["first"][str(n)]), fmt(summary["decals-dr5"][str(n)]), fmt(paired[str(n)]),
+                     fmt(mean_ref[str(n)]["smooth-or-featured"])] for n in a.label_counts]),
+          "\n### Whole-tree runs: RMSE of every question's answer fractions (test galaxies asked it), against "
+          "predicting the labelled galaxies' mean fractions\n",
+          md_table(["question"] + [f"{n} labels: tree / mean predictor" for n in a.label_counts],
+                   [[q] + [f"{fmt(questions[str(n)][q])} / {fmt(mean_ref[str(n)][q])}" for n in a.label_counts]
+                    for q in names])]
     write_results(a.name or ("vote_tree_quick" if a.quick else "vote_tree"), metrics, "\n".join(md))
 
 

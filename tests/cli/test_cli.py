@@ -62,6 +62,8 @@ def test_demo_small(tmp_path):
     assert cat.num_rows == summary["datasets"]["des"]["n"] and "p_spiral" in cat.column_names
     for f in summary["figures"]:
         assert (tmp_path / f).exists() or __import__("pathlib").Path(f).exists(), f
+    site = __import__("pathlib").Path(summary["site"])  # the demo ends with the catalog's browsable site
+    assert site.name == "index.html" and "p_spiral" not in site.read_text() and "class-spiral" in site.read_text()
 
 
 def test_simulate_a_papers_sample_reports_what_it_lets_a_method_see(tmp_path, capsys):

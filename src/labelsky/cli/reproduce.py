@@ -92,6 +92,9 @@ def cmd_demo(a) -> int:
     run = a.out / RECURSION_DIR  # the run of the last recursion round
     catalog = write_catalog(des, a.out / "catalog_des.parquet", Predictor(run), overwrite=True,
                             job={"demo": str(a.out)})
+    from labelsky.catalog.browse import build_site
+
+    site = build_site(catalog, des, a.out / "site", overwrite=True, progress=False)["index"]
     table = res["rounds"][0]["table"]
     summary = {
         "datasets": {name: {"path": str(ds.path), "n": len(ds), "bands": ds.bands,
@@ -100,6 +103,7 @@ def cmd_demo(a) -> int:
         "fo_des_by_round": [r["table"]["FO DES"]["accuracy"] for r in res["rounds"]],
         "run": str(run),
         "catalog": str(catalog),
+        "site": site,
         "figures": figures + [str(a.out / "figures" / "tsne.png"), str(a.out / "figures" / "recursion.png")],
         "seconds": round(time.time() - t0, 1),
     }
@@ -110,4 +114,5 @@ def cmd_demo(a) -> int:
         print(f"figure: {f}")
     print(f"run (the final recursion round's model; labelsky catalog --run {run} ...): {run}")
     print(f"done in {summary['seconds']} s; summary: {a.out / 'summary.json'}")
+    print(f"look at the catalog: open {Path(site).resolve().as_uri()} (labelsky browse)")
     return 0
