@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from labelsky.data.vote_trees import tree_of_columns
 from labelsky.measures.embeddings import (
     ALGORITHMS,
     EMBEDDINGS,
@@ -139,6 +140,9 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
     predictor.preprocess(ds)  # a method that cannot read this dataset says so here
     named = predictor.output in ("probs", "fractions")  # clusters named by classes (or vote answers)
     names = list(predictor.class_names) if named else []
+    tree = tree_of_columns(names)
+    if tree is not None:  # a whole vote tree: clusters named by the first question's answers
+        names = names[:len(tree.questions[0].answers)]
     prepare_output(out, overwrite=overwrite, inputs=[ds.path, run], kind="clusters")
 
     pred = predictor.predict(ds, rows)
@@ -153,7 +157,7 @@ def cluster_run(run, ds, out, *, split=None, embed: str = "tsne", dim: int = 2, 
         cid = cluster(xy, algorithm="hdbscan", min_cluster_size=min_cluster_size)
     found = int(cid.max()) + 1 if (cid >= 0).any() else 0
     if named:
-        probs = pred["output"]
+        probs = pred["output"][:, :n_classes]
         naming = name_clusters(cid, probs, n_classes, one_to_one=found == n_classes)
         pred_label, conf = probs.argmax(1), probs.max(1)
         labels = _labels_for(ds, rows, names)

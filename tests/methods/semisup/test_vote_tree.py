@@ -94,6 +94,10 @@ def test_a_run_learns_every_question_of_the_tree_and_catalogs_it(tmp_path_factor
     assert main(["evaluate", "--run", str(run), "--data", str(ds.path)]) == 0
     ev = json.loads(next(run.glob("eval_decals_test.json")).read_text())
     assert set(ev["rmse_per_question"]) == {q.name for q in DECALS_DR5.questions}
+    # clusters of a whole-tree run are named by the first question's answers
+    assert main(["cluster", "--run", str(run), "--data", str(ds.path), "--out", str(run / "clusters")]) == 0
+    names = json.loads((run / "clusters" / "summary.json").read_text())
+    assert "bar_strong" not in json.dumps(names) and "smooth" in json.dumps(names)
 
 
 def test_a_dataset_without_the_trees_columns_is_refused_by_name(tiny_dataset):
