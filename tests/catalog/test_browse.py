@@ -153,3 +153,17 @@ def test_a_real_browser_renders_the_index_and_a_galaxy_page(tmp_path, tiny_datas
         assert png.exists(), r.stderr[-500:]
         img = np.asarray(Image.open(png).convert("L"), dtype=float)
         assert img.shape == (700, 1000) and img.std() > 5  # text and pictures drawn, not a blank page
+
+
+def test_a_partitioned_catalog_folder_is_read_whole(tmp_path, tiny_dataset):
+    ds = open_dataset(tiny_dataset[0])
+    _catalog(ds, tmp_path / "cat.parquet")
+    t = pq.read_table(tmp_path / "cat.parquet")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pq.write_table(t.slice(0, 5), folder / "part-00000.parquet")
+    pq.write_table(t.slice(5), folder / "part-00001.parquet")
+    (folder / "_job.json").write_text("{}")  # the writer's bookkeeping is not a part
+    res = build_site(folder, ds, tmp_path / "site", settings=BrowseSettings(galaxy_pages=False), progress=False)
+    assert res["n"] == 12 and not (tmp_path / "site" / "galaxy").exists()
+    assert _broken_links(tmp_path / "site") == []
