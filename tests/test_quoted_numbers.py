@@ -102,6 +102,15 @@ def uda_sdss_quotes():
     return out
 
 
+def uda_sdss_ablation_quotes():
+    summary = _metrics("deepastrouda_sdss_decals_ablations")["sdss-decals"]["summary"]
+    out = []
+    for variant in ("dance", "dance_dsbn", "deepastrouda_no_es", "deepastrouda_no_dsbn"):
+        t = summary[variant]["target_test"]["accuracy"]
+        out.append(f"{t['mean']:.3f} ± {t['std']:.3f}")
+    return out
+
+
 def pretext_statistics_quotes():
     m = _metrics("pretext_statistics")
     return [f"{m['stats_accuracy'][s]:.3f}" for s in ("khan", "robust_asinh", "standardize", "equalize")] + [
@@ -153,6 +162,8 @@ QUOTES = [
     ("docs/transfer.md", pretext_statistics_quotes),
     ("README.md", uda_sdss_quotes),
     ("docs/uda.md", uda_sdss_quotes),
+    ("README.md", uda_sdss_ablation_quotes),
+    ("docs/uda.md", uda_sdss_ablation_quotes),
     ("README.md", uda_lsst_quotes),
     ("README.md", uda_ablation_quotes),
     ("docs/uda.md", uda_ablation_quotes),
