@@ -42,11 +42,14 @@ class ImageDataset(Dataset):
     labels
         Labels aligned with the selected rows, overriding ``label_column``
         (e.g. pseudo-labels); needs ``indices`` and no ``split``.
+    label_columns
+        Catalog columns whose values form each row's label vector (e.g. Galaxy Zoo vote counts), overriding both.
     """
 
     def __init__(self, dataset: LabelskyDataset | str | Path, indices: Sequence[int] | None = None,
                  split: str | Sequence[str] | None = None, transform: Callable | None = None,
-                 label_column: str = "label", return_meta: bool = False, labels: Sequence[int] | None = None):
+                 label_column: str = "label", return_meta: bool = False, labels: Sequence[int] | None = None,
+                 label_columns: Sequence[str] | None = None):
         self.dataset = dataset if isinstance(dataset, LabelskyDataset) else open_dataset(dataset)
         n = len(self.dataset)
         idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -63,6 +66,8 @@ class ImageDataset(Dataset):
                 raise ValueError(f"labels ({len(labels)}) must align with explicit indices ({len(idx)}), no split")
             self.labels = self.labels.copy()
             self.labels[idx] = labels
+        if label_columns:  # a vector per row (e.g. vote counts) instead of one class label
+            self.labels = np.stack([np.asarray(self.dataset.column(c), dtype=np.int64) for c in label_columns], 1)
         self.id_str = self.dataset.column("id_str")
         self.transform = transform
         self.return_meta = return_meta
@@ -78,7 +83,7 @@ class ImageDataset(Dataset):
             image = self.transform(image, index) if getattr(self.transform, "per_row", False) else \
                 self.transform(image)
         image = torch.as_tensor(image, dtype=torch.float32)
-        label = torch.tensor(self.labels[index], dtype=torch.int64)
+        label = torch.as_tensor(self.labels[index], dtype=torch.int64)
         if self.return_meta:
             return {"image": image, "label": label, "index": index, "id_str": str(self.id_str[index])}
         return image, label

@@ -37,7 +37,9 @@ def make_loader(parts: Sequence[tuple], cfg, shuffle: bool, batch_size: int | No
     sets = []
     for ds, indices, labels in parts:
         pre = cfg.preprocess(ds, train=shuffle)
-        sets.append(ImageDataset(ds, indices=np.asarray(indices), transform=pre, labels=labels))
+        targets = cfg.target_columns() if hasattr(cfg, "target_columns") else None  # e.g. vote counts
+        sets.append(ImageDataset(ds, indices=np.asarray(indices), transform=pre, labels=labels,
+                                 label_columns=targets))
     data = ConcatDataset(sets) if len(sets) > 1 else sets[0]
     g = torch.Generator()  # the loader's own (worker seeds): the global generators are never drawn from
     g.manual_seed(int(cfg.seed))

@@ -38,6 +38,11 @@ class TransferConfig(TrainSettings, InputSettings):
     max_rotation: float = 45.0
     max_shift: float = 0.1
     max_zoom: float = 1.3
+    # what the head learns: class labels (cross-entropy), or Galaxy Zoo vote counts of the first question or of a
+    # whole decision tree (the summed per-question Dirichlet-multinomial likelihood, labelsky.methods.semisup)
+    questions: str = setting("classes", choices=["classes", "first", "gz2", "decals-dr5"],
+                             help="classes (default: the catalog's labels) or Galaxy Zoo votes: first (smooth / "
+                                  "featured / artifact) or every question of a decision tree (gz2, decals-dr5)")
     # recursive training with pseudo-labels of --unlabelled datasets (Khan et al. 2019, section III)
     rounds: int | None = setting(None, check="non_negative_int", group=RECURSION, resumable=True,
                                  help="pseudo-labelling rounds after round 0 (default with --unlabelled: 1); more "
@@ -55,7 +60,17 @@ class TransferConfig(TrainSettings, InputSettings):
     # 10,000 rows, fast for small pools), "fft", "bh", or None (fft in 2-D, the Khan et al. reproduction's maps)
     tsne_method: str | None = "auto"
 
+    def target_columns(self) -> list[str] | None:
+        """The vote-count columns the head learns from, or None for class labels."""
+        if self.questions == "classes":
+            return None
+        from labelsky.methods.semisup.config import vote_columns
+
+        return vote_columns(self.questions)
+
     def _check(self):
+        if self.questions not in ("classes", "first", "gz2", "decals-dr5"):
+            raise SettingsError(f"unknown questions {self.questions!r}; expected classes, first, gz2 or decals-dr5")
         if self.rounds is not None and self.rounds < 0:
             raise SettingsError(f"rounds must be >= 0, got {self.rounds}")
         if self.k_per_class < 1:

@@ -32,16 +32,29 @@ def select_rows(datasets: dict, cfg: TransferConfig | None = None) -> dict:
     """``{"train", "val", "unlabelled"}`` parts of ``datasets`` (``{"data": [...], "unlabelled": [...]}``).
 
     ``train`` / ``val``: the labelled (``label >= 0``) rows of splits ``train`` / ``val`` of every ``data``
-    dataset, labels from the catalog (every dataset must have the same classes); ``unlabelled``: every row of
-    every ``unlabelled`` dataset (their labels are never read).
+    dataset, labels from the catalog (every dataset must have the same classes), or with a vote head
+    (``cfg.questions``) the rows with first-question votes, whose counts are the targets; ``unlabelled``: every
+    row of every ``unlabelled`` dataset (their labels are never read).
     """
+    cfg = cfg or TransferConfig()
     labelled = list(datasets["data"])
-    same_classes(labelled)
+    votes = cfg.target_columns()
+    if votes is None:
+        same_classes(labelled)
     parts = {"train": [], "val": [], "unlabelled": [every_row(ds) for ds in datasets.get("unlabelled", [])]}
     for ds in labelled:
-        split, label = ds.column("split"), ds.column("label")
+        split = ds.column("split")
+        if votes is None:
+            known = ds.column("label") >= 0
+        else:  # a vote head: the rows with votes on the first question
+            missing = [c for c in votes if c not in ds.catalog.column_names]
+            if missing:
+                raise DatasetError(f"{ds.path}: no vote column(s) {missing[:4]} ({len(missing)} missing) for "
+                                   f"--questions {cfg.questions}; import them with labelsky import --votes TABLE "
+                                   f"--schema SCHEMA")
+            known = sum(ds.column(c) for c in votes[:3]) > 0
         for name in ("train", "val"):
-            rows = np.flatnonzero((split == name) & (label >= 0))
+            rows = np.flatnonzero((split == name) & known)
             if len(rows):
                 parts[name].append(Part(ds, rows, None))
     if not parts["train"]:
@@ -65,6 +78,13 @@ def fit(run_dir, parts: dict, cfg: TransferConfig, *, overwrite: bool = False, p
         raise DatasetError(f"{run_dir}: no training examples")
     same_units([p[0] for p in train + val + pool], cfg.render, "the labelled and unlabelled data", cfg.mixed_units)
     classes = list(train[0][0].classes)
+    if cfg.questions != "classes":  # a vote head: one output per answer
+        from labelsky.methods.semisup.config import answer_names
+
+        classes = answer_names(cfg.questions)
+        if pool:
+            raise SettingsError("--questions (a vote head) trains on vote counts; recursive pseudo-labels "
+                                "(--unlabelled) need class labels")
     if not pool:
         if cfg.rounds is not None or cfg.cluster_filter:
             raise SettingsError("--rounds and --cluster-filter need --unlabelled DATA (the datasets to pseudo-label)")

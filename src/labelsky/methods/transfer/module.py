@@ -63,6 +63,14 @@ class TransferClassifier(LabelskyModule):
             if self.cfg.augment else None
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32)
                              if class_weights is not None else torch.ones(n_classes))
+        # a vote head: every question's answers, the summed per-question Dirichlet-multinomial likelihood
+        self.vote_slices = None
+        if self.cfg.questions != "classes":
+            from labelsky.data.vote_trees import get_tree
+
+            self.output = "fractions"
+            self.vote_slices = [slice(0, 3)] if self.cfg.questions == "first" else \
+                get_tree(self.cfg.questions).slices()
         self.set_unfrozen(0)
 
     def _weights_arg(self):
@@ -95,7 +103,26 @@ class TransferClassifier(LabelskyModule):
         return self.model(x)
 
     def _loss(self, logits, y):
+        if self.vote_slices is not None:  # y: vote counts [n, answers]
+            from labelsky.methods.semisup.tree_loss import tree_vote_nll
+
+            return tree_vote_nll(logits, y.float(), self.vote_slices, "dirichlet_multinomial")
         return F.cross_entropy(logits, y, weight=self.class_weights)
+
+    def _score(self, logits, y):
+        """``(name, value)``: accuracy of class labels, or the RMSE of the first question's vote fractions."""
+        if self.vote_slices is not None:
+            from labelsky.measures.metrics import vote_rmse
+
+            return "rmse", torch.tensor(vote_rmse(self._outputs(logits)[:, :3].detach(), y[:, :3]))
+        return "acc", (logits.argmax(1) == y).float().mean()
+
+    def _outputs(self, logits):
+        if self.vote_slices is not None:
+            from labelsky.methods.semisup.tree_loss import tree_fractions
+
+            return tree_fractions(logits, self.vote_slices, "dirichlet_multinomial")
+        return torch.softmax(logits, 1)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -103,23 +130,23 @@ class TransferClassifier(LabelskyModule):
             x = self.augment(x)
         logits = self(x)
         loss = self._loss(logits, y)
-        acc = (logits.argmax(1) == y).float().mean()
+        name, score = self._score(logits, y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
-        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log(f"train_{name}", score, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         self.log("val_loss", self._loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
-        self.log("val_acc", (logits.argmax(1) == y).float().mean(), on_epoch=True, prog_bar=True,
-                 batch_size=len(y), sync_dist=True)
+        name, score = self._score(logits, y)
+        self.log(f"val_{name}", score, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def embed(self, x):
         return self.model.embed(x)
 
     def from_embedding(self, embedding):
-        return torch.softmax(self.model.head.out(embedding), 1)
+        return self._outputs(self.model.head.out(embedding))
 
     def configure_optimizers(self):
         cfg = self.cfg

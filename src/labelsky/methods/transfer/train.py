@@ -63,7 +63,8 @@ def train_one(run_dir: str | Path, train_parts: Sequence[tuple], val_parts: Sequ
                          "labels": "catalog" if lab is None else "given"} for ds, rows, lab in train_parts],
               "val": [{"dataset": str(ds.path), "survey": ds.survey.name, "n": int(len(rows))}
                       for ds, rows, _ in val_parts],
-              "n_train_per_class": np.bincount(labels[labels >= 0], minlength=len(class_names)).tolist()}
+              "n_train_per_class": None if cfg.questions != "classes" else  # a vote head has no classes
+              np.bincount(labels[labels >= 0], minlength=len(class_names)).tolist()}
     if cfg.weights and cfg.weights not in ("timm", "none"):
         from labelsky.models.provenance import weights_provenance
 
