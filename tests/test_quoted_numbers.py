@@ -111,6 +111,17 @@ def uda_sdss_ablation_quotes():
     return out
 
 
+def vote_tree_quotes():
+    m = _metrics("vote_tree")
+
+    def f(c):
+        return f"{c['mean']:.4f} ± {c['std']:.4f}"
+
+    out = [f(m["summary"][arm][n]) for arm in ("first", "decals-dr5") for n in ("300", "1000")]
+    return out + [f(m["tree_minus_first"][n]) for n in ("300", "1000")] + [
+        f(m["mean_predictor_questions"]["300"]["smooth-or-featured"])]
+
+
 def pretext_statistics_quotes():
     m = _metrics("pretext_statistics")
     return [f"{m['stats_accuracy'][s]:.3f}" for s in ("khan", "robust_asinh", "standardize", "equalize")] + [
@@ -169,6 +180,7 @@ QUOTES = [
     ("docs/uda.md", uda_ablation_quotes),
     ("docs/uda.md", uda_lsst_quotes),
     ("README.md", demo_quotes),
+    ("docs/semisup.md", vote_tree_quotes),
     ("README.md", samples_quotes),
     ("docs/samples.md", samples_quotes),
     ("README.md", sim_to_real_quotes),
