@@ -111,6 +111,13 @@ def uda_sdss_ablation_quotes():
     return out
 
 
+def etvae_quotes():
+    m = _metrics("etvae")
+    s = m["summary"]
+    out = [f"{s[k][n]['mean']:.3f} ± {s[k][n]['std']:.3f}" for k in s for n in ("100", "300", "800", "1200")]
+    return out + [f"{m['claims']['semi_minus_supervised'][n]:+.3f}".replace("-", "−") for n in ("100", "300")]
+
+
 def vote_tree_quotes():
     m = _metrics("vote_tree")
 
@@ -181,6 +188,7 @@ QUOTES = [
     ("docs/uda.md", uda_lsst_quotes),
     ("README.md", demo_quotes),
     ("docs/semisup.md", vote_tree_quotes),
+    ("docs/semisup.md", etvae_quotes),
     ("README.md", samples_quotes),
     ("docs/samples.md", samples_quotes),
     ("README.md", sim_to_real_quotes),
