@@ -72,8 +72,9 @@ def catalog_table(ds: LabelskyDataset, rows: np.ndarray, output: np.ndarray | No
         cols[f"p_{n}"] = pa.array(output[:, k], pa.float32())
     tree = tree_of_columns(names) if kind == "fractions" else None
     if tree is not None:  # every answer of a decision tree: unconditional probabilities; classes from the first
+        unconditional = tree.unconditional(output)
         for k, n in enumerate(names):
-            cols[f"p_{n}_unconditional"] = pa.array(tree.unconditional(output)[:, k], pa.float32())
+            cols[f"p_{n}_unconditional"] = pa.array(unconditional[:, k], pa.float32())
         first = len(tree.questions[0].answers)
         output, names = output[:, :first], names[:first]
     pred = output.argmax(axis=1)
