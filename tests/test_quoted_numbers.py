@@ -93,22 +93,20 @@ def uda_ablation_quotes():
                   f"{summary['dance_dsbn']['target_test']['unknown_accuracy']['mean']:.3f}"]
 
 
+def _target_accuracies(name: str, variants) -> list[str]:
+    summary = _metrics(name)["sdss-decals"]["summary"]
+    return [f"{summary[v]['target_test']['accuracy']['mean']:.3f} ± {summary[v]['target_test']['accuracy']['std']:.3f}"
+            for v in variants]
+
+
 def uda_sdss_quotes():
-    summary = _metrics("deepastrouda_sdss_decals")["sdss-decals"]["summary"]
-    out = []
-    for variant in ("source_only", "deepastrouda", "deepastrouda_ordered", "deepastrouda_no_ac"):
-        t = summary[variant]["target_test"]["accuracy"]
-        out.append(f"{t['mean']:.3f} ± {t['std']:.3f}")
-    return out
+    return _target_accuracies("deepastrouda_sdss_decals",
+                              ("source_only", "deepastrouda", "deepastrouda_ordered", "deepastrouda_no_ac"))
 
 
 def uda_sdss_ablation_quotes():
-    summary = _metrics("deepastrouda_sdss_decals_ablations")["sdss-decals"]["summary"]
-    out = []
-    for variant in ("dance", "dance_dsbn", "deepastrouda_no_es", "deepastrouda_no_dsbn"):
-        t = summary[variant]["target_test"]["accuracy"]
-        out.append(f"{t['mean']:.3f} ± {t['std']:.3f}")
-    return out
+    return _target_accuracies("deepastrouda_sdss_decals_ablations",
+                              ("deepastrouda", "dance", "dance_dsbn", "deepastrouda_no_es", "deepastrouda_no_dsbn"))
 
 
 def etvae_quotes():
